@@ -1,0 +1,100 @@
+import json
+
+import cv2
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+
+from samprompt import cli
+from samprompt.models import save_safetensors
+from samprompt.synthetic import make_scene, write_dataset
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory, random_sam):
+    return str(save_safetensors(random_sam, tmp_path_factory.mktemp("m") / "rand.safetensors"))
+
+
+@pytest.fixture()
+def image_file(tmp_path):
+    s = make_scene(2, size=(120, 160))
+    p = tmp_path / "img.png"
+    cv2.imwrite(str(p), s.image[..., ::-1])
+    return p
+
+
+def test_help_on_every_command(capsys):
+    for cmd in ([], ["segment"], ["eval"], ["weights"], ["synth"], ["demo"]):
+        with pytest.raises(SystemExit) as e:
+            cli.main(cmd + ["--help"])
+        assert e.value.code == 0
+    assert "usage: samprompt" in capsys.readouterr().out
+
+
+def test_segment_points_and_boxes_all_formats(tmp_path, image_file, ckpt):
+    out = tmp_path / "out"
+    rc = cli.main(["segment", str(image_file), "--point", "40,50", "--point", "60,60,0", "--box", "10,10,100,90",
+                   "--model", ckpt, "--format", "png", "--format", "coco", "--format", "yolo", "--out", str(out),
+                   "--quiet"])
+    assert rc == 0
+    lab = cv2.imread(str(out / "img.png"), cv2.IMREAD_UNCHANGED)
+    assert lab.shape == (120, 160)
+    assert (out / "img_overlay.png").exists() and (out / "labels" / "img.txt").exists()
+    api = COCO(str(out / "coco.json"))
+    assert len(api.getAnnIds()) == 1
+    replay = json.loads((out / "img.prompts.json").read_text())
+    assert replay["objects"][0]["labels"] == [1, 0] and replay["objects"][0]["box"] == [10, 10, 100, 90]
+    # replaying the saved prompts gives the same label map
+    out2 = tmp_path / "out2"
+    assert cli.main(["segment", str(image_file), "--prompts", str(out / "img.prompts.json"), "--model", ckpt,
+                     "--out", str(out2), "--quiet"]) == 0
+    assert np.array_equal(cv2.imread(str(out2 / "img.png"), cv2.IMREAD_UNCHANGED), lab)
+
+
+def test_segment_folder_resumes_and_records_failures(tmp_path, ckpt):
+    data = write_dataset(tmp_path / "d", 3)
+    (data / "images" / "zz_broken.png").write_bytes(b"broken")
+    out = tmp_path / "o"
+    args = ["segment", str(data), "--box", "5,5,100,100", "--box", "50,50,200,200", "--model", ckpt,
+            "--out", str(out), "--quiet"]
+    assert cli.main(args) == 0
+    assert len(list(out.glob("default_*_overlay.png"))) == 3
+    assert "zz_broken.png" in json.loads((out / "failures.json").read_text())
+    stamp = (out / "default_000000.png").stat().st_mtime_ns
+    assert cli.main(args) == 0  # resume: finished images are skipped
+    assert (out / "default_000000.png").stat().st_mtime_ns == stamp
+
+
+def test_segment_auto(tmp_path, image_file, ckpt):
+    assert cli.main(["segment", str(image_file), "--auto", "--points-per-side", "4", "--model", ckpt,
+                     "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    assert (tmp_path / "a" / "img.png").exists()
+
+
+def test_bad_input_gives_clear_errors(tmp_path, image_file, ckpt, capsys):
+    assert cli.main(["segment", str(image_file), "--model", ckpt, "--out", str(tmp_path)]) == 2
+    assert "give prompts" in capsys.readouterr().err
+    assert cli.main(["segment", str(image_file), "--point", "999,5", "--model", ckpt, "--out", str(tmp_path)]) == 2
+    assert "outside" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["segment", str(image_file), "--box", "1,2,3"])
+    assert "4 numbers" in capsys.readouterr().err
+    assert cli.main(["segment", str(image_file), "--point", "5,5", "--model", str(tmp_path / "nope.pth")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_eval_json_and_synth(tmp_path, ckpt, capsys):
+    assert cli.main(["synth", str(tmp_path / "d"), "-n", "2", "--style", "rooftops"]) == 0
+    capsys.readouterr()
+    assert cli.main(["eval", str(tmp_path / "d"), "--prompt", "clicks", "--clicks", "3", "--model", ckpt,
+                     "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["n_images"] == 2 and len(rep["per_click_mIoU"]) == 3 and "per_image" not in rep
+
+
+def test_weights_list(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("SAMPROMPT_HOME", str(tmp_path))
+    assert cli.main(["weights", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "vit_h" in out and "not downloaded" in out and "tiny" in out
+    assert cli.main(["weights", "download"]) == 2
