@@ -43,6 +43,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--size", type=int, default=512, help="test image side in pixels")
     p.add_argument("--json", help="also write the results here")
+    p.add_argument("--batch-size", type=int, default=None, help="Segmenter objects per decoder call")
     args = p.parse_args()
     torch.manual_seed(0)
     model = build_sam(REGISTRY[args.arch].arch)
@@ -72,7 +73,7 @@ def main() -> None:
         res["decode_1"] = (ref, ours)
 
         ref = _time(lambda: [pred.predict(box=np.array(b), multimask_output=False) for b in boxes], args.repeats)
-        ours = _time(lambda: seg.predict(img, prompts), args.repeats)
+        ours = _time(lambda: seg.predict(img, prompts, batch_size=args.batch_size), args.repeats)
         res["boxes_64"] = (ref, ours)
 
         other = imgs[-1]

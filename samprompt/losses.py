@@ -44,6 +44,7 @@ def sam_loss(
     iou_weight: float = 1.0,
     select: str = "min",
     focal_alpha: float = -1.0,
+    focal_gamma: float = 2.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SAM's loss for one decoding round.
 
@@ -59,7 +60,7 @@ def sam_loss(
     Returns the scalar loss and the index of the mask used per object (B,).
     """
     t = target[:, None].expand_as(logits)
-    per_mask = focal_weight * sigmoid_focal_loss(logits, t, alpha=focal_alpha) + dice_weight * dice_loss(logits, t)
+    per_mask = focal_weight * sigmoid_focal_loss(logits, t, alpha=focal_alpha, gamma=focal_gamma) + dice_weight * dice_loss(logits, t)
     if select == "min":
         idx = per_mask.argmin(1)
     else:

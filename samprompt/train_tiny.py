@@ -113,10 +113,10 @@ def train_step(model, scenes, rng, args, device) -> dict:
             up = F.interpolate(logits, (args.loss_size, args.loss_size), mode="bilinear", align_corners=False)
             ambiguous = boxes is None and coords.shape[1] == 1
             if ambiguous:
-                loss, idx = sam_loss(up[:, 1:], iou[:, 1:], target)
+                loss, idx = sam_loss(up[:, 1:], iou[:, 1:], target, **args.loss_kw)
                 idx = idx + 1
             else:
-                loss, idx = sam_loss(up, iou, target, select="first")
+                loss, idx = sam_loss(up, iou, target, select="first", **args.loss_kw)
             total = total + loss
             n_terms += 1
             chosen = up[torch.arange(len(ids)), idx]
@@ -177,7 +177,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--save-every", type=int, default=50)
     p.add_argument("--val-every", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", type=Path, help="start from these weights (e.g. the packaged tiny.safetensors)")
+    p.add_argument("--focal-weight", type=float, default=20.0)
+    p.add_argument("--focal-gamma", type=float, default=2.0, help="0 turns the focal term into plain BCE")
+    p.add_argument("--dice-weight", type=float, default=1.0)
     args = p.parse_args(argv)
+    args.loss_kw = dict(focal_weight=args.focal_weight, focal_gamma=args.focal_gamma, dice_weight=args.dice_weight)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -187,6 +192,11 @@ def main(argv: list[str] | None = None) -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     step, elapsed, best = 0, 0.0, -1.0
     last = args.out / "last.pt"
+    if args.init is not None and not last.exists():
+        from .models import read_state_dict
+
+        model.load_state_dict(read_state_dict(args.init))
+        print(f"initialised from {args.init}", flush=True)
     if last.exists():
         ck = torch.load(last, map_location="cpu", weights_only=True)
         model.load_state_dict(ck["model"])
@@ -247,3 +257,17 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def package(src: str | Path, card: dict | None = None) -> Path:
+    """Copy trained weights into the package as ``weights/tiny.safetensors`` + ``tiny.json`` (sha256, card)."""
+    import shutil
+
+    from .models import sha256_file, weights_path
+
+    dest = weights_path("tiny")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dest)
+    info = {"name": "tiny", "sha256": sha256_file(dest), "bytes": dest.stat().st_size, **(card or {})}
+    dest.with_name("tiny.json").write_text(json.dumps(info, indent=1) + "\n")
+    return dest

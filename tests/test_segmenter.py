@@ -131,11 +131,11 @@ def test_many_objects_use_batched_decoder_calls(sam, scene):
     handle = sam.mask_decoder.register_forward_hook(lambda *a: calls.append(1))
     try:
         boxes = [Prompt(box=(i, i, i + 40, i + 30)) for i in range(0, 100, 2)]
-        res = seg.predict(scene.image, boxes)
+        res = seg.predict(scene.image, boxes, batch_size=64)
         assert len(res) == 50 and len(calls) == 1
         calls.clear()
         mixed = boxes[:10] + [Prompt(points=[(i + 5, 20)]) for i in range(10)]
-        seg.predict(scene.image, mixed)
+        seg.predict(scene.image, mixed, batch_size=64)
         assert len(calls) == 2  # one call per prompt signature
         calls.clear()
         seg.predict(scene.image, boxes, batch_size=16)
