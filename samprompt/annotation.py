@@ -1,0 +1,249 @@
+"""The state of an interactive annotation of one image, independent of any UI.
+
+An :class:`ImageAnnotation` holds the objects of one image, each with a class
+label, the prompt that made its mask (points, labels, box) and the mask. Every
+edit goes through it, so undo/redo, saving and resuming work the same from the
+Gradio annotator, a notebook or a test. Masks are recomputed from the cached
+image embedding after each edit: the encoder runs once per image.
+
+Saved state (``NAME.annotation.json``) is the prompts JSON schema plus, per
+object, the accepted mask as COCO RLE, so a session can be replayed or resumed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import PromptError
+from .export import CocoWriter, export_png, export_yolo
+from .io import atomic_write_text
+from .masks import mask_to_rle, rle_to_mask
+from .prompts import Prompt, prompts_to_json
+from .segmenter import Segmenter
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(name: str, default: str = "image") -> str:
+    """A file-name stem without path separators or odd characters (no traversal)."""
+    stem = Path(str(name).replace("\\", "/")).name
+    stem = _SAFE.sub("_", stem).strip("._")
+    return stem[:100] or default
+
+
+@dataclass
+class AnnotatedObject:
+    """One object: class label, its prompt state and its current mask ((H, W) bool or None)."""
+
+    label: str
+    points: list[tuple[float, float]] = field(default_factory=list)
+    point_labels: list[int] = field(default_factory=list)
+    box: tuple[float, float, float, float] | None = None
+    mask: np.ndarray | None = None
+    score: float | None = None
+
+    def prompt(self, logits: np.ndarray | None = None) -> Prompt | None:
+        if not self.points and self.box is None:
+            return None
+        return Prompt(points=self.points, labels=self.point_labels, box=self.box, mask=logits, label=self.label)
+
+
+class ImageAnnotation:
+    """Objects of one image with undo/redo; masks come from ``segmenter``.
+
+    Args:
+        segmenter: the :class:`Segmenter` (its cache makes re-prompting cheap).
+        image: (H, W, 3) uint8 RGB.
+        name: the image's name (sanitised for exports).
+        max_history: undo depth.
+    """
+
+    def __init__(self, segmenter: Segmenter, image: np.ndarray, name: str, max_history: int = 100) -> None:
+        self.seg = segmenter
+        self.image = image
+        self.name = safe_name(name)
+        self.objects: list[AnnotatedObject] = []
+        self.current: int | None = None
+        self.proposals: list[np.ndarray] = []
+        self._undo: list[tuple[list[AnnotatedObject], int | None]] = []
+        self._redo: list[tuple[list[AnnotatedObject], int | None]] = []
+        self.max_history = max_history
+
+    # ------------------------------------------------------------- history
+    def _checkpoint(self) -> None:
+        self._undo.append((copy.deepcopy(self.objects), self.current))
+        self._undo = self._undo[-self.max_history :]
+        self._redo.clear()
+
+    def undo(self) -> bool:
+        if not self._undo:
+            return False
+        self._redo.append((copy.deepcopy(self.objects), self.current))
+        self.objects, self.current = self._undo.pop()
+        return True
+
+    def redo(self) -> bool:
+        if not self._redo:
+            return False
+        self._undo.append((copy.deepcopy(self.objects), self.current))
+        self.objects, self.current = self._redo.pop()
+        return True
+
+    # --------------------------------------------------------------- edits
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.image.shape[0], self.image.shape[1]
+
+    def new_object(self, label: str = "object") -> int:
+        """Start a new (empty) object and make it current; returns its index."""
+        self._checkpoint()
+        self.objects.append(AnnotatedObject(label=label))
+        self.current = len(self.objects) - 1
+        return self.current
+
+    def _current(self, label: str) -> AnnotatedObject:
+        if self.current is None:
+            self.objects.append(AnnotatedObject(label=label))
+            self.current = len(self.objects) - 1
+        return self.objects[self.current]
+
+    def add_point(self, x: float, y: float, positive: bool = True, label: str = "object") -> AnnotatedObject:
+        """Add a click to the current object (a new one if none) and update its mask."""
+        h, w = self.size
+        if not (0 <= x <= w - 1 and 0 <= y <= h - 1):
+            raise PromptError(f"point ({x}, {y}) lies outside the {w}x{h} image")
+        self._checkpoint()
+        obj = self._current(label)
+        obj.points.append((float(x), float(y)))
+        obj.point_labels.append(1 if positive else 0)
+        self._update(obj)
+        return obj
+
+    def set_box(self, box: Sequence[float], label: str = "object") -> AnnotatedObject:
+        """Set the box of the current object (a new one if none) and update its mask."""
+        Prompt(box=box).validate(*self.size)
+        self._checkpoint()
+        obj = self._current(label)
+        obj.box = tuple(float(v) for v in box)  # type: ignore[assignment]
+        self._update(obj)
+        return obj
+
+    def _update(self, obj: AnnotatedObject) -> None:
+        prompt = obj.prompt()
+        if prompt is None:
+            obj.mask, obj.score = None, None
+            return
+        res = self.seg.predict(self.image, prompt)
+        obj.mask, obj.score = res.mask, res.score
+
+    def select(self, index: int) -> None:
+        self._check(index)
+        self.current = index
+
+    def rename(self, index: int, label: str) -> None:
+        self._check(index)
+        self._checkpoint()
+        self.objects[index].label = label
+
+    def delete(self, index: int) -> None:
+        self._check(index)
+        self._checkpoint()
+        del self.objects[index]
+        self.current = None if not self.objects else min(index, len(self.objects) - 1)
+
+    def clear(self) -> None:
+        self._checkpoint()
+        self.objects, self.current = [], None
+
+    def _check(self, index: int) -> None:
+        if not 0 <= index < len(self.objects):
+            raise IndexError(f"no object {index}; there are {len(self.objects)}")
+
+    # ----------------------------------------------------------- proposals
+    def propose(self, **kwargs) -> list[np.ndarray]:
+        """Segment-everything proposals (not yet objects): accept or discard them one by one."""
+        self.proposals = list(self.seg.segment_everything(self.image, **kwargs).masks)
+        return self.proposals
+
+    def accept(self, k: int, label: str = "object") -> AnnotatedObject:
+        mask = self.proposals.pop(k)
+        self._checkpoint()
+        obj = AnnotatedObject(label=label, mask=mask)
+        self.objects.append(obj)
+        self.current = len(self.objects) - 1
+        return obj
+
+    def discard(self, k: int) -> None:
+        self.proposals.pop(k)
+
+    # ---------------------------------------------------------- save/load
+    def masks(self) -> np.ndarray:
+        """(N, H, W) bool masks of the objects that have one."""
+        ms = [o.mask for o in self.objects if o.mask is not None]
+        return np.stack(ms) if ms else np.zeros((0, *self.size), bool)
+
+    def to_json(self) -> dict:
+        prompts, extra = [], []
+        for o in self.objects:
+            p = o.prompt()
+            prompts.append(p if p is not None else None)
+            extra.append({"label": o.label, "score": o.score, "rle": None if o.mask is None else mask_to_rle(o.mask)})
+        doc = prompts_to_json([p for p in prompts if p is not None], image=self.name, image_size=self.size)
+        # one entry per object, prompt or not (accepted proposals have none)
+        doc["objects"] = [
+            {**(p.to_dict() if p is not None else {"points": [], "labels": [], "box": None, "mask": None}),
+             "label": e["label"], "score": e["score"], "accepted_mask": e["rle"]}
+            for p, e in zip(prompts, extra)
+        ]
+        return doc
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the annotation state (atomically) to ``folder/NAME.annotation.json``."""
+        return atomic_write_text(Path(folder) / f"{self.name}.annotation.json", json.dumps(self.to_json()))
+
+    def load(self, folder: str | Path) -> bool:
+        """Resume from ``folder/NAME.annotation.json`` if it exists; returns whether it did."""
+        path = Path(folder) / f"{self.name}.annotation.json"
+        if not path.exists():
+            return False
+        doc = json.loads(path.read_text())
+        self.objects = []
+        for o in doc.get("objects", []):
+            rle = o.get("accepted_mask")
+            self.objects.append(
+                AnnotatedObject(
+                    label=o.get("label") or "object",
+                    points=[tuple(p) for p in o.get("points", [])],
+                    point_labels=list(o.get("labels", [])),
+                    box=tuple(o["box"]) if o.get("box") else None,
+                    mask=rle_to_mask(rle) if rle else None,
+                    score=o.get("score"),
+                )
+            )
+        self.current = len(self.objects) - 1 if self.objects else None
+        return True
+
+    def export(self, folder: str | Path, formats: Sequence[str] = ("png", "coco", "yolo"),
+               categories: Sequence[str] = ("object",)) -> list[Path]:
+        """Write this image's masks in the given formats, plus the state JSON for replay."""
+        folder = Path(folder)
+        masks = self.masks()
+        labels = [o.label for o in self.objects if o.mask is not None]
+        written = [self.save(folder)]
+        if "png" in formats:
+            written += export_png(folder, self.name, self.image, masks)
+        cats = list(categories) + [c for c in labels if c not in categories]
+        if "yolo" in formats:
+            written.append(export_yolo(folder / "labels" / f"{self.name}.txt", masks, [cats.index(c) for c in labels]))
+        if "coco" in formats:
+            coco = CocoWriter(cats)
+            coco.add_image(f"{self.name}.png", masks, labels=labels)
+            written.append(coco.write(folder / f"{self.name}.coco.json"))
+        return written
