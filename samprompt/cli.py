@@ -284,10 +284,27 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--model", default="tiny")
     d.set_defaults(func=cmd_demo)
+    a = sub.add_parser("annotate", help="interactive annotation in the browser (Gradio)", add_help=False,
+                       description="Launch the Gradio annotator; see samprompt annotate --help.")
+    a.add_argument("rest", nargs=argparse.REMAINDER)
+    a.set_defaults(func=cmd_annotate)
     return p
 
 
+def cmd_annotate(args) -> int:
+    from .errors import require
+
+    require("gradio", "app")
+    from .annotator import main as annotate_main
+
+    annotate_main([a for a in args.rest if a != "--"])
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["annotate"]:  # the app parses its own arguments
+        argv = ["annotate", "--", *argv[1:]] if len(argv) > 1 else argv
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "format", None) is None and args.command == "segment":

@@ -1,0 +1,295 @@
+"""The samprompt annotator: interactive SAM prompting in the browser (Gradio).
+
+    samprompt annotate [FOLDER] [--model tiny] [--host 127.0.0.1] [--port 7860] [--out DIR]
+
+Click the image to add positive or negative points, or two clicks in box mode
+for a box; the mask updates from the cached image embedding. Several objects
+per image, each with a class label; undo/redo; "segment everything" proposals
+to accept or discard; export COCO / PNG / YOLO-seg plus the prompts. With a
+FOLDER, saved annotations in the output folder are resumed on reopening.
+
+Each browser tab has its own state (``gr.State``); the model and its
+content-keyed embedding cache are shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .annotation import ImageAnnotation, safe_name
+from .errors import SampromptError
+from .images import IMAGE_SUFFIXES, to_rgb_uint8
+from .masks import overlay
+from .segmenter import Segmenter
+
+MODES = ("positive point", "negative point", "box (two clicks)")
+
+
+@dataclass
+class SessionState:
+    """What one browser tab holds."""
+
+    ann: ImageAnnotation | None = None
+    index: int = 0
+    box_start: tuple[float, float] | None = None
+    proposal: int = 0
+    classes: list[str] = field(default_factory=lambda: ["object"])
+
+
+class Annotator:
+    """The app's logic, UI-free so it can be tested directly and through Gradio."""
+
+    def __init__(self, segmenter: Segmenter, folder: str | Path | None = None, out: str | Path | None = None,
+                 max_side: int = 4096) -> None:
+        self.seg = segmenter
+        self.folder = Path(folder) if folder else None
+        self.images: list[Path] = []
+        if self.folder is not None:
+            sub = self.folder / "images" if (self.folder / "images").is_dir() else self.folder
+            self.images = sorted(p for p in sub.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.out = Path(out) if out else (self.folder / "annotations" if self.folder else Path("annotations"))
+        self.max_side = max_side
+
+    # ---------------------------------------------------------------- images
+    def _open(self, state: SessionState, image: np.ndarray, name: str) -> str:
+        rgb = to_rgb_uint8(image)
+        if max(rgb.shape[:2]) > self.max_side:
+            raise SampromptError(f"image is {rgb.shape[1]}x{rgb.shape[0]}; the limit is {self.max_side} px a side")
+        state.ann = ImageAnnotation(self.seg, rgb, name)
+        state.box_start, state.proposal = None, 0
+        resumed = state.ann.load(self.out)
+        self.seg.embed(rgb)  # encode once, now, so clicks are instant
+        return f"opened {state.ann.name}" + (f" (resumed {len(state.ann.objects)} objects)" if resumed else "")
+
+    def open_upload(self, state: SessionState, path: str | None) -> str:
+        if not path:
+            raise SampromptError("no file uploaded")
+        return self._open(state, to_rgb_uint8(path), Path(path).name)
+
+    def open_index(self, state: SessionState, index: int) -> str:
+        if not self.images:
+            raise SampromptError("no folder of images was given; upload an image instead")
+        if state.ann is not None and state.ann.objects:
+            state.ann.save(self.out)  # never lose work when stepping away
+        state.index = int(np.clip(index, 0, len(self.images) - 1))
+        return self._open(state, to_rgb_uint8(self.images[state.index]), self.images[state.index].name)
+
+    def progress(self, state: SessionState) -> str:
+        if not self.images:
+            return "upload an image to start"
+        done = sum((self.out / f"{safe_name(p.name)}.annotation.json").exists() for p in self.images)
+        return f"image {state.index + 1} / {len(self.images)} ({done} with saved annotations)"
+
+    # ---------------------------------------------------------------- clicks
+    def click(self, state: SessionState, x: float, y: float, mode: str, label: str) -> str:
+        ann = self._need(state)
+        if mode == MODES[2]:
+            if state.box_start is None:
+                state.box_start = (x, y)
+                return "box: click the opposite corner"
+            (x0, y0), state.box_start = state.box_start, None
+            box = (min(x0, x), min(y0, y), max(x0, x), max(y0, y))
+            if box[2] - box[0] < 1 or box[3] - box[1] < 1:
+                raise SampromptError("box too small: click two different corners")
+            ann.set_box(box, label=label)
+        else:
+            ann.add_point(x, y, positive=mode == MODES[0], label=label)
+        obj = ann.objects[ann.current]  # type: ignore[index]
+        return f"object {ann.current}: {obj.label}, score {obj.score:.3f}" if obj.score is not None else "ok"
+
+    def _need(self, state: SessionState) -> ImageAnnotation:
+        if state.ann is None:
+            raise SampromptError("open an image first")
+        return state.ann
+
+    # ---------------------------------------------------------------- render
+    def render(self, state: SessionState) -> np.ndarray | None:
+        if state.ann is None:
+            return None
+        ann = state.ann
+        masks = [o.mask if o.mask is not None else np.zeros(ann.size, bool) for o in ann.objects]
+        pts = [(np.array(o.points).reshape(-1, 2), np.array(o.point_labels)) for o in ann.objects]
+        boxes = [np.array(o.box) if o.box else None for o in ann.objects]
+        stack = np.stack(masks) if masks else np.zeros((0, *ann.size), bool)
+        pic = overlay(ann.image, stack, points=pts, boxes=boxes)
+        if ann.proposals and state.proposal < len(ann.proposals):
+            pic = overlay(pic, ann.proposals[state.proposal][None], alpha=0.35)
+        return pic
+
+    def object_choices(self, state: SessionState) -> list[str]:
+        if state.ann is None:
+            return []
+        return [f"{i}: {o.label}" for i, o in enumerate(state.ann.objects)]
+
+    def export(self, state: SessionState) -> list[str]:
+        ann = self._need(state)
+        return [str(p) for p in ann.export(self.out, categories=state.classes)]
+
+    def export_all(self, state: SessionState) -> str:
+        """COCO for every saved annotation of the folder in one file."""
+        from .export import CocoWriter
+        from .masks import rle_to_mask
+        import json
+
+        coco = CocoWriter(state.classes)
+        for path in sorted(self.out.glob("*.annotation.json")):
+            doc = json.loads(path.read_text())
+            objs = [o for o in doc["objects"] if o.get("accepted_mask")]
+            masks = np.stack([rle_to_mask(o["accepted_mask"]) for o in objs]) if objs else np.zeros((0, *doc["image_size"]), bool)
+            coco.add_image(doc["image"], masks, labels=[o["label"] for o in objs],
+                           height=doc["image_size"][0], width=doc["image_size"][1])
+        return str(coco.write(self.out / "coco_all.json"))
+
+
+def build_app(annotator: Annotator):
+    """The Gradio Blocks UI over an :class:`Annotator`."""
+    import gradio as gr
+
+    def guard(fn):
+        """Run an action; a SampromptError becomes a status message, the app keeps working."""
+
+        def wrapped(state, *args):
+            try:
+                msg = fn(state, *args)
+            except (SampromptError, IndexError, ValueError) as exc:
+                msg = f"⚠️ {exc}"
+            choices = annotator.object_choices(state)
+            current = choices[state.ann.current] if state.ann is not None and state.ann.current is not None and choices else None
+            return (state, annotator.render(state), msg or "", gr.update(choices=choices, value=current),
+                    annotator.progress(state))
+
+        return wrapped
+
+    with gr.Blocks(title="samprompt annotator") as app:
+        state = gr.State(lambda: SessionState())  # a factory: one state per browser tab
+        gr.Markdown("## samprompt annotator\nClick to prompt SAM. Masks update from the cached embedding.")
+        with gr.Row():
+            with gr.Column(scale=3):
+                canvas = gr.Image(label="image", type="numpy", interactive=False, elem_id="canvas")
+                status = gr.Markdown(elem_id="status")
+            with gr.Column(scale=1):
+                upload = gr.File(label="upload an image", file_types=list(IMAGE_SUFFIXES), elem_id="upload")
+                with gr.Row():
+                    prev_b = gr.Button("◀ previous", elem_id="prev")
+                    next_b = gr.Button("next ▶", elem_id="next")
+                progress = gr.Markdown(annotator.progress(SessionState()))
+                mode = gr.Radio(list(MODES), value=MODES[0], label="click adds", elem_id="mode")
+                label = gr.Dropdown(["object"], value="object", allow_custom_value=True, label="class", elem_id="label")
+                objects = gr.Dropdown([], label="objects", elem_id="objects")
+                with gr.Row():
+                    new_b = gr.Button("new object", elem_id="new")
+                    rename_b = gr.Button("rename", elem_id="rename")
+                    delete_b = gr.Button("delete", elem_id="delete")
+                with gr.Row():
+                    undo_b = gr.Button("undo", elem_id="undo")
+                    redo_b = gr.Button("redo", elem_id="redo")
+                    clear_b = gr.Button("clear", elem_id="clear")
+                with gr.Row():
+                    propose_b = gr.Button("segment everything", elem_id="propose")
+                    accept_b = gr.Button("accept", elem_id="accept")
+                    discard_b = gr.Button("discard", elem_id="discard")
+                export_b = gr.Button("export image", variant="primary", elem_id="export")
+                export_all_b = gr.Button("export folder (COCO)", elem_id="export_all")
+                files = gr.File(label="exported files", file_count="multiple", elem_id="files")
+
+        outs = [state, canvas, status, objects, progress]
+
+        def on_select(st, mode_v, label_v, evt: gr.SelectData):
+            x, y = evt.index
+            return annotator.click(st, float(x), float(y), mode_v, label_v or "object")
+
+        def idx(o):
+            return int(o.split(":")[0]) if o else -1
+
+        canvas.select(guard(on_select), [state, mode, label], outs, api_name=False)
+        # The same action without a browser: "x,y" text (used by scripts and gradio_client).
+        xy = gr.Textbox(visible=False)
+        xy_b = gr.Button(visible=False)
+
+        def on_xy(st, text, mode_v, label_v):
+            try:
+                x, y = (float(v) for v in str(text).split(","))
+            except ValueError:
+                raise SampromptError(f"expected 'x,y' in pixels, got {text!r}") from None
+            return annotator.click(st, x, y, mode_v, label_v or "object")
+
+        xy_b.click(guard(on_xy), [state, xy, mode, label], outs, api_name="click")
+        upload.upload(guard(lambda st, f: annotator.open_upload(st, f)), [state, upload], outs, api_name="upload")
+        prev_b.click(guard(lambda st: annotator.open_index(st, st.index - 1)), [state], outs, api_name="previous")
+        next_b.click(guard(lambda st: annotator.open_index(st, st.index + 1 if st.ann else 0)), [state], outs,
+                     api_name="next")
+        new_b.click(guard(lambda st, lab: f"object {annotator._need(st).new_object(lab or 'object')}"), [state, label], outs,
+                    api_name="new_object")
+        objects.input(guard(lambda st, o: annotator._need(st).select(idx(o))), [state, objects], outs, api_name="select")
+        rename_b.click(guard(lambda st, o, lab: annotator._need(st).rename(idx(o), lab)), [state, objects, label], outs,
+                       api_name="rename")
+        delete_b.click(guard(lambda st, o: annotator._need(st).delete(idx(o))), [state, objects], outs, api_name="delete")
+        undo_b.click(guard(lambda st: "undone" if annotator._need(st).undo() else "nothing to undo"), [state], outs,
+                     api_name="undo")
+        redo_b.click(guard(lambda st: "redone" if annotator._need(st).redo() else "nothing to redo"), [state], outs,
+                     api_name="redo")
+        clear_b.click(guard(lambda st: annotator._need(st).clear()), [state], outs, api_name="clear")
+
+        def propose(st):
+            n = len(annotator._need(st).propose())
+            st.proposal = 0
+            return f"{n} proposals: accept or discard the highlighted one"
+
+        def accept(st, lab):
+            ann = annotator._need(st)
+            if not ann.proposals:
+                return "no proposals left"
+            ann.accept(0, lab or "object")
+            return f"accepted; {len(ann.proposals)} left"
+
+        def discard(st):
+            ann = annotator._need(st)
+            if not ann.proposals:
+                return "no proposals left"
+            ann.discard(0)
+            return f"discarded; {len(ann.proposals)} left"
+
+        propose_b.click(guard(propose), [state], outs, api_name="propose")
+        accept_b.click(guard(accept), [state, label], outs, api_name="accept")
+        discard_b.click(guard(discard), [state], outs, api_name="discard")
+
+        def export(st, lab):
+            if lab and lab not in st.classes:
+                st.classes.append(lab)
+            return annotator.export(st)
+
+        def wrap_export(st, lab):
+            try:
+                paths = export(st, lab)
+                return paths, f"exported {len(paths)} files to {annotator.out}"
+            except SampromptError as exc:
+                return None, f"⚠️ {exc}"
+
+        export_b.click(wrap_export, [state, label], [files, status], api_name="export")
+        export_all_b.click(lambda st: ([annotator.export_all(st)], "exported the folder"), [state], [files, status],
+                           api_name="export_all")
+        if annotator.images:
+            app.load(guard(lambda st: annotator.open_index(st, 0)), [state], outs)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="samprompt annotate", description="Interactive SAM annotation in the browser.")
+    p.add_argument("folder", nargs="?", help="folder of images (or a labelled folder's images/)")
+    p.add_argument("--model", default="tiny", help="registry name or checkpoint path (default: tiny)")
+    p.add_argument("--out", help="where annotations go (default: FOLDER/annotations)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--max-upload-mb", type=float, default=25)
+    args = p.parse_args(argv)
+    annotator = Annotator(Segmenter(args.model), args.folder, args.out)
+    build_app(annotator).launch(server_name=args.host, server_port=args.port,
+                                max_file_size=f"{args.max_upload_mb}mb", show_error=True)
+
+
+if __name__ == "__main__":
+    main()
