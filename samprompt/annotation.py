@@ -61,14 +61,14 @@ class ImageAnnotation:
     Args:
         segmenter: the :class:`Segmenter` (its cache makes re-prompting cheap).
         image: (H, W, 3) uint8 RGB.
-        name: the image's name (sanitised for exports).
+        name: the image's file name; its sanitised stem names the exports.
         max_history: undo depth.
     """
 
     def __init__(self, segmenter: Segmenter, image: np.ndarray, name: str, max_history: int = 100) -> None:
         self.seg = segmenter
         self.image = image
-        self.name = safe_name(name)
+        self.name = safe_name(Path(str(name).replace("\\", "/")).stem)
         self.objects: list[AnnotatedObject] = []
         self.current: int | None = None
         self.proposals: list[np.ndarray] = []

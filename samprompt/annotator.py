@@ -12,7 +12,6 @@ Each browser tab has its own state (``gr.State``); the model and its
 content-keyed embedding cache are shared.
 """
 
-from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
@@ -81,7 +80,7 @@ class Annotator:
     def progress(self, state: SessionState) -> str:
         if not self.images:
             return "upload an image to start"
-        done = sum((self.out / f"{safe_name(p.name)}.annotation.json").exists() for p in self.images)
+        done = sum((self.out / f"{safe_name(p.stem)}.annotation.json").exists() for p in self.images)
         return f"image {state.index + 1} / {len(self.images)} ({done} with saved annotations)"
 
     # ---------------------------------------------------------------- clicks
@@ -120,6 +119,12 @@ class Annotator:
             pic = overlay(pic, ann.proposals[state.proposal][None], alpha=0.35)
         return pic
 
+    def autosave(self, state: SessionState) -> None:
+        """Save after every edit, so a server restart loses nothing the user did."""
+        ann = state.ann
+        if ann is not None and (ann.objects or (self.out / f"{ann.name}.annotation.json").exists()):
+            ann.save(self.out)
+
     def object_choices(self, state: SessionState) -> list[str]:
         if state.ann is None:
             return []
@@ -155,6 +160,7 @@ def build_app(annotator: Annotator):
         def wrapped(state, *args):
             try:
                 msg = fn(state, *args)
+                annotator.autosave(state)
             except (SampromptError, IndexError, ValueError) as exc:
                 msg = f"⚠️ {exc}"
             choices = annotator.object_choices(state)
@@ -169,7 +175,7 @@ def build_app(annotator: Annotator):
         gr.Markdown("## samprompt annotator\nClick to prompt SAM. Masks update from the cached embedding.")
         with gr.Row():
             with gr.Column(scale=3):
-                canvas = gr.Image(label="image", type="numpy", interactive=False, elem_id="canvas")
+                canvas = gr.Image(label="image", type="numpy", interactive=False, format="png", elem_id="canvas")
                 status = gr.Markdown(elem_id="status")
             with gr.Column(scale=1):
                 upload = gr.File(label="upload an image", file_types=list(IMAGE_SUFFIXES), elem_id="upload")
@@ -198,14 +204,16 @@ def build_app(annotator: Annotator):
 
         outs = [state, canvas, status, objects, progress]
 
-        def on_select(st, mode_v, label_v, evt: gr.SelectData):
+        guarded_click = guard(lambda st, x, y, mode_v, label_v: annotator.click(st, x, y, mode_v, label_v or "object"))
+
+        def on_select(st, mode_v, label_v, evt: gr.SelectData):  # the annotation makes Gradio pass the click
             x, y = evt.index
-            return annotator.click(st, float(x), float(y), mode_v, label_v or "object")
+            return guarded_click(st, float(x), float(y), mode_v, label_v)
 
         def idx(o):
             return int(o.split(":")[0]) if o else -1
 
-        canvas.select(guard(on_select), [state, mode, label], outs, api_name=False)
+        canvas.select(on_select, [state, mode, label], outs, api_name=False)
         # The same action without a browser: "x,y" text (used by scripts and gradio_client).
         xy = gr.Textbox(visible=False)
         xy_b = gr.Button(visible=False)

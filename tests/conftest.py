@@ -35,3 +35,13 @@ def scene():
 @pytest.fixture()
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_or_random_sam(random_sam):
+    """The built-in model when packaged (real masks), else the random one."""
+    if weights_path("tiny").exists():
+        from samprompt.models import load_model
+
+        return load_model("tiny")
+    return random_sam

@@ -74,6 +74,9 @@ def test_client_session_end_to_end(server, folder):
     coco_path = [f for f in files if str(f).endswith(".coco.json")][0]
     api = COCO(coco_path)
     assert len(api.getAnnIds()) == 2
+    # autosaved: a new server process on the same folder would resume both objects
+    saved = json.loads((annotator.out / "default_000000.annotation.json").read_text())
+    assert len(saved["objects"]) == 2
     # a second client (another tab) sees none of these objects
     c2 = gradio_client.Client(url, verbose=False)
     c2.predict(api_name="/next")
@@ -91,4 +94,4 @@ def test_client_bad_upload_keeps_app_alive(server, tmp_path):
     good = tmp_path / "good.png"
     cv2.imwrite(str(good), np.full((40, 50, 3), 128, np.uint8))
     res = c.predict(gradio_client.handle_file(str(good)), api_name="/upload")
-    assert "opened good.png" in str(res)
+    assert "opened good" in str(res) and str(res[0]).endswith('.png')
