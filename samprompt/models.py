@@ -327,6 +327,8 @@ def load_model(name_or_path: str | Path = "tiny", *, device: str | torch.device 
         spec = REGISTRY[name]
         path = weights_path(name)
         if not path.exists():
+            if spec.packaged:
+                raise CheckpointError(f"the packaged {name!r} weights are missing from {path}; reinstall samprompt")
             raise CheckpointError(
                 f"weights for {name!r} are not downloaded; run: samprompt weights download {name}"
             )
