@@ -77,8 +77,8 @@ class Segmenter:
         device: torch device (default: the model's).
         cache: an :class:`EmbeddingCache` to share; by default a new one with
             ``cache_size`` entries in memory and ``cache_dir`` on disk (if given).
-        learned: an optional learned prompt applied inside the encoder (later issue);
-            anything with ``.id`` and ``.apply(model)`` context semantics.
+        learned: an optional :class:`~samprompt.learned.LearnedPrompt` (or the folder
+            it was saved in) applied in the encoder; it is part of the cache key.
     """
 
     def __init__(
@@ -98,6 +98,10 @@ class Segmenter:
         self.model: Sam = model.eval()
         self.transform = ResizeLongestSide(self.model.image_encoder.img_size)
         self.cache = cache if cache is not None else EmbeddingCache(cache_size, cache_dir)
+        if isinstance(learned, str) or hasattr(learned, "__fspath__"):
+            from .learned import LearnedPrompt
+
+            learned = LearnedPrompt.load(learned, self.model)
         self.learned = learned
         self.encoder_calls = 0
         self._model_id = model_id(self.model)

@@ -1,0 +1,100 @@
+"""One configuration dataclass per learned-prompt method (after PEFT's config-per-method)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+METHODS = ("pixel-pad", "pixel-fourier", "vpt-shallow", "vpt-deep", "vpt-generated")
+
+
+@dataclass
+class PromptConfig:
+    """Base: the method name and the initialisation."""
+
+    method: str = field(default="", metadata={"help": "one of " + ", ".join(METHODS)})
+    init: str = field(default="zero", metadata={"help": "'zero' (no effect until trained) or 'normal'"})
+    init_std: float = field(default=0.02, metadata={"help": "std of the 'normal' init"})
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.init not in ("zero", "normal"):
+            raise ValueError(f"init must be 'zero' or 'normal', got {self.init!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> "PromptConfig":
+        cls = CONFIGS[d["method"]]
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class PixelPadConfig(PromptConfig):
+    method: str = "pixel-pad"
+    width: int = field(default=16, metadata={"help": "border width in encoder-input pixels"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.width < 1:
+            raise ValueError(f"width must be >= 1, got {self.width}")
+
+
+@dataclass
+class FourierConfig(PromptConfig):
+    method: str = "pixel-fourier"
+
+
+@dataclass
+class TokenConfig(PromptConfig):
+    """VPT: ``tokens`` learned prompt tokens per prompted encoder block.
+
+    ``attention='gated'`` attends to the prompt keys/values with their own
+    softmax added through a zero-initialised per-head gate (the untrained prompt
+    leaves the model unchanged); ``'joint'`` puts them in the same softmax as the
+    image tokens with a zero relative-position bias (VPT-deep / E2VPT style).
+    """
+
+    method: str = "vpt-deep"
+    tokens: int = field(default=8, metadata={"help": "prompt tokens per block"})
+    attention: str = field(default="gated", metadata={"help": "'gated' or 'joint'"})
+    dropout: float = field(default=0.0, metadata={"help": "dropout on the prompt tokens while training"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.tokens < 1:
+            raise ValueError(f"tokens must be >= 1, got {self.tokens}")
+        if self.attention not in ("gated", "joint"):
+            raise ValueError(f"attention must be 'gated' or 'joint', got {self.attention!r}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def deep(self) -> bool:
+        return self.method != "vpt-shallow"
+
+
+@dataclass
+class GeneratedConfig(TokenConfig):
+    """VPT-generated: a small network maps the image's pooled patch features to the tokens."""
+
+    method: str = "vpt-generated"
+    hidden: int = field(default=64, metadata={"help": "hidden width of the generator"})
+
+
+CONFIGS = {
+    "pixel-pad": PixelPadConfig,
+    "pixel-fourier": FourierConfig,
+    "vpt-shallow": TokenConfig,
+    "vpt-deep": TokenConfig,
+    "vpt-generated": GeneratedConfig,
+}
+
+
+def make_config(method: str, **kwargs) -> PromptConfig:
+    """The config dataclass of ``method`` with ``kwargs`` (unknown keys are an error)."""
+    if method not in CONFIGS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    return CONFIGS[method](method=method, **kwargs)

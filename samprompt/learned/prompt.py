@@ -1,0 +1,126 @@
+"""LearnedPrompt: a learned prompt bound to one frozen SAM, saved on its own.
+
+Files (after PEFT's adapter layout): ``PROMPT_DIR/prompt.safetensors`` (the
+prompt's parameters only) and ``PROMPT_DIR/prompt_config.json`` (method, config,
+the id of the model it was trained for, format version). Loading onto another
+model raises :class:`~samprompt.errors.CheckpointError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from segment_anything.modeling import Sam
+from torch import nn
+
+from ..errors import CheckpointError
+from ..io import atomic_path, atomic_write_text
+from ..models import model_id
+from .config import PromptConfig, make_config
+from .pixel import FourierPrompt, PadPrompt
+from .tokens import GeneratedTokenPrompt, TokenPrompt, pooled_patch_features
+
+FORMAT_VERSION = 1
+WEIGHTS_NAME = "prompt.safetensors"
+CONFIG_NAME = "prompt_config.json"
+
+
+class LearnedPrompt(nn.Module):
+    """A learned prompt for ``model``; use with ``Segmenter(model, learned=prompt)``.
+
+    Only the prompt's parameters are trainable; :meth:`freeze_model` freezes SAM.
+    """
+
+    def __init__(self, config: PromptConfig, model: Sam) -> None:
+        super().__init__()
+        self.config = config
+        self.model_id = model_id(model)
+        enc = model.image_encoder
+        if config.method == "pixel-pad":
+            self.module: nn.Module = PadPrompt(config, enc.img_size)  # type: ignore[arg-type]
+        elif config.method == "pixel-fourier":
+            self.module = FourierPrompt(config, enc.img_size)  # type: ignore[arg-type]
+        elif config.method == "vpt-generated":
+            self.module = GeneratedTokenPrompt(config, enc)  # type: ignore[arg-type]
+        else:
+            self.module = TokenPrompt(config, enc)  # type: ignore[arg-type]
+
+    @classmethod
+    def create(cls, method: str, model: Sam, **kwargs) -> "LearnedPrompt":
+        return cls(make_config(method, **kwargs), model)
+
+    @property
+    def is_pixel(self) -> bool:
+        return self.config.method.startswith("pixel")
+
+    @property
+    def id(self) -> str:
+        """Content id of the prompt (method + parameter hash): part of the embedding cache key."""
+        h = hashlib.sha256(self.config.method.encode())
+        for k, v in sorted(self.module.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        return f"{self.config.method}:{h.hexdigest()[:16]}"
+
+    def num_trainable(self) -> int:
+        return self.module.num_trainable()  # type: ignore[operator]
+
+    def encode(self, model: Sam, x: torch.Tensor) -> torch.Tensor:
+        """The image embedding of preprocessed input ``x`` (B, 3, S, S) with this prompt applied."""
+        if model_id(model) != self.model_id:
+            raise CheckpointError(f"this prompt was trained for model {self.model_id}, not {model_id(model)}")
+        enc = model.image_encoder
+        if self.is_pixel:
+            return enc(self.module(x))
+        feats = pooled_patch_features(enc, x) if self.config.method == "vpt-generated" else None
+        with self.module.injected(enc, feats):  # type: ignore[operator]
+            return enc(x)
+
+    @staticmethod
+    def freeze_model(model: Sam) -> None:
+        for p in model.parameters():
+            p.requires_grad_(False)
+
+    # -------------------------------------------------------------------- I/O
+    def save(self, directory: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.module.state_dict().items()}
+        with atomic_path(d / WEIGHTS_NAME) as tmp:
+            save_file(state, str(tmp))
+        from .. import __version__
+
+        meta = {"format_version": FORMAT_VERSION, "samprompt_version": __version__, "model_id": self.model_id,
+                "config": self.config.to_dict(), "trainable_parameters": self.num_trainable()}
+        atomic_write_text(d / CONFIG_NAME, json.dumps(meta, indent=1))
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path, model: Sam) -> "LearnedPrompt":
+        """Load a prompt saved by :meth:`save`; refuses a prompt made for another model."""
+        from safetensors.torch import load_file
+
+        d = Path(directory)
+        try:
+            meta = json.loads((d / CONFIG_NAME).read_text())
+            state = load_file(str(d / WEIGHTS_NAME))
+        except (OSError, ValueError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"cannot read learned prompt in {d}: {exc}") from exc
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise CheckpointError(f"unsupported learned-prompt format {meta.get('format_version')!r}")
+        if meta["model_id"] != model_id(model):
+            raise CheckpointError(
+                f"the prompt in {d} was trained for model {meta['model_id']}, not {model_id(model)}; "
+                "load it onto the model it was trained for"
+            )
+        prompt = cls(PromptConfig.from_dict(meta["config"]), model)
+        try:
+            prompt.module.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{d / WEIGHTS_NAME} does not fit its config: {exc}") from exc
+        return prompt

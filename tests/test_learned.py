@@ -1,0 +1,114 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from samprompt import CheckpointError, Prompt, Segmenter, build_sam
+from samprompt.learned import METHODS, LearnedPrompt, make_config
+from samprompt.models import TINY_ARCH
+from samprompt.synthetic import make_scene
+
+
+@pytest.fixture(scope="module")
+def sam():
+    torch.manual_seed(1)
+    return build_sam(TINY_ARCH)
+
+
+@pytest.fixture(scope="module")
+def x(sam):
+    img = torch.from_numpy(make_scene(0, size=(256, 200)).image).permute(2, 0, 1).float()[None]
+    return sam.preprocess(img)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_zero_init_leaves_the_model_unchanged(sam, x, method):
+    prompt = LearnedPrompt.create(method, sam)
+    with torch.no_grad():
+        ref = sam.image_encoder(x)
+        out = prompt.encode(sam, x)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_trained_parameters_change_the_embedding_and_get_gradients(sam, x, method):
+    prompt = LearnedPrompt.create(method, sam)
+    LearnedPrompt.freeze_model(sam)
+    with torch.no_grad():
+        for p in prompt.parameters():
+            p.normal_(0, 0.5)
+    out = prompt.encode(sam, x)
+    assert not torch.allclose(out, sam.image_encoder(x), atol=1e-4)
+    out.square().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in prompt.parameters())
+    assert all(p.grad is None for p in sam.parameters())
+
+
+def test_parameter_counts(sam):
+    total = sum(p.numel() for p in sam.parameters())
+    shallow = LearnedPrompt.create("vpt-shallow", sam, tokens=8).num_trainable()
+    deep = LearnedPrompt.create("vpt-deep", sam, tokens=8).num_trainable()
+    assert deep == TINY_ARCH.encoder_depth * shallow
+    assert deep / total < 0.02
+    pad = LearnedPrompt.create("pixel-pad", sam, width=4).num_trainable()
+    assert pad == 3 * (256 * 256 - 248 * 248)
+
+
+def test_joint_attention_variant(sam, x):
+    prompt = LearnedPrompt.create("vpt-deep", sam, attention="joint", init="normal")
+    with torch.no_grad():
+        out = prompt.encode(sam, x)
+    assert out.shape == sam.image_encoder(x).shape and torch.isfinite(out).all()
+
+
+def test_generated_tokens_depend_on_the_image(sam, x):
+    prompt = LearnedPrompt.create("vpt-generated", sam, tokens=4)
+    with torch.no_grad():
+        for p in prompt.parameters():
+            p.normal_(0, 0.3)
+        a = prompt.module.block_tokens(0, torch.randn(1, TINY_ARCH.encoder_embed_dim))
+        b = prompt.module.block_tokens(0, torch.randn(1, TINY_ARCH.encoder_embed_dim))
+    assert not torch.allclose(a, b)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="method"):
+        make_config("vpt-wide")
+    with pytest.raises(ValueError, match="tokens"):
+        make_config("vpt-deep", tokens=0)
+    with pytest.raises(ValueError, match="attention"):
+        make_config("vpt-deep", attention="both")
+    with pytest.raises(TypeError):
+        make_config("pixel-pad", tokens=3)
+
+
+def test_save_load_and_wrong_model(sam, x, tmp_path):
+    prompt = LearnedPrompt.create("vpt-deep", sam, tokens=4, init="normal")
+    d = prompt.save(tmp_path / "p")
+    meta = json.loads((d / "prompt_config.json").read_text())
+    assert meta["config"]["method"] == "vpt-deep" and meta["model_id"] == prompt.model_id
+    back = LearnedPrompt.load(d, sam)
+    with torch.no_grad():
+        torch.testing.assert_close(back.encode(sam, x), prompt.encode(sam, x))
+    assert back.id == prompt.id
+    other = build_sam(TINY_ARCH)
+    with pytest.raises(CheckpointError, match="trained for model"):
+        LearnedPrompt.load(d, other)
+    with pytest.raises(CheckpointError, match="cannot read"):
+        LearnedPrompt.load(tmp_path / "missing", sam)
+
+
+def test_segmenter_uses_the_prompt_and_keys_the_cache(sam, tmp_path):
+    image = make_scene(2, size=128).image
+    plain = Segmenter(sam)
+    prompt = LearnedPrompt.create("pixel-fourier", sam, init="normal", init_std=0.5)
+    prompt.save(tmp_path / "f")
+    tuned = Segmenter(sam, cache=plain.cache, learned=str(tmp_path / "f"))
+    p = Prompt(box=(10, 10, 100, 100))
+    a = plain.predict(image, p)
+    b = tuned.predict(image, p)
+    assert tuned.encoder_calls == 1  # not served from the plain embedding
+    assert not np.allclose(a.scores, b.scores)
+    tuned.predict(image, Prompt(points=[(50, 50)]))
+    assert tuned.encoder_calls == 1
