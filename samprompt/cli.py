@@ -75,7 +75,7 @@ def cmd_segment(args) -> int:
         raise SampromptError("give prompts (--point, --box, --prompts FILE) or --auto for segment-everything")
     images = _images_of(Path(args.image))
     out = Path(args.out)
-    seg = Segmenter(args.model)
+    seg = Segmenter(args.model, learned=args.learned)
     formats = set(args.format)
     coco = CocoWriter()
     failures: dict[str, str] = {}
@@ -138,7 +138,7 @@ def cmd_eval(args) -> int:
     from .evaluation import evaluate_folder
     from .segmenter import Segmenter
 
-    seg = Segmenter(args.model)
+    seg = Segmenter(args.model, learned=args.learned)
     report = evaluate_folder(
         seg, args.dir, prompt=args.prompt, clicks=args.clicks, jitter=args.jitter,
         limit=args.limit, progress=not args.json, model_name=str(args.model),
@@ -240,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--points-per-side", type=int, default=16, help="grid for --auto (default 16)")
     s.add_argument("--min-area", type=int, default=0, help="remove islands/holes smaller than this (px)")
     s.add_argument("--model", default="tiny", help="registry name or checkpoint path (default: tiny)")
+    s.add_argument("--learned", metavar="PROMPT_DIR", help="a learned prompt (from samprompt tune) to apply")
     s.add_argument("--format", action="append", choices=["png", "coco", "yolo"],
                    help="output format(s); repeatable (default png)")
     s.add_argument("--out", default="samprompt_out", help="output folder")
@@ -254,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--clicks", type=int, default=5, help="clicks per object with --prompt clicks (default 5)")
     e.add_argument("--jitter", type=float, default=0.0, help="box noise std as a fraction of its side")
     e.add_argument("--model", default="tiny", help="registry name or checkpoint path (default: tiny)")
+    e.add_argument("--learned", metavar="PROMPT_DIR", help="a learned prompt (from samprompt tune) to apply")
     e.add_argument("--limit", type=int, help="evaluate only the first N images")
     e.add_argument("--json", action="store_true", help="print the report as JSON")
     e.add_argument("--per-image", action="store_true", help="include per-image scores in the JSON")
@@ -284,11 +286,42 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--model", default="tiny")
     d.set_defaults(func=cmd_demo)
+    t = sub.add_parser("tune", help="train a learned prompt on a labelled folder (SAM stays frozen)",
+                       description="Train pixel prompts or prompt tokens for a frozen SAM; saves "
+                                   "PROMPT_DIR/prompt.safetensors + prompt_config.json + curve.png.")
+    t.add_argument("data_dir", help="labelled folder (images/ + masks/)")
+    t.add_argument("--method", required=True,
+                   choices=["pixel-pad", "pixel-fourier", "vpt-shallow", "vpt-deep", "vpt-generated"])
+    t.add_argument("--out", required=True, metavar="PROMPT_DIR")
+    t.add_argument("--val", metavar="DIR", help="labelled folder for validation (best epoch kept)")
+    t.add_argument("--model", default="tiny", help="registry name or checkpoint path (default: tiny)")
+    t.add_argument("--tokens", type=int, default=8, help="prompt tokens per block (vpt-*)")
+    t.add_argument("--width", type=int, default=16, help="border width (pixel-pad)")
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--batch-size", type=int, default=2)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(func=cmd_tune)
+
     a = sub.add_parser("annotate", help="interactive annotation in the browser (Gradio)", add_help=False,
                        description="Launch the Gradio annotator; see samprompt annotate --help.")
     a.add_argument("rest", nargs=argparse.REMAINDER)
     a.set_defaults(func=cmd_annotate)
     return p
+
+
+def cmd_tune(args) -> int:
+    from .learned.train import tune
+    from .models import load_model
+
+    extra = {"tokens": args.tokens} if args.method.startswith("vpt") else {}
+    if args.method == "pixel-pad":
+        extra = {"width": args.width}
+    res = tune(load_model(args.model), args.data_dir, args.method, val_dir=args.val, out=args.out,
+               epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, **extra)
+    best = f", best val mIoU {res.best_val:.4f}" if res.best_val is not None else ""
+    print(f"trained {res.prompt.num_trainable()} parameters in {res.seconds:.0f}s{best}; saved to {res.out}")
+    return 0
 
 
 def cmd_annotate(args) -> int:

@@ -1,0 +1,46 @@
+import json
+
+import numpy as np
+import pytest
+
+from samprompt import cli
+from samprompt.learned.train import tune
+from samprompt.models import save_safetensors
+from samprompt.synthetic import write_dataset
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tune")
+    return write_dataset(root / "train", 4, style="scratches", size=96), write_dataset(root / "val", 2, style="scratches", size=96, seed=100)
+
+
+def test_tune_lowers_the_loss_and_saves(random_sam, data, tmp_path):
+    train, val = data
+    res = tune(random_sam, train, "vpt-deep", val_dir=val, out=tmp_path / "p", epochs=4, batch_size=2, lr=5e-2,
+               tokens=4, progress=False)
+    assert len(res.history) == 4 and res.history[-1]["loss"] < res.history[0]["loss"]
+    assert res.best_val == max(h["val_mIoU"] for h in res.history)
+    for name in ("prompt.safetensors", "prompt_config.json", "history.json", "curve.png"):
+        assert (tmp_path / "p" / name).exists()
+    assert all(not p.requires_grad for p in random_sam.parameters())
+
+
+def test_cli_tune_then_eval_with_learned(random_sam, data, tmp_path, capsys):
+    train, val = data
+    ckpt = save_safetensors(random_sam, tmp_path / "m.safetensors")
+    assert cli.main(["tune", str(train), "--method", "pixel-pad", "--width", "8", "--epochs", "1", "--model", str(ckpt),
+                     "--out", str(tmp_path / "pad")]) == 0
+    assert "saved to" in capsys.readouterr().out
+    assert cli.main(["eval", str(val), "--model", str(ckpt), "--learned", str(tmp_path / "pad"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_images"] == 2
+    other = tmp_path / "other.safetensors"
+    import torch
+
+    from samprompt import build_sam
+    from samprompt.models import TINY_ARCH
+
+    torch.manual_seed(5)
+    save_safetensors(build_sam(TINY_ARCH), other)
+    assert cli.main(["eval", str(val), "--model", str(other), "--learned", str(tmp_path / "pad")]) == 2
+    assert "trained for model" in capsys.readouterr().err
