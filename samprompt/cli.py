@@ -291,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "PROMPT_DIR/prompt.safetensors + prompt_config.json + curve.png.")
     t.add_argument("data_dir", help="labelled folder (images/ + masks/)")
     t.add_argument("--method", required=True,
-                   choices=["pixel-pad", "pixel-fourier", "vpt-shallow", "vpt-deep", "vpt-generated"])
+                   choices=["pixel-pad", "pixel-fourier", "vpt-shallow", "vpt-deep", "vpt-generated",
+                            "decoder-ft", "full-ft"])
     t.add_argument("--out", required=True, metavar="PROMPT_DIR")
     t.add_argument("--val", metavar="DIR", help="labelled folder for validation (best epoch kept)")
     t.add_argument("--model", default="tiny", help="registry name or checkpoint path (default: tiny)")

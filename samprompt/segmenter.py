@@ -205,10 +205,16 @@ class Segmenter:
         if has_mask:
             m = np.stack([self._mask_input(p, emb) for p in prompts])
             masks = torch.as_tensor(m, dtype=torch.float, device=self.device)
-        sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=masks)
-        low_res, iou = self.model.mask_decoder(
+        prompt_encoder = getattr(self.learned, "prompt_encoder", None)
+        mask_decoder = getattr(self.learned, "mask_decoder", None)
+        if prompt_encoder is None:
+            prompt_encoder = self.model.prompt_encoder
+        if mask_decoder is None:
+            mask_decoder = self.model.mask_decoder
+        sparse, dense = prompt_encoder(points=points, boxes=boxes, masks=masks)
+        low_res, iou = mask_decoder(
             image_embeddings=emb.features,
-            image_pe=self.model.prompt_encoder.get_dense_pe(),
+            image_pe=prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
             multimask_output=multimask,

@@ -112,3 +112,34 @@ def test_segmenter_uses_the_prompt_and_keys_the_cache(sam, tmp_path):
     assert not np.allclose(a.scores, b.scores)
     tuned.predict(image, Prompt(points=[(50, 50)]))
     assert tuned.encoder_calls == 1
+
+
+@pytest.mark.parametrize("method", ["decoder-ft", "full-ft"])
+def test_finetune_baselines_use_their_own_copies(method, tmp_path):
+    torch.manual_seed(3)
+    sam = build_sam(TINY_ARCH)
+    image = make_scene(6, size=128).image
+    p = Prompt(box=(10, 10, 100, 100))
+    before = Segmenter(sam).predict(image, p, best_only=False)
+    ft = LearnedPrompt.create(method, sam)
+    LearnedPrompt.freeze_model(sam)
+    assert all(q.requires_grad for q in ft.parameters())
+    same = Segmenter(sam, learned=ft).predict(image, p, best_only=False)
+    np.testing.assert_allclose(same.scores, before.scores, atol=1e-5)  # an untouched copy changes nothing
+    with torch.no_grad():
+        ft.mask_decoder.iou_prediction_head.layers[-1].bias.add_(1.0)
+    tuned = Segmenter(sam, learned=ft).predict(image, p, best_only=False)
+    np.testing.assert_allclose(tuned.scores, before.scores + 1.0, atol=1e-4)
+    assert (ft.num_trainable() > 10 * LearnedPrompt.create("vpt-deep", sam).num_trainable())
+    back = LearnedPrompt.load(ft.save(tmp_path / method), sam)
+    np.testing.assert_allclose(Segmenter(sam, learned=back).predict(image, p, best_only=False).scores, tuned.scores,
+                               atol=1e-5)
+
+
+def test_prompt_id_follows_parameter_updates(sam):
+    prompt = LearnedPrompt.create("vpt-shallow", sam)
+    a = prompt.id
+    assert prompt.id == a
+    with torch.no_grad():
+        prompt.module.tokens[0].add_(1)
+    assert prompt.id != a

@@ -1,7 +1,9 @@
 """Learned prompts for a frozen SAM: pixel prompts, prompt tokens, generated tokens."""
 
 from .config import (
+    BASELINES,
     METHODS,
+    FinetuneConfig,
     FourierConfig,
     GeneratedConfig,
     PixelPadConfig,
@@ -12,6 +14,8 @@ from .config import (
 from .prompt import LearnedPrompt
 
 __all__ = [
+    "BASELINES",
+    "FinetuneConfig",
     "METHODS",
     "FourierConfig",
     "GeneratedConfig",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 
 METHODS = ("pixel-pad", "pixel-fourier", "vpt-shallow", "vpt-deep", "vpt-generated")
+BASELINES = ("decoder-ft", "full-ft")
 
 
 @dataclass
@@ -16,8 +17,8 @@ class PromptConfig:
     init_std: float = field(default=0.02, metadata={"help": "std of the 'normal' init"})
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.method not in METHODS + BASELINES:
+            raise ValueError(f"method must be one of {METHODS + BASELINES}, got {self.method!r}")
         if self.init not in ("zero", "normal"):
             raise ValueError(f"init must be 'zero' or 'normal', got {self.init!r}")
 
@@ -84,17 +85,34 @@ class GeneratedConfig(TokenConfig):
     hidden: int = field(default=64, metadata={"help": "hidden width of the generator"})
 
 
+@dataclass
+class FinetuneConfig(PromptConfig):
+    """Baselines: fine-tune SAM's mask decoder (``decoder-ft``) or every weight (``full-ft``).
+
+    The tuned weights are a copy held by the prompt; the original model stays untouched.
+    """
+
+    method: str = "decoder-ft"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.method not in BASELINES:
+            raise ValueError(f"FinetuneConfig is for {BASELINES}, got {self.method!r}")
+
+
 CONFIGS = {
     "pixel-pad": PixelPadConfig,
     "pixel-fourier": FourierConfig,
     "vpt-shallow": TokenConfig,
     "vpt-deep": TokenConfig,
     "vpt-generated": GeneratedConfig,
+    "decoder-ft": FinetuneConfig,
+    "full-ft": FinetuneConfig,
 }
 
 
 def make_config(method: str, **kwargs) -> PromptConfig:
     """The config dataclass of ``method`` with ``kwargs`` (unknown keys are an error)."""
     if method not in CONFIGS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        raise ValueError(f"method must be one of {METHODS + BASELINES}, got {method!r}")
     return CONFIGS[method](method=method, **kwargs)

@@ -24,6 +24,13 @@ from .pixel import FourierPrompt, PadPrompt
 from .tokens import GeneratedTokenPrompt, TokenPrompt, pooled_patch_features
 
 FORMAT_VERSION = 1
+
+
+class _Finetuned(nn.ModuleDict):
+    """Tuned copies of SAM parts (the fine-tuning baselines)."""
+
+    def num_trainable(self) -> int:
+        return sum(p.numel() for p in self.parameters())
 WEIGHTS_NAME = "prompt.safetensors"
 CONFIG_NAME = "prompt_config.json"
 
@@ -43,6 +50,14 @@ class LearnedPrompt(nn.Module):
             self.module: nn.Module = PadPrompt(config, enc.img_size)  # type: ignore[arg-type]
         elif config.method == "pixel-fourier":
             self.module = FourierPrompt(config, enc.img_size)  # type: ignore[arg-type]
+        elif config.method in ("decoder-ft", "full-ft"):
+            import copy
+
+            parts = {"mask_decoder": copy.deepcopy(model.mask_decoder)}
+            if config.method == "full-ft":
+                parts["image_encoder"] = copy.deepcopy(enc)
+                parts["prompt_encoder"] = copy.deepcopy(model.prompt_encoder)
+            self.module = _Finetuned(parts)
         elif config.method == "vpt-generated":
             self.module = GeneratedTokenPrompt(config, enc)  # type: ignore[arg-type]
         else:
@@ -53,17 +68,33 @@ class LearnedPrompt(nn.Module):
         return cls(make_config(method, **kwargs), model)
 
     @property
+    def mask_decoder(self) -> nn.Module | None:
+        """The tuned mask decoder of a fine-tuning baseline, else None (use the model's)."""
+        return getattr(self.module, "mask_decoder", None) if isinstance(self.module, _Finetuned) else None
+
+    @property
+    def prompt_encoder(self) -> nn.Module | None:
+        return getattr(self.module, "prompt_encoder", None) if isinstance(self.module, _Finetuned) else None
+
+    @property
     def is_pixel(self) -> bool:
         return self.config.method.startswith("pixel")
 
     @property
     def id(self) -> str:
         """Content id of the prompt (method + parameter hash): part of the embedding cache key."""
+        # Recomputed only when a parameter changed in place (optimiser steps bump _version).
+        version = tuple(p._version for p in self.module.parameters())
+        cached = self.__dict__.get("_id_cache")
+        if cached is not None and cached[0] == version:
+            return cached[1]
         h = hashlib.sha256(self.config.method.encode())
         for k, v in sorted(self.module.state_dict().items()):
             h.update(k.encode())
             h.update(v.detach().cpu().contiguous().numpy().tobytes())
-        return f"{self.config.method}:{h.hexdigest()[:16]}"
+        ident = f"{self.config.method}:{h.hexdigest()[:16]}"
+        self.__dict__["_id_cache"] = (version, ident)
+        return ident
 
     def num_trainable(self) -> int:
         return self.module.num_trainable()  # type: ignore[operator]
@@ -73,6 +104,8 @@ class LearnedPrompt(nn.Module):
         if model_id(model) != self.model_id:
             raise CheckpointError(f"this prompt was trained for model {self.model_id}, not {model_id(model)}")
         enc = model.image_encoder
+        if isinstance(self.module, _Finetuned):
+            return getattr(self.module, "image_encoder", enc)(x)
         if self.is_pixel:
             return enc(self.module(x))
         feats = pooled_patch_features(enc, x) if self.config.method == "vpt-generated" else None

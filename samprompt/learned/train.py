@@ -75,6 +75,8 @@ def _step_loss(model: Sam, prompt: LearnedPrompt, batch, rng: np.random.Generato
         xs.append(model.preprocess(torch.as_tensor(img).permute(2, 0, 1).float()[None])[0])
         metas.append((image.shape[:2], img.shape[:2], labels))
     emb = prompt.encode(model, torch.stack(xs))
+    prompt_encoder = prompt.prompt_encoder if prompt.prompt_encoder is not None else model.prompt_encoder
+    mask_decoder = prompt.mask_decoder if prompt.mask_decoder is not None else model.mask_decoder
     total, terms = 0.0, 0
     for b, (orig, inp, labels) in enumerate(metas):
         gts, _ = from_label_map(labels)
@@ -87,14 +89,14 @@ def _step_loss(model: Sam, prompt: LearnedPrompt, batch, rng: np.random.Generato
         use_box = rng.random() < 0.5
         if use_box:
             boxes = np.stack([resize.apply_boxes(box_from_mask(g, 0.1, rng)[None], orig)[0] for g in gts])
-            sparse, dense = model.prompt_encoder(points=None, boxes=torch.as_tensor(boxes, dtype=torch.float), masks=None)
+            sparse, dense = prompt_encoder(points=None, boxes=torch.as_tensor(boxes, dtype=torch.float), masks=None)
         else:
             pts = np.stack([resize.apply_coords(random_point(g, rng)[None], orig) for g in gts])
-            sparse, dense = model.prompt_encoder(
+            sparse, dense = prompt_encoder(
                 points=(torch.as_tensor(pts, dtype=torch.float), torch.ones(len(gts), 1, dtype=torch.int)),
                 boxes=None, masks=None,
             )
-        logits, iou = model.mask_decoder.predict_masks(emb[b : b + 1], model.prompt_encoder.get_dense_pe(), sparse, dense)
+        logits, iou = mask_decoder.predict_masks(emb[b : b + 1], prompt_encoder.get_dense_pe(), sparse, dense)
         up = F.interpolate(logits, target.shape[-2:], mode="bilinear", align_corners=False)
         if use_box:
             loss, _ = sam_loss(up, iou, target, select="first")
