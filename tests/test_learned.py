@@ -121,8 +121,8 @@ def test_finetune_baselines_use_their_own_copies(method, tmp_path):
     image = make_scene(6, size=128).image
     p = Prompt(box=(10, 10, 100, 100))
     before = Segmenter(sam).predict(image, p, best_only=False)
-    ft = LearnedPrompt.create(method, sam)
     LearnedPrompt.freeze_model(sam)
+    ft = LearnedPrompt.create(method, sam)
     assert all(q.requires_grad for q in ft.parameters())
     same = Segmenter(sam, learned=ft).predict(image, p, best_only=False)
     np.testing.assert_allclose(same.scores, before.scores, atol=1e-5)  # an untouched copy changes nothing

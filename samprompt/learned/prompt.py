@@ -58,6 +58,7 @@ class LearnedPrompt(nn.Module):
                 parts["image_encoder"] = copy.deepcopy(enc)
                 parts["prompt_encoder"] = copy.deepcopy(model.prompt_encoder)
             self.module = _Finetuned(parts)
+            self.module.requires_grad_(True)  # the copies train even when the model is frozen
         elif config.method == "vpt-generated":
             self.module = GeneratedTokenPrompt(config, enc)  # type: ignore[arg-type]
         else:
