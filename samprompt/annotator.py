@@ -27,6 +27,29 @@ from .segmenter import Segmenter
 
 MODES = ("positive point", "negative point", "box (two clicks)")
 
+# Keyboard shortcuts: a key clicks the button with that element id (ignored while typing in a field).
+SHORTCUTS = {"n": "new", "z": "undo", "y": "redo", "e": "export", "a": "accept", "d": "discard",
+             "ArrowRight": "next", "ArrowLeft": "prev"}
+MODE_KEYS = {"1": 0, "2": 1, "3": 2}
+_SHORTCUT_JS = """
+<script>
+document.addEventListener('keydown', (ev) => {
+  const t = ev.target;
+  if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
+  if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable)) return;
+  const buttons = %s;
+  const modes = %s;
+  if (ev.key in buttons) {
+    const b = document.getElementById(buttons[ev.key]);
+    if (b) { b.click(); ev.preventDefault(); }
+  } else if (ev.key in modes) {
+    const r = document.querySelectorAll('#mode input[type=radio]')[modes[ev.key]];
+    if (r) { r.click(); ev.preventDefault(); }
+  }
+});
+</script>
+"""
+
 
 @dataclass
 class SessionState:
@@ -172,7 +195,9 @@ def build_app(annotator: Annotator):
 
     with gr.Blocks(title="samprompt annotator") as app:
         state = gr.State(lambda: SessionState())  # a factory: one state per browser tab
-        gr.Markdown("## samprompt annotator\nClick to prompt SAM. Masks update from the cached embedding.")
+        gr.Markdown("## samprompt annotator\nClick to prompt SAM; masks update from the cached embedding. "
+                    "Keys: 1/2/3 positive/negative/box, n new object, z undo, y redo, a/d accept/discard "
+                    "a proposal, e export, ←/→ previous/next image.")
         with gr.Row():
             with gr.Column(scale=3):
                 canvas = gr.Image(label="image", type="numpy", interactive=False, format="png", elem_id="canvas")
@@ -285,6 +310,13 @@ def build_app(annotator: Annotator):
     return app
 
 
+def shortcut_js() -> str:
+    """The ``<script>`` for ``launch(head=...)`` that maps keys to the annotator's buttons."""
+    import json
+
+    return _SHORTCUT_JS % (json.dumps(SHORTCUTS), json.dumps(MODE_KEYS))
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="samprompt annotate", description="Interactive SAM annotation in the browser.")
     p.add_argument("folder", nargs="?", help="folder of images (or a labelled folder's images/)")
@@ -296,7 +328,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     annotator = Annotator(Segmenter(args.model), args.folder, args.out)
     build_app(annotator).launch(server_name=args.host, server_port=args.port,
-                                max_file_size=f"{args.max_upload_mb}mb", show_error=True)
+                                max_file_size=f"{args.max_upload_mb}mb", show_error=True, head=shortcut_js())
 
 
 if __name__ == "__main__":

@@ -87,6 +87,10 @@ def test_client_session_end_to_end(server, folder):
 def test_client_bad_upload_keeps_app_alive(server, tmp_path):
     url, _ = server
     c = gradio_client.Client(url, verbose=False)
+    big = tmp_path / "big.png"
+    big.write_bytes(b"0" * (6 * 1024 * 1024))  # over the 5 MB upload limit
+    with pytest.raises(Exception):
+        c.predict(gradio_client.handle_file(str(big)), api_name="/upload")
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
     res = c.predict(gradio_client.handle_file(str(bad)), api_name="/upload")

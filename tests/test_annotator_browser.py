@@ -13,7 +13,7 @@ import pytest
 from pycocotools.coco import COCO
 
 from samprompt import Segmenter
-from samprompt.annotator import Annotator, build_app
+from samprompt.annotator import Annotator, build_app, shortcut_js
 from samprompt.synthetic import make_scene
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -33,7 +33,7 @@ def test_upload_click_mask_second_object_undo_export(tmp_path, tiny_or_random_sa
     seg = Segmenter(tiny_or_random_sam)
     app = build_app(Annotator(seg, None, out))
     port = _free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, head=shortcut_js())
     scene = make_scene(21, size=256)
     img_path = tmp_path / "scene.png"
     cv2.imwrite(str(img_path), scene.image[..., ::-1])
@@ -65,9 +65,9 @@ def test_upload_click_mask_second_object_undo_export(tmp_path, tiny_or_random_sa
             page.wait_for_function("document.querySelector('#status')?.innerText.includes('object 1')", timeout=30_000)
             click_object(2)
             page.wait_for_function("document.querySelector('#status')?.innerText.includes('score')", timeout=60_000)
-            page.click("#new")
+            page.keyboard.press("n")  # keyboard shortcut for "new object"
             page.wait_for_function("document.querySelector('#status')?.innerText.includes('object 2')", timeout=30_000)
-            page.click("#undo")  # drop the empty third object
+            page.keyboard.press("z")  # undo: drop the empty third object
             page.wait_for_function("document.querySelector('#status')?.innerText.includes('undone')", timeout=30_000)
             page.click("#export")
             page.wait_for_function("document.querySelector('#status')?.innerText.includes('exported')", timeout=60_000)
