@@ -209,6 +209,7 @@ def build_app(annotator: Annotator):
                     next_b = gr.Button("next ▶", elem_id="next")
                 progress = gr.Markdown(annotator.progress(SessionState()))
                 mode = gr.Radio(list(MODES), value=MODES[0], label="click adds", elem_id="mode")
+                classes = gr.Textbox("object", label="classes (comma-separated, editable)", elem_id="classes")
                 label = gr.Dropdown(["object"], value="object", allow_custom_value=True, label="class", elem_id="label")
                 objects = gr.Dropdown([], label="objects", elem_id="objects")
                 with gr.Row():
@@ -286,6 +287,13 @@ def build_app(annotator: Annotator):
             ann.discard(0)
             return f"discarded; {len(ann.proposals)} left"
 
+        def set_classes(st, text, current):
+            names = [c.strip() for c in str(text).split(",") if c.strip()] or ["object"]
+            st.classes = list(dict.fromkeys(names))
+            value = current if current in st.classes else st.classes[0]
+            return st, gr.update(choices=st.classes, value=value)
+
+        classes.change(set_classes, [state, classes, label], [state, label], api_name="classes")
         propose_b.click(guard(propose), [state], outs, api_name="propose")
         accept_b.click(guard(accept), [state, label], outs, api_name="accept")
         discard_b.click(guard(discard), [state], outs, api_name="discard")

@@ -65,7 +65,8 @@ def test_client_session_end_to_end(server, folder):
     assert "opened" in msg[1] or "opened" in str(msg)
     out = c.predict("40,50", MODES[0], "object", api_name="/click")
     assert "score" in str(out)
-    c.predict("object", api_name="/new_object")
+    c.predict("object, cat , dog,cat", "object", api_name="/classes")
+    c.predict("cat", api_name="/new_object")
     c.predict("5,5", MODES[2], "object", api_name="/click")
     c.predict("90,80", MODES[2], "object", api_name="/click")
     c.predict(api_name="/undo")
@@ -74,6 +75,8 @@ def test_client_session_end_to_end(server, folder):
     coco_path = [f for f in files if str(f).endswith(".coco.json")][0]
     api = COCO(coco_path)
     assert len(api.getAnnIds()) == 2
+    names = {api.loadCats(a["category_id"])[0]["name"] for a in api.loadAnns(api.getAnnIds())}
+    assert names == {"object", "cat"} and [c["name"] for c in api.loadCats(api.getCatIds())][:3] == ["object", "cat", "dog"]
     # autosaved: a new server process on the same folder would resume both objects
     saved = json.loads((annotator.out / "default_000000.annotation.json").read_text())
     assert len(saved["objects"]) == 2
