@@ -98,3 +98,13 @@ def test_weights_list(capsys, tmp_path, monkeypatch):
     out = capsys.readouterr().out
     assert "vit_h" in out and "not downloaded" in out and "tiny" in out
     assert cli.main(["weights", "download"]) == 2
+
+
+def test_demo_runs_the_main_job(tmp_path, ckpt, capsys):
+    assert cli.main(["demo", "--out", str(tmp_path / "demo"), "-n", "2", "--model", ckpt]) == 0
+    out = capsys.readouterr().out
+    assert "mIoU" in out
+    api = COCO(str(tmp_path / "demo" / "coco.json"))
+    assert len(api.getImgIds()) == 2 and len(api.getAnnIds()) > 0
+    assert len(list((tmp_path / "demo" / "masks").glob("*_overlay.png"))) == 2
+    assert len(list((tmp_path / "demo" / "prompts").glob("*.json"))) == 2
