@@ -240,12 +240,12 @@ class Segmenter:
                 ``"auto"``: three only for ambiguous prompts (a single point).
             best_only: with three candidates, keep only the one of highest
                 predicted IoU (else all three, in the model's order).
-            batch_size: objects per decoder call; default 8 on CPU (larger
+            batch_size: objects per decoder call; default 4 on CPU (larger
                 batches thrash the cache there: SAM's decoder copies the image
                 embedding per object) and 64 on accelerators.
         """
         if batch_size is None:
-            batch_size = 8 if self.device.type == "cpu" else 64
+            batch_size = 4 if self.device.type == "cpu" else 64
         single = isinstance(prompts, Prompt)
         plist: list[Prompt] = [prompts] if single else list(prompts)  # type: ignore[list-item]
         if not plist:
