@@ -25,7 +25,7 @@ from .errors import PromptError
 from .export import CocoWriter, export_png, export_yolo
 from .io import atomic_write_text
 from .masks import mask_to_rle, rle_to_mask
-from .prompts import Prompt, prompts_to_json
+from .prompts import SCHEMA_VERSION, Prompt
 from .segmenter import Segmenter
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -190,19 +190,15 @@ class ImageAnnotation:
         return np.stack(ms) if ms else np.zeros((0, *self.size), bool)
 
     def to_json(self) -> dict:
-        prompts, extra = [], []
+        """The prompts JSON schema, one entry per object (accepted proposals have no prompt),
+        plus each object's ``score`` and ``accepted_mask`` (COCO RLE)."""
+        empty = {"points": [], "labels": [], "box": None, "mask": None}
+        objects = []
         for o in self.objects:
             p = o.prompt()
-            prompts.append(p if p is not None else None)
-            extra.append({"label": o.label, "score": o.score, "rle": None if o.mask is None else mask_to_rle(o.mask)})
-        doc = prompts_to_json([p for p in prompts if p is not None], image=self.name, image_size=self.size)
-        # one entry per object, prompt or not (accepted proposals have none)
-        doc["objects"] = [
-            {**(p.to_dict() if p is not None else {"points": [], "labels": [], "box": None, "mask": None}),
-             "label": e["label"], "score": e["score"], "accepted_mask": e["rle"]}
-            for p, e in zip(prompts, extra)
-        ]
-        return doc
+            objects.append({**(p.to_dict() if p is not None else empty), "label": o.label, "score": o.score,
+                            "accepted_mask": None if o.mask is None else mask_to_rle(o.mask)})
+        return {"version": SCHEMA_VERSION, "image": self.name, "image_size": list(self.size), "objects": objects}
 
     def save(self, folder: str | Path) -> Path:
         """Write the annotation state (atomically) to ``folder/NAME.annotation.json``."""
