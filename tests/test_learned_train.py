@@ -43,3 +43,12 @@ def test_cli_tune_then_eval_with_learned(random_sam, data, tmp_path, capsys):
     save_safetensors(build_sam(TINY_ARCH), other)
     assert cli.main(["eval", str(val), "--model", str(other), "--learned", str(tmp_path / "pad")]) == 2
     assert "trained for model" in capsys.readouterr().err
+
+
+def test_cli_tune_on_a_bad_folder_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    assert cli.main(["tune", str(tmp_path), "--method", "vpt-deep", "--out", str(tmp_path / "p")]) == 2
+    assert "no labelled images" in capsys.readouterr().err
+    assert cli.main(["tune", str(tmp_path / "nope"), "--method", "vpt-deep", "--out", str(tmp_path / "p")]) == 2
+    assert "not a labelled folder" in capsys.readouterr().err

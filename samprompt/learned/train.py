@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
+from ..errors import ImageError
 from ..evaluation import evaluate_folder, iter_labelled
 from ..images import read_image, to_rgb_uint8
 from ..losses import sam_loss
@@ -47,7 +48,7 @@ def _load_folder(folder: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
         labels = read_image(mask_path)
         items.append((to_rgb_uint8(img_path), labels[..., 0] if labels.ndim == 3 else labels))
     if not items:
-        raise ValueError(f"no labelled images in {folder}")
+        raise ImageError(f"no labelled images in {folder} (expected images/NAME.png + masks/NAME.png)")
     return items
 
 
