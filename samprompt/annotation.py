@@ -55,6 +55,26 @@ class AnnotatedObject:
         return Prompt(points=self.points, labels=self.point_labels, box=self.box, mask=logits, label=self.label)
 
 
+def read_saved(path: str | Path) -> tuple[str, tuple[int, int], list[AnnotatedObject]]:
+    """Parse a saved ``NAME.annotation.json``: (image name, (H, W), objects with their masks)."""
+    doc = json.loads(Path(path).read_text())
+    objects = []
+    for o in doc.get("objects", []):
+        rle = o.get("accepted_mask")
+        objects.append(
+            AnnotatedObject(
+                label=o.get("label") or "object",
+                points=[tuple(p) for p in o.get("points", [])],
+                point_labels=list(o.get("labels", [])),
+                box=tuple(o["box"]) if o.get("box") else None,
+                mask=rle_to_mask(rle) if rle else None,
+                score=o.get("score"),
+            )
+        )
+    h, w = doc["image_size"]
+    return doc["image"], (int(h), int(w)), objects
+
+
 class ImageAnnotation:
     """Objects of one image with undo/redo; masks come from ``segmenter``.
 
@@ -82,19 +102,21 @@ class ImageAnnotation:
         self._undo = self._undo[-self.max_history :]
         self._redo.clear()
 
-    def undo(self) -> bool:
-        if not self._undo:
+    def _swap(self, source: list, target: list) -> bool:
+        """Restore the latest state of ``source``, pushing the present one onto ``target``."""
+        if not source:
             return False
-        self._redo.append((copy.deepcopy(self.objects), self.current))
-        self.objects, self.current = self._undo.pop()
+        target.append((copy.deepcopy(self.objects), self.current))
+        self.objects, self.current = source.pop()
         return True
 
+    def undo(self) -> bool:
+        """Go back one edit; returns False when there is nothing to undo."""
+        return self._swap(self._undo, self._redo)
+
     def redo(self) -> bool:
-        if not self._redo:
-            return False
-        self._undo.append((copy.deepcopy(self.objects), self.current))
-        self.objects, self.current = self._redo.pop()
-        return True
+        """Re-apply an undone edit; returns False when there is nothing to redo."""
+        return self._swap(self._redo, self._undo)
 
     # --------------------------------------------------------------- edits
     @property
@@ -209,20 +231,7 @@ class ImageAnnotation:
         path = Path(folder) / f"{self.name}.annotation.json"
         if not path.exists():
             return False
-        doc = json.loads(path.read_text())
-        self.objects = []
-        for o in doc.get("objects", []):
-            rle = o.get("accepted_mask")
-            self.objects.append(
-                AnnotatedObject(
-                    label=o.get("label") or "object",
-                    points=[tuple(p) for p in o.get("points", [])],
-                    point_labels=list(o.get("labels", [])),
-                    box=tuple(o["box"]) if o.get("box") else None,
-                    mask=rle_to_mask(rle) if rle else None,
-                    score=o.get("score"),
-                )
-            )
+        _, _, self.objects = read_saved(path)
         self.current = len(self.objects) - 1 if self.objects else None
         return True
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .annotation import ImageAnnotation, safe_name
+from .annotation import ImageAnnotation, read_saved, safe_name
 from .errors import SampromptError
 from .images import IMAGE_SUFFIXES, to_rgb_uint8
 from .masks import overlay
@@ -160,16 +160,13 @@ class Annotator:
     def export_all(self, state: SessionState) -> str:
         """COCO for every saved annotation of the folder in one file."""
         from .export import CocoWriter
-        from .masks import rle_to_mask
-        import json
 
         coco = CocoWriter(state.classes)
         for path in sorted(self.out.glob("*.annotation.json")):
-            doc = json.loads(path.read_text())
-            objs = [o for o in doc["objects"] if o.get("accepted_mask")]
-            masks = np.stack([rle_to_mask(o["accepted_mask"]) for o in objs]) if objs else np.zeros((0, *doc["image_size"]), bool)
-            coco.add_image(doc["image"], masks, labels=[o["label"] for o in objs],
-                           height=doc["image_size"][0], width=doc["image_size"][1])
+            name, (h, w), objects = read_saved(path)
+            objs = [o for o in objects if o.mask is not None]
+            masks = np.stack([o.mask for o in objs]) if objs else np.zeros((0, h, w), bool)
+            coco.add_image(name, masks, labels=[o.label for o in objs], height=h, width=w)
         return str(coco.write(self.out / "coco_all.json"))
 
 
