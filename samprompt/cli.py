@@ -225,6 +225,8 @@ def cmd_demo(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="samprompt", description="Prompting Segment Anything: segment, evaluate, tune.")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch CPU threads; use 1 per process when running several jobs on the same cores")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("segment", help="segment an image or a folder from prompts (or --auto)",
@@ -343,6 +345,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "format", None) is None and args.command == "segment":
         args.format = ["png"]
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be at least 1")
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         return int(args.func(args) or 0)
     except SampromptError as exc:

@@ -108,3 +108,17 @@ def test_demo_runs_the_main_job(tmp_path, ckpt, capsys):
     assert len(api.getImgIds()) == 2 and len(api.getAnnIds()) > 0
     assert len(list((tmp_path / "demo" / "masks").glob("*_overlay.png"))) == 2
     assert len(list((tmp_path / "demo" / "prompts").glob("*.json"))) == 2
+
+
+def test_threads_option_sets_torch_threads(tmp_path, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert cli.main(["--threads", "1", "synth", str(tmp_path / "d"), "-n", "1"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(SystemExit):
+        cli.main(["--threads", "0", "synth", str(tmp_path / "d"), "-n", "1"])
+    assert "at least 1" in capsys.readouterr().err
