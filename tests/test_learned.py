@@ -55,6 +55,18 @@ def test_parameter_counts(sam):
     assert pad == 3 * (256 * 256 - 248 * 248)
 
 
+def test_pad_prompt_is_a_frame_and_saves_only_the_frame(sam, tmp_path):
+    prompt = LearnedPrompt.create("pixel-pad", sam, width=4, init="normal")
+    frame = prompt.module.frame()
+    assert frame.shape == (3, 256, 256)
+    assert torch.all(frame[:, 4:-4, 4:-4] == 0)
+    assert torch.all(frame[:, :4] != 0) and torch.all(frame[:, :, -4:] != 0)
+    size = (prompt.save(tmp_path / "pad") / "prompt.safetensors").stat().st_size
+    assert 4 * prompt.num_trainable() <= size < 4 * prompt.num_trainable() + 4096
+    with pytest.raises(ValueError, match="leaves nothing"):
+        LearnedPrompt.create("pixel-pad", sam, width=128)
+
+
 def test_joint_attention_variant(sam, x):
     prompt = LearnedPrompt.create("vpt-deep", sam, attention="joint", init="normal")
     with torch.no_grad():

@@ -13,20 +13,34 @@ def _init(t: torch.Tensor, init: str, std: float) -> torch.Tensor:
 
 
 class PadPrompt(nn.Module):
-    """A learned frame of ``width`` pixels around the encoder input (VP padding prompt)."""
+    """A learned frame of ``width`` pixels around the encoder input (VP padding prompt).
+
+    Stored as four strips (top, bottom, left, right), so the parameters and the
+    saved file hold only the frame.
+    """
 
     def __init__(self, cfg: PixelPadConfig, img_size: int) -> None:
         super().__init__()
-        self.prompt = nn.Parameter(_init(torch.empty(3, img_size, img_size), cfg.init, cfg.init_std))
-        border = torch.ones(img_size, img_size)
-        border[cfg.width : img_size - cfg.width, cfg.width : img_size - cfg.width] = 0
-        self.register_buffer("border", border, persistent=False)
+        w, inner = cfg.width, img_size - 2 * cfg.width
+        if inner < 1:
+            raise ValueError(f"a border of width {w} leaves nothing of a {img_size}-px input")
+        self.top = nn.Parameter(_init(torch.empty(3, w, img_size), cfg.init, cfg.init_std))
+        self.bottom = nn.Parameter(_init(torch.empty(3, w, img_size), cfg.init, cfg.init_std))
+        self.left = nn.Parameter(_init(torch.empty(3, inner, w), cfg.init, cfg.init_std))
+        self.right = nn.Parameter(_init(torch.empty(3, inner, w), cfg.init, cfg.init_std))
+        self.inner = inner
+
+    def frame(self) -> torch.Tensor:
+        """The (3, S, S) additive prompt: the learned frame around zeros."""
+        hole = self.left.new_zeros(3, self.inner, self.inner)
+        middle = torch.cat([self.left, hole, self.right], dim=2)
+        return torch.cat([self.top, middle, self.bottom], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.prompt * self.border
+        return x + self.frame()
 
     def num_trainable(self) -> int:
-        return int(self.border.sum().item()) * 3  # only the frame is ever used
+        return sum(p.numel() for p in self.parameters())
 
 
 class FourierPrompt(nn.Module):
