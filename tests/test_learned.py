@@ -31,6 +31,25 @@ def test_zero_init_leaves_the_model_unchanged(sam, x, method):
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("method", ["vpt-deep", "vpt-generated"])
+def test_default_tokens_differ_and_stay_different_under_training(sam, x, method):
+    """Zero tokens would be identical and get identical gradients; the default random ones do not."""
+    prompt = LearnedPrompt.create(method, sam, tokens=4)
+    LearnedPrompt.freeze_model(sam)
+    opt = torch.optim.Adam([p for p in prompt.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(3):
+        opt.zero_grad()
+        prompt.encode(sam, x).square().mean().backward()
+        opt.step()
+    for toks in prompt.module.tokens:
+        assert torch.cdist(toks, toks).fill_diagonal_(1.0).min() > 1e-3
+    zero = LearnedPrompt.create(method, sam, tokens=4, init="zero")
+    zero.module.gates[0].data.fill_(0.5)
+    zero.encode(sam, x).square().mean().backward()
+    g = zero.module.tokens[0].grad
+    torch.testing.assert_close(g, g[:1].expand_as(g))  # the symmetry the default avoids
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_trained_parameters_change_the_embedding_and_get_gradients(sam, x, method):
     prompt = LearnedPrompt.create(method, sam)
