@@ -29,8 +29,8 @@ import torch
 
 from samprompt import Segmenter, evaluate_folder, load_model
 from samprompt.learned import BASELINES, METHODS
-from samprompt.models import model_id
 from samprompt.learned.train import tune
+from samprompt.models import model_id
 from samprompt.synthetic import write_dataset
 
 TASKS = ("ultrasound", "rooftops", "scratches")
