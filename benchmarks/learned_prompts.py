@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from samprompt import Segmenter, evaluate_folder, load_model
-from samprompt.learned import BASELINES, METHODS
+from samprompt.learned import BASELINES, DEFAULT_LR, METHODS
 from samprompt.learned.train import tune
 from samprompt.models import model_id
 from samprompt.synthetic import write_dataset
@@ -53,11 +53,6 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    # Learning rates per method family: prompts tolerate large steps, weights need small ones. Chosen by
-    # validation mIoU on the scratches task with the 4,500-step model: vpt-deep from 3e-3/1e-2/3e-2 with 8 or
-    # 32 tokens (and joint attention), full-ft from 3e-5/1e-4/3e-4.
-    lrs = {"pixel-pad": 3e-2, "pixel-fourier": 3e-2, "vpt-shallow": 3e-2, "vpt-deep": 3e-2, "vpt-generated": 3e-2,
-           "decoder-ft": 3e-4, "full-ft": 1e-4}
     args.out.mkdir(parents=True, exist_ok=True)
     for task in args.tasks:
         rows = []
@@ -76,7 +71,7 @@ def main() -> None:
                 out = args.out / "prompts" / task / method
                 t = time.perf_counter()
                 res = tune(model, train, method, val_dir=val, out=out, epochs=args.epochs,
-                           lr=args.lr or lrs[method], progress=True, **extra)
+                           lr=args.lr or DEFAULT_LR[method], progress=True, **extra)
                 seconds = time.perf_counter() - t
                 rep = evaluate_folder(Segmenter(model, learned=res.prompt, cache_size=0), test, prompt="box",
                                       progress=False)

@@ -298,11 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, metavar="PROMPT_DIR")
     t.add_argument("--val", metavar="DIR", help="labelled folder for validation (best epoch kept)")
     t.add_argument("--model", default="tiny", help="registry name or checkpoint path (default: tiny)")
-    t.add_argument("--tokens", type=int, default=8, help="prompt tokens per block (vpt-*)")
+    t.add_argument("--tokens", type=int, default=32, help="prompt tokens per block (vpt-*)")
     t.add_argument("--width", type=int, default=16, help="border width (pixel-pad)")
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--batch-size", type=int, default=2)
-    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--lr", type=float, default=None, help="learning rate (default: per method, see DEFAULT_LR)")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_tune)
 

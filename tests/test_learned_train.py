@@ -25,6 +25,14 @@ def test_tune_lowers_the_loss_and_saves(random_sam, data, tmp_path):
     assert all(not p.requires_grad for p in random_sam.parameters())
 
 
+def test_default_learning_rate_is_the_method_s(random_sam, data):
+    from samprompt.learned import DEFAULT_LR
+
+    res = tune(random_sam, data[0], "pixel-pad", epochs=1, progress=False)
+    assert res.lr == DEFAULT_LR["pixel-pad"] and res.prompt.config.method == "pixel-pad"
+    assert tune(random_sam, data[0], "pixel-pad", epochs=1, lr=1e-4, progress=False).lr == 1e-4
+
+
 def test_cli_tune_then_eval_with_learned(random_sam, data, tmp_path, capsys):
     train, val = data
     ckpt = save_safetensors(random_sam, tmp_path / "m.safetensors")

@@ -2,6 +2,7 @@
 
 from .config import (
     BASELINES,
+    DEFAULT_LR,
     METHODS,
     FinetuneConfig,
     FourierConfig,
@@ -15,6 +16,7 @@ from .prompt import LearnedPrompt
 
 __all__ = [
     "BASELINES",
+    "DEFAULT_LR",
     "FinetuneConfig",
     "METHODS",
     "FourierConfig",

@@ -7,6 +7,12 @@ from dataclasses import asdict, dataclass, field, fields
 METHODS = ("pixel-pad", "pixel-fourier", "vpt-shallow", "vpt-deep", "vpt-generated")
 BASELINES = ("decoder-ft", "full-ft")
 
+# Default learning rates (AdamW, one-cycle): prompts tolerate large steps, weights need small ones.
+# Picked on validation mIoU in benchmarks/learned_prompts.py (token methods from 3e-3/1e-2/3e-2,
+# full-ft from 3e-5/1e-4/3e-4).
+DEFAULT_LR = {"pixel-pad": 3e-2, "pixel-fourier": 3e-2, "vpt-shallow": 3e-2, "vpt-deep": 3e-2,
+              "vpt-generated": 3e-2, "decoder-ft": 3e-4, "full-ft": 1e-4}
+
 
 @dataclass
 class PromptConfig:
@@ -65,7 +71,7 @@ class TokenConfig(PromptConfig):
 
     method: str = "vpt-deep"
     init: str = field(default="normal", metadata={"help": "'normal' (default) or 'zero' tokens"})
-    tokens: int = field(default=8, metadata={"help": "prompt tokens per block"})
+    tokens: int = field(default=32, metadata={"help": "prompt tokens per block"})
     attention: str = field(default="gated", metadata={"help": "'gated' or 'joint'"})
     dropout: float = field(default=0.0, metadata={"help": "dropout on the prompt tokens while training"})
 

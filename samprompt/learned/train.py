@@ -30,6 +30,7 @@ from ..losses import sam_loss
 from ..masks import from_label_map
 from ..segmenter import Segmenter
 from ..simulate import box_from_mask, random_point
+from .config import DEFAULT_LR
 from .prompt import LearnedPrompt
 
 
@@ -40,6 +41,7 @@ class TuneResult:
     best_val: float | None = None
     seconds: float = 0.0
     out: Path | None = None
+    lr: float = 0.0
 
 
 def _load_folder(folder: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -116,7 +118,7 @@ def tune(
     out: str | Path | None = None,
     epochs: int = 10,
     batch_size: int = 2,
-    lr: float = 1e-3,
+    lr: float | None = None,
     weight_decay: float = 0.0,
     max_objects: int = 8,
     seed: int = 0,
@@ -125,7 +127,8 @@ def tune(
 ) -> TuneResult:
     """Train a :class:`LearnedPrompt` of ``method`` on ``train_dir`` (images/ + masks/).
 
-    ``config`` goes to the method's config dataclass (e.g. ``tokens=8``). With
+    ``config`` goes to the method's config dataclass (e.g. ``tokens=8``); ``lr``
+    defaults to the method's entry in ``DEFAULT_LR``. With
     ``out``, the best prompt (by validation mIoU, or the last without ``val_dir``)
     is saved there with ``history.json`` and ``curve.png``.
     """
@@ -134,6 +137,8 @@ def tune(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     data = _load_folder(train_dir)
+    if lr is None:
+        lr = DEFAULT_LR.get(method, 1e-3)
     model.eval()
     LearnedPrompt.freeze_model(model)
     prompt = LearnedPrompt.create(method, model, **config)
@@ -143,7 +148,7 @@ def tune(
     aug = _augmenter(seed)
     steps_per_epoch = max(1, int(np.ceil(len(data) / batch_size)))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.1)
-    result = TuneResult(prompt)
+    result = TuneResult(prompt, lr=lr)
     best_state = None
     t0 = time.perf_counter()
     bar = tqdm(total=epochs * steps_per_epoch, desc=f"tune {method}", disable=not progress)
