@@ -224,6 +224,8 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .learned.config import BASELINES, METHODS
+
     p = argparse.ArgumentParser(prog="samprompt", description="Prompting Segment Anything: segment, evaluate, tune.")
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help="torch CPU threads; use 1 per process when running several jobs on the same cores")
@@ -292,9 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train pixel prompts or prompt tokens for a frozen SAM; saves "
                                    "PROMPT_DIR/prompt.safetensors + prompt_config.json + curve.png.")
     t.add_argument("data_dir", help="labelled folder (images/ + masks/)")
-    t.add_argument("--method", required=True,
-                   choices=["pixel-pad", "pixel-fourier", "vpt-shallow", "vpt-deep", "vpt-generated",
-                            "decoder-ft", "full-ft"])
+    t.add_argument("--method", required=True, choices=[*METHODS, *BASELINES])
     t.add_argument("--out", required=True, metavar="PROMPT_DIR")
     t.add_argument("--val", metavar="DIR", help="labelled folder for validation (best epoch kept)")
     t.add_argument("--model", default="tiny", help="registry name or checkpoint path (default: tiny)")
