@@ -10,8 +10,9 @@ A labelled folder holds ``images/NAME.(png|jpg|tif|...)`` and ``masks/NAME.png``
   largest error region (positive on a miss, negative on a false region), with
   the previous low-res logits as mask prompt, as in SAM's interactive evaluation.
 
-Reported: mIoU and mean Dice over all objects, per-click mIoU, per-image scores
-and any images that failed (the run goes on without them).
+Reported: mIoU and mean Dice over all objects, per-click mIoU, mIoU by object
+size (COCO's areas: small < 32², medium < 96², large, in image pixels), per-image
+scores and any images that failed (the run goes on without them).
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ from .segmenter import Segmenter
 from .simulate import box_from_mask, center_point, next_click
 
 PROMPT_MODES = ("box", "point", "clicks")
+#: COCO's object-size ranges, in pixels of area: [low, high).
+SIZE_RANGES: dict[str, tuple[float, float]] = {
+    "small": (0, 32**2),
+    "medium": (32**2, 96**2),
+    "large": (96**2, float("inf")),
+}
 
 
 @dataclass
@@ -41,6 +48,7 @@ class EvalReport:
     mIoU: float = float("nan")
     mDice: float = float("nan")
     per_click_mIoU: list[float] = field(default_factory=list)
+    by_size: dict[str, dict] = field(default_factory=dict)
     per_image: dict[str, dict] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
 
@@ -71,14 +79,14 @@ def evaluate_image(
     jitter: float = 0.0,
     rng: np.random.Generator | None = None,
 ) -> dict:
-    """Scores of one image: {"iou": [...], "dice": [...], "click_iou": [[...] per click]}."""
+    """Scores of one image: {"iou", "dice", "area": [...] per object, "click_iou": [[...] per click]}."""
     if prompt not in PROMPT_MODES:
         raise ValueError(f"prompt must be one of {PROMPT_MODES}, got {prompt!r}")
     gts, _ = from_label_map(labels)
     if labels.shape != image.shape[:2]:
         raise ImageError(f"mask shape {labels.shape} differs from image shape {image.shape[:2]}")
     if len(gts) == 0:
-        return {"iou": [], "dice": [], "click_iou": []}
+        return {"iou": [], "dice": [], "area": [], "click_iou": []}
     rng = rng or np.random.default_rng(0)
     if prompt == "box":
         prompts = [Prompt(box=box_from_mask(g, jitter, rng)) for g in gts]
@@ -101,6 +109,7 @@ def evaluate_image(
     return {
         "iou": click_iou[-1],
         "dice": [dice(p, g) for p, g in zip(preds, gts)],
+        "area": [int(g.sum()) for g in gts],
         "click_iou": click_iou,
     }
 
@@ -122,7 +131,7 @@ def evaluate_folder(
 
     items = list(iter_labelled(folder))[:limit]
     report = EvalReport(prompt=prompt, model=model_name)
-    all_iou, all_dice, per_click = [], [], []
+    all_iou, all_dice, all_area, per_click = [], [], [], []
     rng = np.random.default_rng(seed)
     for name, img_path, mask_path in tqdm(items, desc=f"eval {prompt}", disable=not progress):
         try:
@@ -138,6 +147,7 @@ def evaluate_folder(
         report.n_objects += len(scores["iou"])
         all_iou += scores["iou"]
         all_dice += scores["dice"]
+        all_area += scores["area"]
         per_click.append(scores["click_iou"])
         report.per_image[name] = {
             "mIoU": float(np.mean(scores["iou"])) if scores["iou"] else None,
@@ -150,4 +160,15 @@ def evaluate_folder(
         report.per_click_mIoU = [
             float(np.mean([v for c in per_click if len(c) > k for v in c[k]])) for k in range(n_clicks)
         ]
+        report.by_size = by_size(all_iou, all_area)
     return report
+
+
+def by_size(ious: list[float], areas: list[int], ranges: dict[str, tuple[float, float]] = SIZE_RANGES) -> dict:
+    """{range name: {"n": objects, "mIoU": mean IoU or None}} for objects binned by area."""
+    iou_arr, area_arr = np.asarray(ious, float), np.asarray(areas, float)
+    out = {}
+    for name, (lo, hi) in ranges.items():
+        sel = (area_arr >= lo) & (area_arr < hi)
+        out[name] = {"n": int(sel.sum()), "mIoU": float(iou_arr[sel].mean()) if sel.any() else None}
+    return out

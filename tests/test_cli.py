@@ -90,6 +90,9 @@ def test_eval_json_and_synth(tmp_path, ckpt, capsys):
                      "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["n_images"] == 2 and len(rep["per_click_mIoU"]) == 3 and "per_image" not in rep
+    assert sum(v["n"] for v in rep["by_size"].values()) == rep["n_objects"]
+    assert cli.main(["eval", str(tmp_path / "d"), "--model", ckpt]) == 0
+    assert "by size (COCO areas): small" in capsys.readouterr().out
 
 
 def test_weights_list(capsys, tmp_path, monkeypatch):

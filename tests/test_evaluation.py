@@ -81,3 +81,29 @@ def test_evaluate_folder_counts_objects_and_records_failures(tmp_path, random_sa
     assert len(rep.per_click_mIoU) == 2 and 0 <= rep.mIoU <= 1
     with pytest.raises(Exception, match="labelled folder"):
         evaluate_folder(seg, tmp_path, progress=False)
+
+
+def test_by_size_bins_objects_by_coco_area():
+    from samprompt.evaluation import by_size
+
+    # a 10x10 (small), a 40x40 (medium) and a 100x100 (large) object; the oracle
+    # misses the small one, so only the "small" bin drops
+    labels = np.zeros((200, 200), np.int32)
+    labels[2:12, 2:12] = 1
+    labels[20:60, 20:60] = 2
+    labels[90:190, 90:190] = 3
+    oracle = Oracle(np.where(labels == 1, 0, labels))
+    s = evaluate_image(oracle, np.zeros((200, 200, 3), np.uint8), labels, prompt="box")
+    assert s["area"] == [100, 1600, 10000]
+    assert s["iou"][0] == 0.0 and s["iou"][1:] == [1.0, 1.0]
+    b = by_size(s["iou"], s["area"])
+    assert b == {"small": {"n": 1, "mIoU": 0.0}, "medium": {"n": 1, "mIoU": 1.0}, "large": {"n": 1, "mIoU": 1.0}}
+    assert by_size([], [])["small"] == {"n": 0, "mIoU": None}
+
+
+def test_evaluate_folder_reports_by_size(tmp_path, random_sam):
+    data = write_dataset(tmp_path / "d", 2)
+    rep = evaluate_folder(Segmenter(random_sam), data, prompt="box", progress=False)
+    assert sum(v["n"] for v in rep.by_size.values()) == rep.n_objects
+    weighted = sum(v["n"] * v["mIoU"] for v in rep.by_size.values() if v["n"])
+    assert weighted / rep.n_objects == pytest.approx(rep.mIoU)
