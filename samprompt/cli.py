@@ -153,6 +153,8 @@ def cmd_eval(args) -> int:
               f"({report.n_objects} objects in {report.n_images} images)")
         if len(report.per_click_mIoU) > 1:
             print("per click mIoU: " + "  ".join(f"{k + 1}:{v:.4f}" for k, v in enumerate(report.per_click_mIoU)))
+        if report.oracle_mIoU is not None:
+            print(f"first click, best of 3 by true IoU (oracle): {report.oracle_mIoU:.4f}")
         sizes = [f"{k} {v['mIoU']:.4f} (n={v['n']})" for k, v in report.by_size.items() if v["n"]]
         if sizes:
             print("by size (COCO areas): " + "  ".join(sizes))

@@ -91,6 +91,7 @@ def test_eval_json_and_synth(tmp_path, ckpt, capsys):
     rep = json.loads(capsys.readouterr().out)
     assert rep["n_images"] == 2 and len(rep["per_click_mIoU"]) == 3 and "per_image" not in rep
     assert sum(v["n"] for v in rep["by_size"].values()) == rep["n_objects"]
+    assert 0 <= rep["oracle_mIoU"] <= 1
     assert cli.main(["eval", str(tmp_path / "d"), "--model", ckpt]) == 0
     assert "by size (COCO areas): small" in capsys.readouterr().out
 

@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 
 from samprompt import Segmenter, evaluate_folder, evaluate_image
+from samprompt.evaluation import iter_labelled
+from samprompt.images import read_image
 from samprompt.simulate import box_from_mask, center_point, next_click
 from samprompt.synthetic import make_scene, write_dataset
 
@@ -107,3 +109,31 @@ def test_evaluate_folder_reports_by_size(tmp_path, random_sam):
     assert sum(v["n"] for v in rep.by_size.values()) == rep.n_objects
     weighted = sum(v["n"] * v["mIoU"] for v in rep.by_size.values() if v["n"])
     assert weighted / rep.n_objects == pytest.approx(rep.mIoU)
+
+
+class WrongChoice(Oracle):
+    """Three candidates: the true object scored low, an empty mask scored high."""
+
+    def predict(self, image, prompts, **kw):
+        from samprompt.segmenter import Result
+
+        assert kw.get("best_only") is False or kw.get("multimask") is False
+        out = []
+        for r in super().predict(image, prompts):
+            empty = np.zeros_like(r.masks[0])
+            masks = np.stack([empty, r.masks[0], empty])
+            out.append(Result(masks, np.array([0.9, 0.1, 0.2]), np.zeros((3, 64, 64), np.float32), r.prompt))
+        return out
+
+
+def test_point_mode_reports_the_oracle_apart_from_the_iou_heads_choice(tmp_path):
+    labels = np.zeros((64, 64), np.int32)
+    labels[5:25, 5:25] = 1
+    s = evaluate_image(WrongChoice(labels), np.zeros((64, 64, 3), np.uint8), labels, prompt="point")
+    assert s["iou"] == [0.0] and s["oracle_iou"] == [1.0]
+    assert "oracle_iou" not in evaluate_image(Oracle(labels), np.zeros((64, 64, 3), np.uint8), labels, prompt="box")
+    data = write_dataset(tmp_path / "d", 1)
+    (_, _, mask_path), = iter_labelled(data)
+    lab = read_image(mask_path)
+    rep = evaluate_folder(WrongChoice(lab), data, prompt="point", progress=False)
+    assert rep.mIoU == 0.0 and rep.oracle_mIoU == pytest.approx(1.0)
