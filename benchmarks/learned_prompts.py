@@ -111,8 +111,44 @@ def report(out: Path) -> str:
                             f"({'meets' if ok else 'misses'} the half-of-full bar)")
     text = "\n".join(lines + verdicts) + "\n"
     (out / "results.md").write_text(text)
+    plot(rows, out / "results.png")
     print(text)
     return text
+
+
+def plot(rows: list[dict], path: Path) -> Path:
+    """One panel per task: test mIoU per method, the frozen model and the vpt-deep bar as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 4.2), squeeze=False, sharey=True)
+    for ax, task in zip(axes[0], tasks):
+        by = {r["method"]: r for r in rows if r["task"] == task}
+        names = [m for m in by if m != "frozen"]
+        vals = [by[m]["mIoU"] for m in names]
+        colours = ["tab:red" if m == "vpt-deep" else "tab:grey" if m.endswith("-ft") else "tab:blue" for m in names]
+        ax.barh(names, vals, color=colours)
+        for y, v in enumerate(vals):
+            ax.text(v, y, f" {v:.3f}", va="center", fontsize=7)
+        lo = min(vals + [by.get("frozen", {"mIoU": min(vals)})["mIoU"]])
+        if "frozen" in by:
+            f = by["frozen"]["mIoU"]
+            ax.axvline(f, color="k", ls="--", lw=1, label=f"frozen {f:.3f}")
+            if "full-ft" in by:
+                half = f + 0.5 * (by["full-ft"]["mIoU"] - f)
+                ax.axvline(half, color="tab:red", ls=":", lw=1.5, label=f"bar (half of full) {half:.3f}")
+        ax.set_xlim(max(0.0, lo - 0.05), min(1.0, max(vals) + 0.06))
+        ax.set_title(task)
+        ax.set_xlabel("test mIoU (box prompts)")
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, fontsize=7, frameon=False)
+    axes[0][0].invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 if __name__ == "__main__":

@@ -1,0 +1,33 @@
+"""The learned-prompt benchmark's table, verdicts and picture (from rows, no training)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+from PIL import Image
+
+_spec = importlib.util.spec_from_file_location(
+    "learned_prompts_bench", Path(__file__).parents[1] / "benchmarks" / "learned_prompts.py"
+)
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+
+def _row(task, method, miou, pct):
+    return {"task": task, "method": method, "mIoU": miou, "params": int(pct * 1000), "params_pct": pct,
+            "seconds": 1.0, "bytes": 2048, "model": "tiny:test"}
+
+
+def test_report_merges_tasks_and_judges_the_bar(tmp_path):
+    (tmp_path / "results_ultrasound.json").write_text(json.dumps(
+        [_row("ultrasound", "frozen", 0.30, 0), _row("ultrasound", "vpt-deep", 0.50, 1.0),
+         _row("ultrasound", "full-ft", 0.60, 100)]))
+    (tmp_path / "results_rooftops.json").write_text(json.dumps(
+        [_row("rooftops", "frozen", 0.60, 0), _row("rooftops", "vpt-deep", 0.61, 1.0),
+         _row("rooftops", "full-ft", 0.66, 100)]))
+    text = bench.report(tmp_path)
+    assert "ultrasound: vpt-deep gains +0.200, full fine-tuning +0.300 (meets" in text
+    assert "rooftops: vpt-deep gains +0.010, full fine-tuning +0.060 (misses" in text
+    assert len(json.loads((tmp_path / "results.json").read_text())) == 6
+    with Image.open(tmp_path / "results.png") as im:
+        assert im.width > 1.5 * im.height  # two task panels side by side
