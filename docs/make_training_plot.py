@@ -9,10 +9,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 HERE = Path(__file__).parent
-STAGES = [("stage 1 (from scratch)", "tiny_training_log.jsonl", 0), ("stage 2 (warm restart)", "tiny_training_log_stage2.jsonl", 4500)]
+STAGES = [
+    ("stage 1 (from scratch)", "tiny_training_log.jsonl", 0),
+    ("stage 2 (warm restart)", "tiny_training_log_stage2.jsonl", 4500),
+    ("stage 3 (warm restart)", "tiny_training_log_stage3.jsonl", 9520),
+    ("stage 4 (warm restart)", "tiny_training_log_stage4.jsonl", 12167),
+]
 
 fig, ax = plt.subplots(figsize=(6, 3.4), dpi=100)
-for (name, file, offset), colour in zip(STAGES, ("tab:blue", "tab:orange")):
+for (name, file, offset), colour in zip(STAGES, ("tab:blue", "tab:orange", "tab:green", "tab:red")):
+    if not (HERE / file).exists():
+        continue
     recs = [json.loads(line) for line in (HERE / file).read_text().splitlines() if line.strip()]
     val = {r["step"]: r for r in recs if "val_box" in r}  # a resumed run repeats steps: keep the last
     steps = sorted(val)

@@ -162,6 +162,18 @@ def validate(model, n: int = 48, device="cpu") -> dict:
     return {"val_box": float(np.mean(box_ious)), "val_point": float(np.mean(pt_ious))}
 
 
+def trainable(model: torch.nn.Module, only: str | None = None) -> list[torch.nn.Parameter]:
+    """The parameters to train: all, or those named ``only...`` (the rest are frozen)."""
+    params = []
+    for name, p in model.named_parameters():
+        p.requires_grad_(only is None or name.startswith(only))
+        if p.requires_grad:
+            params.append(p)
+    if not params:
+        raise ValueError(f"no parameter name starts with {only!r}")
+    return params
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m samprompt.train_tiny", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, help="run folder (resumed if it holds last.pt)")
@@ -176,8 +188,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--save-every", type=int, default=50)
     p.add_argument("--val-every", type=int, default=250)
+    p.add_argument("--val-scenes", type=int, default=48, help="validation scenes (seeds 0..N-1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", type=Path, help="start from these weights (e.g. the packaged tiny.safetensors)")
+    p.add_argument("--only", metavar="PREFIX",
+                   help="train only the parameters whose name starts with PREFIX "
+                        "(e.g. mask_decoder.iou_prediction_head: calibrate the IoU head, masks unchanged)")
     p.add_argument("--focal-weight", type=float, default=20.0)
     p.add_argument("--focal-gamma", type=float, default=2.0, help="0 turns the focal term into plain BCE")
     p.add_argument("--dice-weight", type=float, default=1.0)
@@ -189,7 +205,8 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device("cpu")
     args.out.mkdir(parents=True, exist_ok=True)
     model = build_sam(TINY_ARCH).to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    params = trainable(model, args.only)
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     step, elapsed, best = 0, 0.0, -1.0
     last = args.out / "last.pt"
     if args.init is not None and not last.exists():
@@ -217,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
         out = train_step(model, scenes, rng, args, device)
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
         if step % 10 == 0:
@@ -227,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
             log.flush()
             print(rec, flush=True)
         if step % args.val_every == 0:
-            val = validate(model, device=device)
+            val = validate(model, args.val_scenes, device=device)
             score = (val["val_box"] + val["val_point"]) / 2
             rec = {"step": step, **{k: round(v, 4) for k, v in val.items()}}
             if score > best:
@@ -242,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
             torch.save({"model": model.state_dict(), "optim": opt.state_dict(), "step": step,
                         "elapsed": time.time() - t_start, "best": best}, tmp)
             tmp.replace(last)
-    val = validate(model, device=device)
+    val = validate(model, args.val_scenes, device=device)
     score = (val["val_box"] + val["val_point"]) / 2
     if score > best:
         best = score
