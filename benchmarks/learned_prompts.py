@@ -34,6 +34,8 @@ from samprompt.models import model_id
 from samprompt.synthetic import write_dataset
 
 TASKS = ("ultrasound", "rooftops", "scratches")
+#: finer object-size bins than COCO's (rooftops are all COCO-"small"), in pixels of area
+SIZES = {"<64": (0, 64), "64-256": (64, 256), "256-1024": (256, 1024), ">=1024": (1024, float("inf"))}
 
 
 def main() -> None:
@@ -64,7 +66,7 @@ def main() -> None:
             model = load_model(args.model)
             total = sum(q.numel() for q in model.parameters())
             if method == "frozen":
-                rep = evaluate_folder(Segmenter(model), test, prompt="box", progress=False)
+                rep = evaluate_folder(Segmenter(model), test, prompt="box", progress=False, size_ranges=SIZES)
                 row = {"task": task, "method": method, "mIoU": rep.mIoU, "params": 0, "seconds": 0.0, "bytes": 0}
             else:
                 extra = {"tokens": args.tokens} if method.startswith("vpt") else {}
@@ -74,10 +76,11 @@ def main() -> None:
                            lr=args.lr or DEFAULT_LR[method], progress=True, **extra)
                 seconds = time.perf_counter() - t
                 rep = evaluate_folder(Segmenter(model, learned=res.prompt, cache_size=0), test, prompt="box",
-                                      progress=False)
+                                      progress=False, size_ranges=SIZES)
                 row = {"task": task, "method": method, "mIoU": rep.mIoU, "params": res.prompt.num_trainable(),
                        "seconds": seconds, "bytes": (out / "prompt.safetensors").stat().st_size}
             row["params_pct"] = 100.0 * row["params"] / total
+            row["by_size"] = rep.by_size
             row["model"] = model_id(model)
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -109,11 +112,24 @@ def report(out: Path) -> str:
             ok = gain_vpt >= 0.5 * gain_full and by["vpt-deep"]["params_pct"] < 2
             verdicts.append(f"- {task}: vpt-deep gains {gain_vpt:+.3f}, full fine-tuning {gain_full:+.3f} "
                             f"({'meets' if ok else 'misses'} the half-of-full bar)")
-    text = "\n".join(lines + verdicts) + "\n"
+    text = "\n".join(lines + verdicts + size_table(rows)) + "\n"
     (out / "results.md").write_text(text)
     plot(rows, out / "results.png")
     print(text)
     return text
+
+
+def size_table(rows: list[dict], methods=("frozen", "vpt-deep", "decoder-ft", "full-ft")) -> list[str]:
+    """Markdown lines: test mIoU by object area (pixels) for a few methods, where rows carry ``by_size``."""
+    rows = [r for r in rows if r.get("by_size") and r["method"] in methods]
+    if not rows:
+        return []
+    bins = list(rows[0]["by_size"])
+    lines = ["", "| task | method | " + " | ".join(f"{b} px" for b in bins) + " |", "|---|---|" + "---|" * len(bins)]
+    for r in rows:
+        cells = [f"{v['mIoU']:.3f} ({v['n']})" if v["n"] else "-" for v in r["by_size"].values()]
+        lines.append(f"| {r['task']} | {r['method']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def plot(rows: list[dict], path: Path) -> Path:

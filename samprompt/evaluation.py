@@ -136,8 +136,12 @@ def evaluate_folder(
     seed: int = 0,
     progress: bool = True,
     model_name: str = "",
+    size_ranges: dict[str, tuple[float, float]] = SIZE_RANGES,
 ) -> EvalReport:
-    """Evaluate on every labelled image of ``folder`` (see module doc)."""
+    """Evaluate on every labelled image of ``folder`` (see module doc).
+
+    ``size_ranges``: the object-area bins of ``EvalReport.by_size`` (default COCO's).
+    """
     from tqdm.auto import tqdm
 
     items = list(iter_labelled(folder))[:limit]
@@ -172,7 +176,7 @@ def evaluate_folder(
         report.per_click_mIoU = [
             float(np.mean([v for c in per_click if len(c) > k for v in c[k]])) for k in range(n_clicks)
         ]
-        report.by_size = by_size(all_iou, all_area)
+        report.by_size = by_size(all_iou, all_area, size_ranges)
         if all_oracle:
             report.oracle_mIoU = float(np.mean(all_oracle))
     return report

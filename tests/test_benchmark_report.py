@@ -29,5 +29,14 @@ def test_report_merges_tasks_and_judges_the_bar(tmp_path):
     assert "ultrasound: vpt-deep gains +0.200, full fine-tuning +0.300 (meets" in text
     assert "rooftops: vpt-deep gains +0.010, full fine-tuning +0.060 (misses" in text
     assert len(json.loads((tmp_path / "results.json").read_text())) == 6
+    assert "by_size" not in text and "px |" not in text  # rows without sizes: no size table
     with Image.open(tmp_path / "results.png") as im:
         assert im.width > 1.5 * im.height  # two task panels side by side
+
+
+def test_size_table_lists_bins_with_counts():
+    row = _row("rooftops", "vpt-deep", 0.61, 1.0)
+    row["by_size"] = {"<64": {"n": 3, "mIoU": 0.5}, ">=64": {"n": 0, "mIoU": None}}
+    lines = bench.size_table([row, _row("rooftops", "pixel-pad", 0.6, 1.0)])
+    assert lines[1] == "| task | method | <64 px | >=64 px |"
+    assert lines[-1] == "| rooftops | vpt-deep | 0.500 (3) | - |" and len(lines) == 4

@@ -137,3 +137,11 @@ def test_point_mode_reports_the_oracle_apart_from_the_iou_heads_choice(tmp_path)
     lab = read_image(mask_path)
     rep = evaluate_folder(WrongChoice(lab), data, prompt="point", progress=False)
     assert rep.mIoU == 0.0 and rep.oracle_mIoU == pytest.approx(1.0)
+
+
+def test_evaluate_folder_takes_its_own_size_bins(tmp_path, random_sam):
+    data = write_dataset(tmp_path / "d", 2)
+    bins = {"tiny": (0, 100), "rest": (100, float("inf"))}
+    rep = evaluate_folder(Segmenter(random_sam), data, prompt="box", progress=False, size_ranges=bins)
+    assert set(rep.by_size) == {"tiny", "rest"}
+    assert sum(v["n"] for v in rep.by_size.values()) == rep.n_objects
