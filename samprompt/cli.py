@@ -308,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--batch-size", type=int, default=2)
     t.add_argument("--lr", type=float, default=None, help="learning rate (default: per method, see DEFAULT_LR)")
+    t.add_argument("--prompts", choices=["mixed", "box", "point"], default="mixed",
+                   help="simulated training prompts: boxes or points per image (mixed), or one kind only")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_tune)
 
@@ -326,7 +328,8 @@ def cmd_tune(args) -> int:
     if args.method == "pixel-pad":
         extra = {"width": args.width}
     res = tune(load_model(args.model), args.data_dir, args.method, val_dir=args.val, out=args.out,
-               epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed, **extra)
+               epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, prompts=args.prompts, seed=args.seed,
+               **extra)
     best = f", best val mIoU {res.best_val:.4f}" if res.best_val is not None else ""
     print(f"trained {res.prompt.num_trainable()} parameters in {res.seconds:.0f}s{best}; saved to {res.out}")
     return 0

@@ -33,6 +33,22 @@ def test_default_learning_rate_is_the_method_s(random_sam, data):
     assert tune(random_sam, data[0], "pixel-pad", epochs=1, lr=1e-4, progress=False).lr == 1e-4
 
 
+@pytest.mark.parametrize("kind", ["box", "point", "mixed"])
+def test_training_prompts_are_of_the_kind_asked(random_sam, data, monkeypatch, kind):
+    seen = []
+    encode = random_sam.prompt_encoder.forward
+
+    def spy(points, boxes, masks):
+        seen.append(("box" if boxes is not None else "") + ("point" if points is not None else ""))
+        return encode(points, boxes, masks)
+
+    monkeypatch.setattr(random_sam.prompt_encoder, "forward", spy)
+    tune(random_sam, data[0], "pixel-pad", epochs=3, prompts=kind, progress=False)
+    assert set(seen) == ({"box", "point"} if kind == "mixed" else {kind})
+    with pytest.raises(ValueError, match="prompts must be"):
+        tune(random_sam, data[0], "pixel-pad", epochs=1, prompts="clicks", progress=False)
+
+
 def test_cli_tune_then_eval_with_learned(random_sam, data, tmp_path, capsys):
     train, val = data
     ckpt = save_safetensors(random_sam, tmp_path / "m.safetensors")

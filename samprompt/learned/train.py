@@ -3,8 +3,8 @@
 Each step takes a few training images, augments image and label map together
 (albumentations: flips, 90-degree turns, small affine changes, colour jitter),
 then simulates prompts from the augmented masks, so boxes and points always
-match the pixels: a jittered box per object, or one positive point and, half
-the time, a corrective click. Loss: SAM's focal + dice (and IoU-head MSE).
+match the pixels: per image, a jittered box per object or one positive point
+per object (``prompts="mixed"``, half and half), or only boxes or only points. Loss: SAM's focal + dice (and IoU-head MSE).
 Only the prompt's parameters are optimised (AdamW). After every epoch the
 prompt is scored on the validation folder (box prompts, mIoU) and the best one
 is kept in ``out``, with ``curve.png`` (loss and validation mIoU per epoch).
@@ -32,6 +32,9 @@ from ..segmenter import Segmenter
 from ..simulate import box_from_mask, random_point
 from .config import DEFAULT_LR
 from .prompt import LearnedPrompt
+
+
+PROMPT_KINDS = ("mixed", "box", "point")
 
 
 @dataclass
@@ -69,7 +72,9 @@ def _augmenter(seed: int):
     )
 
 
-def _step_loss(model: Sam, prompt: LearnedPrompt, batch, rng: np.random.Generator, max_objects: int) -> torch.Tensor:
+def _step_loss(
+    model: Sam, prompt: LearnedPrompt, batch, rng: np.random.Generator, max_objects: int, prompts: str = "mixed"
+) -> torch.Tensor:
     size = model.image_encoder.img_size
     resize = ResizeLongestSide(size)
     xs, metas = [], []
@@ -89,7 +94,7 @@ def _step_loss(model: Sam, prompt: LearnedPrompt, batch, rng: np.random.Generato
         t = torch.zeros(len(gts), 1, size, size)
         t[:, :, : inp[0], : inp[1]] = F.interpolate(torch.from_numpy(gts).float()[:, None], inp, mode="nearest")
         target = F.interpolate(t, (size // 2, size // 2), mode="area")[:, 0]
-        use_box = rng.random() < 0.5
+        use_box = prompts == "box" or (prompts == "mixed" and rng.random() < 0.5)
         if use_box:
             boxes = np.stack([resize.apply_boxes(box_from_mask(g, 0.1, rng)[None], orig)[0] for g in gts])
             sparse, dense = prompt_encoder(points=None, boxes=torch.as_tensor(boxes, dtype=torch.float), masks=None)
@@ -121,6 +126,7 @@ def tune(
     lr: float | None = None,
     weight_decay: float = 0.0,
     max_objects: int = 8,
+    prompts: str = "mixed",
     seed: int = 0,
     progress: bool = True,
     **config,
@@ -128,12 +134,15 @@ def tune(
     """Train a :class:`LearnedPrompt` of ``method`` on ``train_dir`` (images/ + masks/).
 
     ``config`` goes to the method's config dataclass (e.g. ``tokens=8``); ``lr``
-    defaults to the method's entry in ``DEFAULT_LR``. With
+    defaults to the method's entry in ``DEFAULT_LR``. ``prompts``: the simulated
+    training prompts, ``"mixed"`` (boxes or points), ``"box"`` or ``"point"``. With
     ``out``, the best prompt (by validation mIoU, or the last without ``val_dir``)
     is saved there with ``history.json`` and ``curve.png``.
     """
     from tqdm.auto import tqdm
 
+    if prompts not in PROMPT_KINDS:
+        raise ValueError(f"prompts must be one of {PROMPT_KINDS}, got {prompts!r}")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     data = _load_folder(train_dir)
@@ -161,7 +170,7 @@ def tune(
                 image, labels = data[i]
                 a = aug(image=image, mask=labels.astype(np.int32))
                 batch.append((a["image"], a["mask"]))
-            loss = _step_loss(model, prompt, batch, rng, max_objects)
+            loss = _step_loss(model, prompt, batch, rng, max_objects, prompts)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
