@@ -186,6 +186,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--warmup", type=int, default=300, help="warm-up steps")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="torch device (default: cuda when there is one, else cpu)")
     p.add_argument("--save-every", type=int, default=50)
     p.add_argument("--val-every", type=int, default=250)
     p.add_argument("--val-scenes", type=int, default=48, help="validation scenes (seeds 0..N-1)")
@@ -202,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    device = torch.device("cpu")
+    device = torch.device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     model = build_sam(TINY_ARCH).to(device).train()
     params = trainable(model, args.only)

@@ -9,7 +9,7 @@ from samprompt.models import TINY_ARCH, build_sam, read_state_dict, save_safeten
 from samprompt.train_tiny import main, trainable
 
 FAST = ["--batch", "1", "--objects", "2", "--loss-size", "64", "--val-every", "1000", "--val-scenes", "2",
-        "--threads", "1", "--warmup", "1"]
+        "--threads", "1", "--warmup", "1", "--device", "cpu"]
 
 
 def _log(out):
