@@ -15,7 +15,7 @@ from .errors import (
     PromptError,
     SampromptError,
 )
-from .evaluation import EvalReport, evaluate_folder, evaluate_image
+from .evaluation import EvalReport, evaluate_folder, evaluate_image, plot_report
 from .export import CocoWriter, export_png, export_yolo, yolo_lines
 from .images import read_image, to_rgb_uint8
 from .masks import (
@@ -59,6 +59,7 @@ __all__ = [
     "download",
     "evaluate_folder",
     "evaluate_image",
+    "plot_report",
     "export_png",
     "export_yolo",
     "from_label_map",

@@ -143,6 +143,10 @@ def cmd_eval(args) -> int:
         seg, args.dir, prompt=args.prompt, clicks=args.clicks, jitter=args.jitter,
         limit=args.limit, progress=not args.json, model_name=str(args.model),
     )
+    if args.plot and report.n_objects:
+        from .evaluation import plot_report
+
+        plot_report(report, args.plot)
     d = report.to_dict()
     if not args.per_image:
         d.pop("per_image")
@@ -268,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--limit", type=int, help="evaluate only the first N images")
     e.add_argument("--json", action="store_true", help="print the report as JSON")
     e.add_argument("--per-image", action="store_true", help="include per-image scores in the JSON")
+    e.add_argument("--plot", metavar="PNG", help="also draw mIoU by object size (and per click) into this PNG")
     e.set_defaults(func=cmd_eval)
 
     w = sub.add_parser("weights", help="list or download model weights",

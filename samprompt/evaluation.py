@@ -190,3 +190,42 @@ def by_size(ious: list[float], areas: list[int], ranges: dict[str, tuple[float, 
         sel = (area_arr >= lo) & (area_arr < hi)
         out[name] = {"n": int(sel.sum()), "mIoU": float(iou_arr[sel].mean()) if sel.any() else None}
     return out
+
+
+def plot_report(report: EvalReport, path: str | Path) -> Path:
+    """A PNG of a report: mIoU by object size, and the per-click curve when there are clicks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    clicks = len(report.per_click_mIoU) > 1
+    fig, axes = plt.subplots(1, 2 if clicks else 1, figsize=(8.4 if clicks else 4.4, 3.4), squeeze=False)
+    ax = axes[0][0]
+    sizes = {k: v for k, v in report.by_size.items() if v["n"]}
+    bars = ax.bar(list(sizes), [v["mIoU"] for v in sizes.values()], color="tab:blue")
+    for bar, v in zip(bars, sizes.values()):
+        ax.annotate(f"{v['mIoU']:.3f}\n(n={v['n']})", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                    ha="center", va="bottom", fontsize=7)
+    ax.axhline(report.mIoU, color="k", ls="--", lw=1, label=f"all {report.mIoU:.3f}")
+    ax.set_ylim(0, 1.12)
+    ax.set_ylabel("mIoU")
+    what = f"after {len(report.per_click_mIoU)} clicks" if clicks else f"{report.prompt} prompts"
+    ax.set_title(f"{what}, by object area", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    if clicks:
+        ax = axes[0][1]
+        k = range(1, len(report.per_click_mIoU) + 1)
+        ax.plot(k, report.per_click_mIoU, "o-")
+        if report.oracle_mIoU is not None:
+            ax.plot([1], [report.oracle_mIoU], "r*", label=f"first click, oracle {report.oracle_mIoU:.3f}")
+            ax.legend(fontsize=7, loc="lower right")
+        ax.set_xticks(list(k))
+        ax.set_xlabel("click")
+        ax.set_ylabel("mIoU")
+        ax.set_title("mIoU per click", fontsize=9)
+    fig.suptitle(f"{report.model or 'model'}: {report.n_objects} objects in {report.n_images} images", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

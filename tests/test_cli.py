@@ -3,6 +3,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 from pycocotools.coco import COCO
 
 from samprompt import cli
@@ -92,8 +93,12 @@ def test_eval_json_and_synth(tmp_path, ckpt, capsys):
     assert rep["n_images"] == 2 and len(rep["per_click_mIoU"]) == 3 and "per_image" not in rep
     assert sum(v["n"] for v in rep["by_size"].values()) == rep["n_objects"]
     assert 0 <= rep["oracle_mIoU"] <= 1
-    assert cli.main(["eval", str(tmp_path / "d"), "--model", ckpt]) == 0
+    assert cli.main(["eval", str(tmp_path / "d"), "--model", ckpt, "--plot", str(tmp_path / "box.png")]) == 0
     assert "by size (COCO areas): small" in capsys.readouterr().out
+    assert cli.main(["eval", str(tmp_path / "d"), "--model", ckpt, "--prompt", "clicks", "--clicks", "2",
+                     "--plot", str(tmp_path / "clicks.png")]) == 0
+    with Image.open(tmp_path / "box.png") as one, Image.open(tmp_path / "clicks.png") as two:
+        assert two.width > 1.5 * one.width  # the click curve gets its own panel
 
 
 def test_weights_list(capsys, tmp_path, monkeypatch):
