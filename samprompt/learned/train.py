@@ -5,9 +5,10 @@ Each step takes a few training images, augments image and label map together
 then simulates prompts from the augmented masks, so boxes and points always
 match the pixels: per image, a jittered box per object or one positive point
 per object (``prompts="mixed"``, half and half), or only boxes or only points.
-Loss: SAM's focal + dice (and IoU-head MSE). Only the prompt's parameters are optimised (AdamW). After every epoch the
-prompt is scored on the validation folder (box prompts, mIoU) and the best one
-is kept in ``out``, with ``curve.png`` (loss and validation mIoU per epoch).
+Loss: SAM's focal + dice (and IoU-head MSE). Only the prompt's parameters are
+optimised (AdamW). After every epoch the prompt is scored on the validation
+folder (box prompts, mIoU) and the best one is kept in ``out``, with
+``curve.png`` (loss and validation mIoU per epoch).
 """
 
 from __future__ import annotations
