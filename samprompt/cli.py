@@ -143,10 +143,6 @@ def cmd_eval(args) -> int:
         seg, args.dir, prompt=args.prompt, clicks=args.clicks, jitter=args.jitter,
         limit=args.limit, progress=not args.json, model_name=str(args.model),
     )
-    if args.plot and report.n_objects:
-        from .evaluation import plot_report
-
-        plot_report(report, args.plot)
     d = report.to_dict()
     if not args.per_image:
         d.pop("per_image")
@@ -164,6 +160,13 @@ def cmd_eval(args) -> int:
             print("by size (COCO areas): " + "  ".join(sizes))
         if report.failed:
             print(f"{len(report.failed)} image(s) failed: {sorted(report.failed)[:5]}")
+    if args.plot and report.n_objects:  # after the numbers are out, so a plotting problem loses nothing
+        from .evaluation import plot_report
+
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+        plot_report(report, args.plot)
+        if not args.json:
+            print(f"wrote {args.plot}")
     return 0
 
 

@@ -207,7 +207,10 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     model = build_sam(TINY_ARCH).to(device).train()
-    params = trainable(model, args.only)
+    try:
+        params = trainable(model, args.only)
+    except ValueError as exc:
+        p.error(str(exc))
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     step, elapsed, best = 0, 0.0, -1.0
     last = args.out / "last.pt"

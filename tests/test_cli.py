@@ -96,8 +96,9 @@ def test_eval_json_and_synth(tmp_path, ckpt, capsys):
     assert cli.main(["eval", str(tmp_path / "d"), "--model", ckpt, "--plot", str(tmp_path / "box.png")]) == 0
     assert "by size (COCO areas): small" in capsys.readouterr().out
     assert cli.main(["eval", str(tmp_path / "d"), "--model", ckpt, "--prompt", "clicks", "--clicks", "2",
-                     "--plot", str(tmp_path / "clicks.png")]) == 0
-    with Image.open(tmp_path / "box.png") as one, Image.open(tmp_path / "clicks.png") as two:
+                     "--plot", str(tmp_path / "new" / "clicks.png")]) == 0
+    assert f"wrote {tmp_path / 'new' / 'clicks.png'}" in capsys.readouterr().out
+    with Image.open(tmp_path / "box.png") as one, Image.open(tmp_path / "new" / "clicks.png") as two:
         assert two.width > 1.5 * one.width  # the click curve gets its own panel
 
 

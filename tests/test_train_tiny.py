@@ -41,3 +41,9 @@ def test_only_trains_the_named_parameters(tmp_path):
     assert changed and all(k.startswith(head) for k in changed)
     with pytest.raises(ValueError, match="no parameter"):
         trainable(build_sam(TINY_ARCH), "nope.")
+
+
+def test_a_bad_only_prefix_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--out", str(tmp_path / "x"), "--only", "nope.", *FAST])
+    assert exc.value.code == 2 and "no parameter name starts with 'nope.'" in capsys.readouterr().err
