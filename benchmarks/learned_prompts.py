@@ -149,7 +149,7 @@ def plot(rows: list[dict], path: Path) -> Path:
         ax.barh(names, vals, color=colours)
         for y, v in enumerate(vals):
             ax.text(v, y, f" {v:.3f}", va="center", fontsize=7)
-        lo = min(vals + [by.get("frozen", {"mIoU": min(vals)})["mIoU"]])
+        lo = min(vals + ([by["frozen"]["mIoU"]] if "frozen" in by else []))
         if "frozen" in by:
             f = by["frozen"]["mIoU"]
             ax.axvline(f, color="k", ls="--", lw=1, label=f"frozen {f:.3f}")
