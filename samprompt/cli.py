@@ -312,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--val", metavar="DIR", help="labelled folder for validation (best epoch kept)")
     t.add_argument("--model", default="tiny", help="registry name or checkpoint path (default: tiny)")
     t.add_argument("--tokens", type=int, default=32, help="prompt tokens per block (vpt-*)")
+    t.add_argument("--kv", choices=["projected", "direct"], default="projected",
+                   help="vpt-shallow/deep: tokens projected to keys/values, or keys/values learned directly")
     t.add_argument("--width", type=int, default=16, help="border width (pixel-pad)")
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--batch-size", type=int, default=2)
@@ -333,6 +335,10 @@ def cmd_tune(args) -> int:
     from .models import load_model
 
     extra = {"tokens": args.tokens} if args.method.startswith("vpt") else {}
+    if args.method in ("vpt-shallow", "vpt-deep"):
+        extra["kv"] = args.kv
+    elif args.kv != "projected":
+        raise SampromptError(f"--kv {args.kv} is for vpt-shallow and vpt-deep, not {args.method}")
     if args.method == "pixel-pad":
         extra = {"width": args.width}
     res = tune(load_model(args.model), args.data_dir, args.method, val_dir=args.val, out=args.out,

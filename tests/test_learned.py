@@ -93,6 +93,40 @@ def test_joint_attention_variant(sam, x):
     assert out.shape == sam.image_encoder(x).shape and torch.isfinite(out).all()
 
 
+def test_direct_keys_values_start_as_the_projected_tokens_and_train_on_their_own(sam, x):
+    """kv='direct' (E2VPT) starts exactly where the projected prompt of the same tokens is."""
+    torch.manual_seed(3)
+    projected = LearnedPrompt.create("vpt-deep", sam, tokens=4)
+    torch.manual_seed(3)
+    direct = LearnedPrompt.create("vpt-deep", sam, tokens=4, kv="direct")
+    C = TINY_ARCH.encoder_embed_dim
+    assert direct.num_trainable() == 2 * 4 * C * TINY_ARCH.encoder_depth + sum(g.numel() for g in direct.module.gates)
+    assert not hasattr(direct.module, "tokens")
+    with torch.no_grad():
+        ref = sam.image_encoder(x)
+        torch.testing.assert_close(direct.encode(sam, x), ref, rtol=0, atol=1e-5)  # zero gates: no effect
+        for a, b in zip(projected.module.gates, direct.module.gates):
+            a.fill_(0.7), b.fill_(0.7)
+        out = direct.encode(sam, x)
+        torch.testing.assert_close(out, projected.encode(sam, x), rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(out, ref, atol=1e-4)
+        direct.module.values[0].mul_(10.0)  # values beyond what norm1 + qkv can produce
+        assert not torch.allclose(direct.encode(sam, x), out, atol=1e-4)
+    LearnedPrompt.freeze_model(sam)
+    direct.encode(sam, x).square().mean().backward()
+    assert direct.module.keys[2].grad.abs().sum() > 0 and direct.module.values[5].grad.abs().sum() > 0
+
+
+def test_direct_keys_values_save_and_load(sam, x, tmp_path):
+    prompt = LearnedPrompt.create("vpt-shallow", sam, tokens=3, kv="direct")
+    with torch.no_grad():
+        prompt.module.gates[0].fill_(0.4)
+    back = LearnedPrompt.load(prompt.save(tmp_path / "kv"), sam)
+    assert back.config.kv == "direct" and back.id == prompt.id
+    with torch.no_grad():
+        torch.testing.assert_close(back.encode(sam, x), prompt.encode(sam, x))
+
+
 def test_generated_tokens_depend_on_the_image(sam, x):
     prompt = LearnedPrompt.create("vpt-generated", sam, tokens=4)
     with torch.no_grad():
@@ -110,6 +144,10 @@ def test_config_validation():
         make_config("vpt-deep", tokens=0)
     with pytest.raises(ValueError, match="attention"):
         make_config("vpt-deep", attention="both")
+    with pytest.raises(ValueError, match="kv"):
+        make_config("vpt-deep", kv="tied")
+    with pytest.raises(ValueError, match="projected"):
+        make_config("vpt-generated", kv="direct")
     with pytest.raises(TypeError):
         make_config("pixel-pad", tokens=3)
 

@@ -76,3 +76,16 @@ def test_cli_tune_on_a_bad_folder_is_a_clear_error(tmp_path, capsys):
     assert "no labelled images" in capsys.readouterr().err
     assert cli.main(["tune", str(tmp_path / "nope"), "--method", "vpt-deep", "--out", str(tmp_path / "p")]) == 2
     assert "not a labelled folder" in capsys.readouterr().err
+
+
+def test_cli_tune_direct_keys_values(random_sam, data, tmp_path, capsys):
+    train, _ = data
+    ckpt = save_safetensors(random_sam, tmp_path / "m.safetensors")
+    out = tmp_path / "kv"
+    assert cli.main(["tune", str(train), "--method", "vpt-shallow", "--tokens", "2", "--kv", "direct", "--epochs", "1",
+                     "--model", str(ckpt), "--out", str(out)]) == 0
+    assert json.loads((out / "prompt_config.json").read_text())["config"]["kv"] == "direct"
+    capsys.readouterr()
+    assert cli.main(["tune", str(train), "--method", "pixel-pad", "--kv", "direct", "--model", str(ckpt),
+                     "--out", str(tmp_path / "x")]) == 2
+    assert "--kv direct is for vpt-shallow and vpt-deep" in capsys.readouterr().err

@@ -63,6 +63,12 @@ class TokenConfig(PromptConfig):
     leaves the model unchanged); ``'joint'`` puts them in the same softmax as the
     image tokens with a zero relative-position bias (VPT-deep / E2VPT style).
 
+    ``kv='projected'`` (VPT) passes each token through the block's frozen
+    ``norm1`` and ``qkv`` to get its key and value; ``'direct'`` learns the keys
+    and values themselves (E2VPT's key-value prompts: twice the parameters per
+    token, and values no longer capped by the LayerNorm), starting from the
+    projections of the random tokens.
+
     Tokens start random (``init='normal'``): behind the zero gate they still
     leave the model unchanged, and zero tokens would be identical, get identical
     gradients and stay identical, so P tokens would act as one (measured on the
@@ -74,9 +80,12 @@ class TokenConfig(PromptConfig):
     tokens: int = field(default=32, metadata={"help": "prompt tokens per block"})
     attention: str = field(default="gated", metadata={"help": "'gated' or 'joint'"})
     dropout: float = field(default=0.0, metadata={"help": "dropout on the prompt tokens while training"})
+    kv: str = field(default="projected", metadata={"help": "'projected' tokens or 'direct' keys/values"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.kv not in ("projected", "direct"):
+            raise ValueError(f"kv must be 'projected' or 'direct', got {self.kv!r}")
         if self.tokens < 1:
             raise ValueError(f"tokens must be >= 1, got {self.tokens}")
         if self.attention not in ("gated", "joint"):
@@ -95,6 +104,11 @@ class GeneratedConfig(TokenConfig):
 
     method: str = "vpt-generated"
     hidden: int = field(default=64, metadata={"help": "hidden width of the generator"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.kv != "projected":
+            raise ValueError("vpt-generated makes tokens, so it needs kv='projected'")
 
 
 @dataclass

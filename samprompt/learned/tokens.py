@@ -3,8 +3,9 @@
 SAM's encoder blocks attend within windows (or globally) over a 2-D grid, so the
 prompt tokens are not appended to the sequence; instead each prompted block
 projects its P tokens through its own frozen ``norm1`` and ``qkv`` into keys
-and values that every window's queries attend to (the key-value prompts of
-E2VPT, with the relative-position bias extended by zeros for them).
+and values that every window's queries attend to, with the relative-position
+bias extended by zeros for them. With ``kv='direct'`` the keys and values are
+the learned parameters themselves (E2VPT's key-value prompts).
 """
 
 from __future__ import annotations
@@ -69,6 +70,13 @@ class TokenPrompt(nn.Module):
             [nn.Parameter(torch.zeros(heads)) for _ in self.block_ids] if cfg.attention == "gated" else []
         )
         self.dropout = nn.Dropout(cfg.dropout)
+        self.direct = getattr(cfg, "kv", "projected") == "direct"
+        if self.direct:  # learn keys and values themselves, starting from the projected random tokens
+            with torch.no_grad():
+                kv = [blocks[b].attn.qkv(blocks[b].norm1(t)) for b, t in zip(self.block_ids, self.tokens)]
+            self.keys = nn.ParameterList([nn.Parameter(x[:, dim : 2 * dim].clone()) for x in kv])
+            self.values = nn.ParameterList([nn.Parameter(x[:, 2 * dim :].clone()) for x in kv])
+            del self.tokens
 
     def block_tokens(self, i: int, image_feats: torch.Tensor | None) -> torch.Tensor:
         """(Bp, P, C) tokens of the i-th prompted block (Bp = 1 unless generated)."""
@@ -83,12 +91,16 @@ class TokenPrompt(nn.Module):
             for i, b in enumerate(self.block_ids):
                 block = blocks[b]
                 attn = block.attn
-                toks = self.block_tokens(i, image_feats)  # (Bp, P, C)
                 nh = attn.num_heads
-                kv = attn.qkv(block.norm1(toks))  # (Bp, P, 3C)
-                bp, p, _ = kv.shape
-                kv = kv.reshape(bp, p, 3, nh, -1).permute(2, 0, 3, 1, 4)  # (3, Bp, nh, P, hd)
-                pk, pv = kv[1], kv[2]
+                if self.direct:
+                    p = self.keys[i].shape[0]
+                    pk, pv = (self.dropout(t[i]).view(1, p, nh, -1).transpose(1, 2) for t in (self.keys, self.values))
+                else:
+                    toks = self.block_tokens(i, image_feats)  # (Bp, P, C)
+                    kv = attn.qkv(block.norm1(toks))  # (Bp, P, 3C)
+                    bp, p, _ = kv.shape
+                    kv = kv.reshape(bp, p, 3, nh, -1).permute(2, 0, 3, 1, 4)  # (3, Bp, nh, P, hd)
+                    pk, pv = kv[1], kv[2]
                 gate = self.gates[i] if len(self.gates) else None
                 saved[b] = attn.forward
                 attn.forward = (lambda a, pk, pv, g: (lambda x: _prompted_attention(a, x, pk, pv, g)))(attn, pk, pv, gate)
