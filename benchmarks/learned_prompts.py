@@ -25,6 +25,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from samprompt import Segmenter, evaluate_folder, load_model
@@ -36,6 +37,35 @@ from samprompt.synthetic import write_dataset
 TASKS = ("ultrasound", "rooftops", "scratches")
 #: finer object-size bins than COCO's (rooftops are all COCO-"small"), in pixels of area
 SIZES = {"<64": (0, 64), "64-256": (64, 256), "256-1024": (256, 1024), ">=1024": (1024, float("inf"))}
+DEFAULT_METHODS = ["frozen", *METHODS, "vpt-deep:kv=direct,tokens=16", *BASELINES]
+
+
+def parse_method(spec: str) -> tuple[str, dict]:
+    """``"vpt-deep:kv=direct,tokens=16"`` -> ``("vpt-deep", {"kv": "direct", "tokens": 16})``."""
+    name, _, opts = spec.partition(":")
+    config = {}
+    for item in filter(None, opts.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise SystemExit(f"bad method option {item!r} in {spec!r}: expected KEY=VALUE")
+        for cast in (int, float, str):
+            try:
+                config[key] = cast(value)
+                break
+            except ValueError:
+                continue
+    if name not in ("frozen", *METHODS, *BASELINES):
+        raise SystemExit(f"unknown method {name!r} in {spec!r}")
+    return name, config
+
+
+def _mean_by_size(reports) -> dict:
+    """Per size bin: the object count and the mean over runs of the bin's mIoU."""
+    out = {}
+    for key, first in reports[0].by_size.items():
+        vals = [r.by_size[key]["mIoU"] for r in reports]
+        out[key] = {"n": first["n"], "mIoU": None if first["n"] == 0 else float(np.mean(vals))}
+    return out
 
 
 def main() -> None:
@@ -47,11 +77,14 @@ def main() -> None:
     p.add_argument("--test-n", type=int, default=24)
     p.add_argument("--tokens", type=int, default=32, help="prompt tokens per block (vpt methods)")
     p.add_argument("--lr", type=float, default=None, help="override every method's learning rate")
+    p.add_argument("--seeds", type=int, default=1, help="training runs per method (seeds 0..N-1); mean and std")
     p.add_argument("--tasks", nargs="*", default=list(TASKS))
-    p.add_argument("--methods", nargs="*", default=["frozen", *METHODS, *BASELINES])
+    p.add_argument("--methods", nargs="*", default=DEFAULT_METHODS,
+                   help="methods, optionally with config: METHOD[:KEY=VALUE,...], e.g. vpt-deep:kv=direct,tokens=16")
     p.add_argument("--out", type=Path, default=Path("runs/learned"))
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = p.parse_args()
+    specs = [(spec, *parse_method(spec)) for spec in args.methods]
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -62,30 +95,55 @@ def main() -> None:
         train = write_dataset(data / "train", args.train_n, style=task, seed=0)
         val = write_dataset(data / "val", args.val_n, style=task, seed=500)
         test = write_dataset(data / "test", args.test_n, style=task, seed=10_000)
-        for method in args.methods:
+        for spec, method, config in specs:
             model = load_model(args.model)
             total = sum(q.numel() for q in model.parameters())
             if method == "frozen":
                 rep = evaluate_folder(Segmenter(model), test, prompt="box", progress=False, size_ranges=SIZES)
-                row = {"task": task, "method": method, "mIoU": rep.mIoU, "params": 0, "seconds": 0.0, "bytes": 0}
+                vrep = evaluate_folder(Segmenter(model), val, prompt="box", progress=False)
+                row = {"task": task, "method": spec, "mIoU": rep.mIoU, "mIoU_runs": [rep.mIoU], "mIoU_std": 0.0,
+                       "val_mIoU": vrep.mIoU, "params": 0, "seconds": 0.0, "bytes": 0, "by_size": rep.by_size}
             else:
                 extra = {"tokens": args.tokens} if method.startswith("vpt") else {}
-                out = args.out / "prompts" / task / method
-                t = time.perf_counter()
-                res = tune(model, train, method, val_dir=val, out=out, epochs=args.epochs,
-                           lr=args.lr or DEFAULT_LR[method], progress=True, **extra)
-                seconds = time.perf_counter() - t
-                rep = evaluate_folder(Segmenter(model, learned=res.prompt, cache_size=0), test, prompt="box",
-                                      progress=False, size_ranges=SIZES)
-                row = {"task": task, "method": method, "mIoU": rep.mIoU, "params": res.prompt.num_trainable(),
-                       "seconds": seconds, "bytes": (out / "prompt.safetensors").stat().st_size}
+                extra.update(config)
+                lr = extra.pop("lr", None) or args.lr or DEFAULT_LR[method]
+                reps, vals, secs = [], [], []
+                for seed in range(args.seeds):
+                    out = args.out / "prompts" / task / spec.replace(":", "_") / f"seed{seed}"
+                    t = time.perf_counter()
+                    res = tune(model, train, method, val_dir=val, out=out, epochs=args.epochs, seed=seed,
+                               lr=lr, progress=True, **extra)
+                    secs.append(time.perf_counter() - t)
+                    vals.append(res.best_val)
+                    reps.append(evaluate_folder(Segmenter(model, learned=res.prompt, cache_size=0), test,
+                                                prompt="box", progress=False, size_ranges=SIZES))
+                runs = [r.mIoU for r in reps]
+                row = {"task": task, "method": spec, "mIoU": float(np.mean(runs)), "mIoU_runs": runs,
+                       "mIoU_std": float(np.std(runs)), "val_mIoU": float(np.mean(vals)),
+                       "params": res.prompt.num_trainable(), "seconds": float(np.mean(secs)),
+                       "bytes": (out / "prompt.safetensors").stat().st_size, "by_size": _mean_by_size(reps)}
             row["params_pct"] = 100.0 * row["params"] / total
-            row["by_size"] = rep.by_size
             row["model"] = model_id(model)
             rows.append(row)
             print(json.dumps(row), flush=True)
-        (args.out / f"results_{task}.json").write_text(json.dumps(rows, indent=1))
+        # merge with rows of other methods already saved for this task (e.g. by another process)
+        f = args.out / f"results_{task}.json"
+        old = json.loads(f.read_text()) if f.exists() else []
+        mine = {r["method"] for r in rows}
+        f.write_text(json.dumps([r for r in old if r["method"] not in mine] + rows, indent=1))
     report(args.out)
+
+
+def _order(row: dict) -> tuple[int, str]:
+    """Table order: frozen, the prompt methods (each variant after its base), the baselines."""
+    base = row["method"].partition(":")[0]
+    names = ["frozen", *METHODS, *BASELINES]
+    return (names.index(base) if base in names else len(names), row["method"])
+
+
+def _score(row: dict) -> str:
+    runs = row.get("mIoU_runs", [row["mIoU"]])
+    return f"{row['mIoU']:.3f} ± {row['mIoU_std']:.3f}" if len(runs) > 1 else f"{row['mIoU']:.3f}"
 
 
 def report(out: Path) -> str:
@@ -94,23 +152,29 @@ def report(out: Path) -> str:
     for task in TASKS:
         f = out / f"results_{task}.json"
         if f.exists():
-            rows += json.loads(f.read_text())
+            rows += sorted(json.loads(f.read_text()), key=_order)
     (out / "results.json").write_text(json.dumps(rows, indent=1))
-    lines = ["| task | method | test mIoU | trained params | % of model | train time | file |",
-             "|---|---|---|---|---|---|---|"]
+    seeds = max(len(r.get("mIoU_runs", [0])) for r in rows)
+    lines = ["| task | method | test mIoU | val mIoU | trained params | % of model | train time | file |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['task']} | {r['method']} | {r['mIoU']:.3f} | {r['params']:,} | {r['params_pct']:.2f}% | "
+        val = f"{r['val_mIoU']:.3f}" if r.get("val_mIoU") is not None else "-"
+        lines.append(f"| {r['task']} | {r['method']} | {_score(r)} | {val} | {r['params']:,} | {r['params_pct']:.2f}% | "
                      f"{r['seconds']:.0f} s | {r['bytes'] / 1024:.0f} KiB |")
     models = sorted({r.get("model", "?") for r in rows})
-    lines += ["", f"Model: {', '.join(models)}; box prompts on the held-out test images."]
+    runs = f"mean ± std over {seeds} training seeds" if seeds > 1 else "one training run each"
+    lines += ["", f"Model: {', '.join(models)}; box prompts on the held-out test images; {runs}; "
+                  "val mIoU: the validation score of the kept epoch (mean)."]
     verdicts = [""]
     for task in dict.fromkeys(r["task"] for r in rows):
         by = {r["method"]: r for r in rows if r["task"] == task}
-        if {"frozen", "vpt-deep", "full-ft"} <= set(by):
-            gain_full = by["full-ft"]["mIoU"] - by["frozen"]["mIoU"]
-            gain_vpt = by["vpt-deep"]["mIoU"] - by["frozen"]["mIoU"]
-            ok = gain_vpt >= 0.5 * gain_full and by["vpt-deep"]["params_pct"] < 2
-            verdicts.append(f"- {task}: vpt-deep gains {gain_vpt:+.3f}, full fine-tuning {gain_full:+.3f} "
+        if not {"frozen", "full-ft"} <= set(by):
+            continue
+        gain_full = by["full-ft"]["mIoU"] - by["frozen"]["mIoU"]
+        for name in (m for m in by if m.partition(":")[0] == "vpt-deep"):
+            gain_vpt = by[name]["mIoU"] - by["frozen"]["mIoU"]
+            ok = gain_vpt >= 0.5 * gain_full and by[name]["params_pct"] < 2
+            verdicts.append(f"- {task}: {name} gains {gain_vpt:+.3f}, full fine-tuning {gain_full:+.3f} "
                             f"({'meets' if ok else 'misses'} the half-of-full bar)")
     text = "\n".join(lines + verdicts + size_table(rows)) + "\n"
     (out / "results.md").write_text(text)
@@ -121,7 +185,7 @@ def report(out: Path) -> str:
 
 def size_table(rows: list[dict], methods=("frozen", "vpt-deep", "decoder-ft", "full-ft")) -> list[str]:
     """Markdown lines: test mIoU by object area (pixels) for a few methods, where rows carry ``by_size``."""
-    rows = [r for r in rows if r.get("by_size") and r["method"] in methods]
+    rows = [r for r in rows if r.get("by_size") and r["method"].partition(":")[0] in methods]
     if not rows:
         return []
     bins = list(rows[0]["by_size"])
@@ -145,8 +209,8 @@ def plot(rows: list[dict], path: Path) -> Path:
         by = {r["method"]: r for r in rows if r["task"] == task}
         names = [m for m in by if m != "frozen"]
         vals = [by[m]["mIoU"] for m in names]
-        colours = ["tab:red" if m == "vpt-deep" else "tab:grey" if m.endswith("-ft") else "tab:blue" for m in names]
-        ax.barh(names, vals, color=colours)
+        colours = ["tab:red" if m.startswith("vpt-deep") else "tab:grey" if m.endswith("-ft") else "tab:blue" for m in names]
+        ax.barh(names, vals, xerr=[by[m].get("mIoU_std", 0.0) for m in names], color=colours)
         for y, v in enumerate(vals):
             ax.text(v, y, f" {v:.3f}", va="center", fontsize=7)
         lo = min(vals + ([by["frozen"]["mIoU"]] if "frozen" in by else []))

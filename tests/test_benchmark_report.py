@@ -4,6 +4,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
+import pytest
 from PIL import Image
 
 _spec = importlib.util.spec_from_file_location(
@@ -40,3 +42,27 @@ def test_size_table_lists_bins_with_counts():
     lines = bench.size_table([row, _row("rooftops", "pixel-pad", 0.6, 1.0)])
     assert lines[1] == "| task | method | <64 px | >=64 px |"
     assert lines[-1] == "| rooftops | vpt-deep | 0.500 (3) | - |" and len(lines) == 4
+
+
+def test_report_with_seeds_and_a_variant(tmp_path):
+    rows = [_row("rooftops", "full-ft", 0.66, 100), _row("rooftops", "vpt-deep:kv=direct,tokens=16", 0.635, 1.0),
+            _row("rooftops", "vpt-deep", 0.61, 1.0), _row("rooftops", "frozen", 0.60, 0)]
+    for r, runs in zip(rows, ([0.65, 0.67], [0.63, 0.64], [0.60, 0.62], [0.60])):
+        r.update(mIoU_runs=runs, mIoU_std=float(np.std(runs)), val_mIoU=0.5)
+    (tmp_path / "results_rooftops.json").write_text(json.dumps(rows))
+    text = bench.report(tmp_path)
+    table = [line.split(" | ")[1] for line in text.splitlines() if line.startswith("| rooftops")]
+    assert table == ["frozen", "vpt-deep", "vpt-deep:kv=direct,tokens=16", "full-ft"]  # variants after their base
+    assert "| 0.660 ± 0.010 | 0.500 |" in text and "mean ± std over 2 training seeds" in text
+    assert "rooftops: vpt-deep gains +0.010, full fine-tuning +0.060 (misses" in text
+    assert "rooftops: vpt-deep:kv=direct,tokens=16 gains +0.035, full fine-tuning +0.060 (meets" in text
+
+
+def test_parse_method():
+    assert bench.parse_method("vpt-deep:kv=direct,tokens=16,lr=0.1") == (
+        "vpt-deep", {"kv": "direct", "tokens": 16, "lr": 0.1})
+    assert bench.parse_method("full-ft") == ("full-ft", {})
+    with pytest.raises(SystemExit, match="unknown method"):
+        bench.parse_method("vpt-wide")
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        bench.parse_method("vpt-deep:direct")
