@@ -14,10 +14,11 @@ STAGES = [
     ("stage 2 (warm restart)", "tiny_training_log_stage2.jsonl", 4500),
     ("stage 3 (warm restart)", "tiny_training_log_stage3.jsonl", 9520),
     ("stage 4 (warm restart)", "tiny_training_log_stage4.jsonl", 12167),
+    ("stage 5 (warm restart)", "tiny_training_log_stage5.jsonl", 17202),
 ]
 
 fig, ax = plt.subplots(figsize=(6, 3.4), dpi=100)
-for (name, file, offset), colour in zip(STAGES, ("tab:blue", "tab:orange", "tab:green", "tab:red")):
+for (name, file, offset), colour in zip(STAGES, ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")):
     if not (HERE / file).exists():
         continue
     recs = [json.loads(line) for line in (HERE / file).read_text().splitlines() if line.strip()]
