@@ -212,3 +212,18 @@ def test_prompt_id_follows_parameter_updates(sam):
     with torch.no_grad():
         prompt.module.tokens[0].add_(1)
     assert prompt.id != a
+
+
+def test_finetune_only_some_weights(sam, x):
+    prompt = LearnedPrompt.create("full-ft", sam, only="image_encoder.neck+ mask_decoder.iou_token")
+    neck = sum(p.numel() for p in sam.image_encoder.neck.parameters())
+    assert prompt.num_trainable() == neck + sam.mask_decoder.iou_token.weight.numel()
+    before = {k: v.clone() for k, v in prompt.module.state_dict().items()}
+    opt = torch.optim.SGD([p for p in prompt.parameters() if p.requires_grad], lr=1.0)
+    prompt.encode(sam, x).square().mean().backward()
+    opt.step()
+    after = prompt.module.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("image_encoder.neck") for k in changed)
+    with pytest.raises(ValueError, match="no tuned weight's name starts with 'image_encoder.nek'"):
+        LearnedPrompt.create("decoder-ft", sam, only="image_encoder.nek")

@@ -116,9 +116,12 @@ class FinetuneConfig(PromptConfig):
     """Baselines: fine-tune SAM's mask decoder (``decoder-ft``) or every weight (``full-ft``).
 
     The tuned weights are a copy held by the prompt; the original model stays untouched.
+    ``only``: name prefixes separated by ``,`` or ``+`` (e.g. ``"image_encoder.neck"``) to tune just
+    those weights of the copy, for finding where a gain comes from.
     """
 
     method: str = "decoder-ft"
+    only: str = field(default="", metadata={"help": "tune only weights whose name starts with one of these"})
 
     def __post_init__(self) -> None:
         super().__post_init__()

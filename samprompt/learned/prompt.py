@@ -30,7 +30,17 @@ class _Finetuned(nn.ModuleDict):
     """Tuned copies of SAM parts (the fine-tuning baselines)."""
 
     def num_trainable(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    def restrict(self, only: str) -> None:
+        """Train only the parameters whose name starts with one of the prefixes (separated by ``,`` or ``+``)."""
+        prefixes = tuple(x.strip() for x in only.replace("+", ",").split(",") if x.strip())
+        for name, p in self.named_parameters():
+            p.requires_grad_(name.startswith(prefixes))
+        if not any(p.requires_grad for p in self.parameters()):
+            raise ValueError(f"no tuned weight's name starts with {only!r} (names start with {', '.join(self)})")
+
+
 WEIGHTS_NAME = "prompt.safetensors"
 CONFIG_NAME = "prompt_config.json"
 
@@ -59,6 +69,8 @@ class LearnedPrompt(nn.Module):
                 parts["prompt_encoder"] = copy.deepcopy(model.prompt_encoder)
             self.module = _Finetuned(parts)
             self.module.requires_grad_(True)  # the copies train even when the model is frozen
+            if config.only:  # type: ignore[attr-defined]
+                self.module.restrict(config.only)  # type: ignore[attr-defined]
         elif config.method == "vpt-generated":
             self.module = GeneratedTokenPrompt(config, enc)  # type: ignore[arg-type]
         else:
