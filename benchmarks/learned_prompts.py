@@ -210,9 +210,10 @@ def plot(rows: list[dict], path: Path) -> Path:
         names = [m for m in by if m != "frozen"]
         vals = [by[m]["mIoU"] for m in names]
         colours = ["tab:red" if m.startswith("vpt-deep") else "tab:grey" if m.endswith("-ft") else "tab:blue" for m in names]
-        ax.barh(names, vals, xerr=[by[m].get("mIoU_std", 0.0) for m in names], color=colours)
-        for y, v in enumerate(vals):
-            ax.text(v, y, f" {v:.3f}", va="center", fontsize=7)
+        errs = [by[m].get("mIoU_std", 0.0) for m in names]
+        ax.barh(names, vals, xerr=errs, color=colours)
+        for y, (v, e) in enumerate(zip(vals, errs)):
+            ax.text(v + e, y, f" {v:.3f}", va="center", fontsize=7)
         lo = min(vals + ([by["frozen"]["mIoU"]] if "frozen" in by else []))
         if "frozen" in by:
             f = by["frozen"]["mIoU"]
