@@ -70,7 +70,7 @@ class TokenPrompt(nn.Module):
             [nn.Parameter(torch.zeros(heads)) for _ in self.block_ids] if cfg.attention == "gated" else []
         )
         self.dropout = nn.Dropout(cfg.dropout)
-        self.direct = getattr(cfg, "kv", "projected") == "direct"
+        self.direct = cfg.kv == "direct"
         if self.direct:  # learn keys and values themselves, starting from the projected random tokens
             with torch.no_grad():
                 kv = [blocks[b].attn.qkv(blocks[b].norm1(t)) for b, t in zip(self.block_ids, self.tokens)]
