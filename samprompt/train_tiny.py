@@ -163,10 +163,12 @@ def validate(model, n: int = 48, device="cpu") -> dict:
 
 
 def trainable(model: torch.nn.Module, only: str | None = None) -> list[torch.nn.Parameter]:
-    """The parameters to train: all, or those named ``only...`` (the rest are frozen)."""
+    """The parameters to train: all, or those whose name starts with one of the prefixes in
+    ``only`` (separated by ``,`` or ``+``); the rest are frozen."""
+    prefixes = tuple(x.strip() for x in (only or "").replace("+", ",").split(",") if x.strip())
     params = []
     for name, p in model.named_parameters():
-        p.requires_grad_(only is None or name.startswith(only))
+        p.requires_grad_(only is None or name.startswith(prefixes))
         if p.requires_grad:
             params.append(p)
     if not params:
@@ -194,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", type=Path, help="start from these weights (e.g. the packaged tiny.safetensors)")
     p.add_argument("--only", metavar="PREFIX",
-                   help="train only the parameters whose name starts with PREFIX "
+                   help="train only the parameters whose name starts with PREFIX (several: a,b) "
                         "(e.g. mask_decoder.iou_prediction_head: calibrate the IoU head, masks unchanged)")
     p.add_argument("--focal-weight", type=float, default=20.0)
     p.add_argument("--focal-gamma", type=float, default=2.0, help="0 turns the focal term into plain BCE")

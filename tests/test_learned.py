@@ -225,5 +225,5 @@ def test_finetune_only_some_weights(sam, x):
     after = prompt.module.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith("image_encoder.neck") for k in changed)
-    with pytest.raises(ValueError, match="no tuned weight's name starts with 'image_encoder.nek'"):
+    with pytest.raises(ValueError, match="no parameter name starts with 'image_encoder.nek'"):
         LearnedPrompt.create("decoder-ft", sam, only="image_encoder.nek")

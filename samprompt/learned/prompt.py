@@ -34,11 +34,12 @@ class _Finetuned(nn.ModuleDict):
 
     def restrict(self, only: str) -> None:
         """Train only the parameters whose name starts with one of the prefixes (separated by ``,`` or ``+``)."""
-        prefixes = tuple(x.strip() for x in only.replace("+", ",").split(",") if x.strip())
-        for name, p in self.named_parameters():
-            p.requires_grad_(name.startswith(prefixes))
-        if not any(p.requires_grad for p in self.parameters()):
-            raise ValueError(f"no tuned weight's name starts with {only!r} (names start with {', '.join(self)})")
+        from ..train_tiny import trainable
+
+        try:
+            trainable(self, only)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (the tuned weights' names start with {', '.join(self)})") from exc
 
 
 WEIGHTS_NAME = "prompt.safetensors"
