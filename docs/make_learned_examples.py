@@ -1,4 +1,4 @@
-"""Draw what learned prompts change: ``python docs/make_learned_examples.py runs/learned3``.
+"""Draw what learned prompts change: ``python docs/make_learned_examples.py runs/learned``.
 
 Rows: the three domain-shifted tasks of ``benchmarks/learned_prompts.py``. Columns: the
 labels, then the masks from one box per object on the frozen built-in model, with the
