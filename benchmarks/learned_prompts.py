@@ -83,7 +83,12 @@ def main() -> None:
                    help="methods, optionally with config: METHOD[:KEY=VALUE,...], e.g. vpt-deep:kv=direct,tokens=16")
     p.add_argument("--out", type=Path, default=Path("runs/learned"))
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--compare", type=Path, nargs="+", metavar="OUT",
+                   help="no training: judge the bar across earlier result folders, each method at its best-val run")
     args = p.parse_args()
+    if args.compare:
+        compare(args.compare)
+        return
     specs = [(spec, *parse_method(spec)) for spec in args.methods]
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -123,6 +128,7 @@ def main() -> None:
                        "params": res.prompt.num_trainable(), "seconds": float(np.mean(secs)),
                        "bytes": (out / "prompt.safetensors").stat().st_size, "by_size": _mean_by_size(reps)}
             row["params_pct"] = 100.0 * row["params"] / total
+            row["epochs"] = args.epochs
             row["model"] = model_id(model)
             rows.append(row)
             print(json.dumps(row), flush=True)
@@ -165,7 +171,16 @@ def report(out: Path) -> str:
     runs = f"mean ± std over {seeds} training seeds" if seeds > 1 else "one training run each"
     lines += ["", f"Model: {', '.join(models)}; box prompts on the held-out test images; {runs}; "
                   "val mIoU: the validation score of the kept epoch (mean)."]
-    verdicts = [""]
+    text = "\n".join(lines + [""] + verdicts(rows) + size_table(rows)) + "\n"
+    (out / "results.md").write_text(text)
+    plot(rows, out / "results.png")
+    print(text)
+    return text
+
+
+def verdicts(rows: list[dict]) -> list[str]:
+    """One line per task and vpt-deep variant: its gain over the frozen model against full fine-tuning's."""
+    out = []
     for task in dict.fromkeys(r["task"] for r in rows):
         by = {r["method"]: r for r in rows if r["task"] == task}
         if not {"frozen", "full-ft"} <= set(by):
@@ -174,13 +189,45 @@ def report(out: Path) -> str:
         for name in (m for m in by if m.partition(":")[0] == "vpt-deep"):
             gain_vpt = by[name]["mIoU"] - by["frozen"]["mIoU"]
             ok = gain_vpt >= 0.5 * gain_full and by[name]["params_pct"] < 2
-            verdicts.append(f"- {task}: {name} gains {gain_vpt:+.3f}, full fine-tuning {gain_full:+.3f} "
-                            f"({'meets' if ok else 'misses'} the half-of-full bar)")
-    text = "\n".join(lines + verdicts + size_table(rows)) + "\n"
-    (out / "results.md").write_text(text)
-    plot(rows, out / "results.png")
+            out.append(f"- {task}: {name} gains {gain_vpt:+.3f}, full fine-tuning {gain_full:+.3f} "
+                       f"({'meets' if ok else 'misses'} the half-of-full bar)")
+    return out
+
+
+def compare(outs: list[Path]) -> str:
+    """Judge the bar with every method at the run its validation score prefers.
+
+    ``outs``: result folders of the same tasks under different schedules (e.g.
+    ``--epochs 20`` and ``--epochs 60``). Per task and method, the run with the
+    highest mean validation mIoU is kept, as a user choosing by validation would;
+    the verdicts then compare each method at its own chosen schedule.
+    """
+    runs = {_run_label(out): json.loads((out / "results.json").read_text()) for out in outs}
+    chosen: dict[tuple[str, str], tuple[str, dict]] = {}
+    for label, rows in runs.items():
+        for r in rows:
+            key = (r["task"], r["method"])
+            if key not in chosen or (r.get("val_mIoU") or 0.0) > (chosen[key][1].get("val_mIoU") or 0.0):
+                chosen[key] = (label, r)
+    labels = list(runs)
+    lines = ["| task | method | " + " | ".join(f"{lb}: test / val" for lb in labels) + " | chosen by val |",
+             "|---|---|" + "---|" * (len(labels) + 1)]
+    for (task, method), (label, _) in chosen.items():
+        cells = []
+        for lb in labels:
+            r = next((r for r in runs[lb] if r["task"] == task and r["method"] == method), None)
+            cells.append("-" if r is None else f"{r['mIoU']:.3f} / {r['val_mIoU']:.3f}")
+        lines.append(f"| {task} | {method} | " + " | ".join(cells) + f" | {label} |")
+    text = "\n".join(lines + [""] + verdicts([r for _, r in chosen.values()])) + "\n"
     print(text)
     return text
+
+
+def _run_label(out: Path) -> str:
+    """``"20 epochs"`` when the rows record their schedule, else the folder's name."""
+    rows = json.loads((out / "results.json").read_text())
+    epochs = {r.get("epochs") for r in rows}
+    return f"{epochs.pop()} epochs" if len(epochs) == 1 and None not in epochs else out.name
 
 
 def size_table(rows: list[dict], methods=("frozen", "vpt-deep", "decoder-ft", "full-ft")) -> list[str]:

@@ -66,3 +66,21 @@ def test_parse_method():
         bench.parse_method("vpt-wide")
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         bench.parse_method("vpt-deep:direct")
+
+
+def test_compare_judges_each_method_at_its_best_validation_run(tmp_path):
+    short, long = tmp_path / "short", tmp_path / "long"
+    for out, vpt, full, epochs in ((short, (0.62, 0.61), (0.64, 0.63), 20), (long, (0.625, 0.60), (0.68, 0.66), 60)):
+        rows = [_row("rooftops", "frozen", 0.60, 0), _row("rooftops", "vpt-deep", vpt[0], 1.0),
+                _row("rooftops", "full-ft", full[0], 100)]
+        for r, val in zip(rows, (0.58, vpt[1], full[1])):
+            r.update(val_mIoU=val, epochs=epochs)
+        out.mkdir()
+        (out / "results_rooftops.json").write_text(json.dumps(rows))
+        bench.report(out)  # builds results.json
+    text = bench.compare([short, long])
+    assert "| rooftops | vpt-deep | 0.620 / 0.610 | 0.625 / 0.600 | 20 epochs |" in text  # val prefers 20 epochs
+    assert "| rooftops | full-ft | 0.640 / 0.630 | 0.680 / 0.660 | 60 epochs |" in text
+    # each at its own pick: +0.020 against +0.080 misses, though 20 epochs alone (+0.020 of +0.040) would meet
+    assert "rooftops: vpt-deep gains +0.020, full fine-tuning +0.080 (misses" in text
+    assert "meets" in (short / "results.md").read_text()
