@@ -1,6 +1,7 @@
 """The learned-prompt experiment: adapt the frozen built-in SAM to three domain shifts.
 
     python benchmarks/learned_prompts.py [--epochs 20] [--train-n 16] [--test-n 24] [--out runs/learned]
+    python benchmarks/learned_prompts.py --compare runs/learned runs/learned_60   # no training
 
 Tasks can run in parallel processes (``--tasks rooftops --threads 1`` in one,
 ``--tasks scratches --threads 1`` in another, same ``--out``): each task's rows
@@ -16,6 +17,8 @@ the frozen model, pixel-pad, pixel-fourier, vpt-shallow, vpt-deep, vpt-generated
 and the decoder-only and full fine-tuning baselines. Reported per row: test
 mIoU, trained parameters (and % of the model), train time and file size.
 Writes ``OUT/results.json`` and ``OUT/results.md`` (the README's table).
+``--compare`` reads such folders made with different schedules and judges the
+bar with each method at the run its validation score prefers.
 """
 
 from __future__ import annotations
@@ -200,7 +203,8 @@ def compare(outs: list[Path]) -> str:
     ``outs``: result folders of the same tasks under different schedules (e.g.
     ``--epochs 20`` and ``--epochs 60``). Per task and method, the run with the
     highest mean validation mIoU is kept, as a user choosing by validation would;
-    the verdicts then compare each method at its own chosen schedule.
+    the verdicts then compare each method at its own chosen schedule. The table
+    lists the methods found in every folder.
     """
     runs = {_run_label(out): json.loads((out / "results.json").read_text()) for out in outs}
     chosen: dict[tuple[str, str], tuple[str, dict]] = {}
@@ -213,10 +217,10 @@ def compare(outs: list[Path]) -> str:
     lines = ["| task | method | " + " | ".join(f"{lb}: test / val" for lb in labels) + " | chosen by val |",
              "|---|---|" + "---|" * (len(labels) + 1)]
     for (task, method), (label, _) in chosen.items():
-        cells = []
-        for lb in labels:
-            r = next((r for r in runs[lb] if r["task"] == task and r["method"] == method), None)
-            cells.append("-" if r is None else f"{r['mIoU']:.3f} / {r['val_mIoU']:.3f}")
+        found = [next((r for r in runs[lb] if r["task"] == task and r["method"] == method), None) for lb in labels]
+        if None in found:  # the table shows the rows every run has
+            continue
+        cells = [f"{r['mIoU']:.3f} / {r['val_mIoU']:.3f}" for r in found]
         lines.append(f"| {task} | {method} | " + " | ".join(cells) + f" | {label} |")
     text = "\n".join(lines + [""] + verdicts([r for _, r in chosen.values()])) + "\n"
     print(text)
