@@ -314,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tokens", type=int, default=32, help="prompt tokens per block (vpt-*)")
     t.add_argument("--kv", choices=["projected", "direct"], default="projected",
                    help="vpt-shallow/deep: tokens projected to keys/values, or keys/values learned directly")
+    t.add_argument("--depth", type=int, default=None,
+                   help="vpt-deep/generated: prompt only the first N encoder blocks (default: all)")
+    t.add_argument("--dropout", type=float, default=0.0, help="dropout on the prompt tokens while training (vpt-*)")
     t.add_argument("--width", type=int, default=16, help="border width (pixel-pad)")
     t.add_argument("--epochs", type=int, default=10)
     t.add_argument("--batch-size", type=int, default=2)
@@ -334,7 +337,11 @@ def cmd_tune(args) -> int:
     from .learned.train import tune
     from .models import load_model
 
-    extra = {"tokens": args.tokens} if args.method.startswith("vpt") else {}
+    extra = {"tokens": args.tokens, "dropout": args.dropout} if args.method.startswith("vpt") else {}
+    if args.depth is not None:
+        if args.method not in ("vpt-deep", "vpt-generated"):
+            raise SampromptError(f"--depth is for vpt-deep and vpt-generated, not {args.method}")
+        extra["depth"] = args.depth
     if args.method in ("vpt-shallow", "vpt-deep"):
         extra["kv"] = args.kv
     elif args.kv != "projected":

@@ -74,6 +74,38 @@ def test_parameter_counts(sam):
     assert pad == 3 * (256 * 256 - 248 * 248)
 
 
+@pytest.mark.parametrize("method", ["vpt-deep", "vpt-generated"])
+def test_depth_prompts_the_first_blocks_only(sam, x, method, tmp_path):
+    prompt = LearnedPrompt.create(method, sam, tokens=4, depth=2)
+    assert len(prompt.module.tokens) == 2
+    if method == "vpt-deep":
+        one = LearnedPrompt.create("vpt-shallow", sam, tokens=4).num_trainable()
+        assert prompt.num_trainable() == 2 * one
+    blocks = list(sam.image_encoder.blocks)
+    feats = torch.zeros(1, blocks[0].attn.qkv.in_features)
+    with prompt.module.injected(sam.image_encoder, feats):
+        patched = ["forward" in vars(b.attn) for b in blocks]
+    assert patched == [True, True] + [False] * (len(blocks) - 2)
+    assert not any("forward" in vars(b.attn) for b in blocks)  # restored after the pass
+    with torch.no_grad():
+        for g in prompt.module.gates:
+            g.fill_(1.0)
+        assert not torch.allclose(prompt.encode(sam, x), sam.image_encoder(x), atol=1e-4)
+    loaded = LearnedPrompt.load(prompt.save(tmp_path / "p"), sam)
+    assert loaded.config.depth == 2 and len(loaded.module.tokens) == 2
+
+
+def test_depth_is_checked(sam):
+    with pytest.raises(ValueError, match="more than the encoder's"):
+        LearnedPrompt.create("vpt-deep", sam, depth=TINY_ARCH.encoder_depth + 1)
+    with pytest.raises(ValueError, match="first block only"):
+        make_config("vpt-shallow", depth=3)
+    with pytest.raises(ValueError, match="depth must be >= 1"):
+        make_config("vpt-deep", depth=0)
+    assert LearnedPrompt.create("vpt-deep", sam, depth=TINY_ARCH.encoder_depth).num_trainable() == (
+        LearnedPrompt.create("vpt-deep", sam).num_trainable())
+
+
 def test_pad_prompt_is_a_frame_and_saves_only_the_frame(sam, tmp_path):
     prompt = LearnedPrompt.create("pixel-pad", sam, width=4, init="normal")
     frame = prompt.module.frame()

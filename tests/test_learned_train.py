@@ -89,3 +89,17 @@ def test_cli_tune_direct_keys_values(random_sam, data, tmp_path, capsys):
     assert cli.main(["tune", str(train), "--method", "pixel-pad", "--kv", "direct", "--model", str(ckpt),
                      "--out", str(tmp_path / "x")]) == 2
     assert "--kv direct is for vpt-shallow and vpt-deep" in capsys.readouterr().err
+
+
+def test_cli_tune_depth_and_dropout(random_sam, data, tmp_path, capsys):
+    train, _ = data
+    ckpt = save_safetensors(random_sam, tmp_path / "m.safetensors")
+    out = tmp_path / "d"
+    assert cli.main(["tune", str(train), "--method", "vpt-deep", "--tokens", "2", "--depth", "1", "--dropout", "0.1",
+                     "--epochs", "1", "--model", str(ckpt), "--out", str(out)]) == 0
+    config = json.loads((out / "prompt_config.json").read_text())["config"]
+    assert config["depth"] == 1 and config["dropout"] == 0.1
+    capsys.readouterr()
+    assert cli.main(["tune", str(train), "--method", "pixel-pad", "--depth", "2", "--model", str(ckpt),
+                     "--out", str(tmp_path / "x")]) == 2
+    assert "--depth is for vpt-deep and vpt-generated" in capsys.readouterr().err

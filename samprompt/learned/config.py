@@ -58,6 +58,9 @@ class FourierConfig(PromptConfig):
 class TokenConfig(PromptConfig):
     """VPT: ``tokens`` learned prompt tokens per prompted encoder block.
 
+    ``depth``: how many blocks get tokens, from the first (VPT's depth
+    ablation); vpt-deep prompts every block unless told, vpt-shallow the first.
+
     ``attention='gated'`` attends to the prompt keys/values with their own
     softmax added through a zero-initialised per-head gate (the untrained prompt
     leaves the model unchanged); ``'joint'`` puts them in the same softmax as the
@@ -81,9 +84,15 @@ class TokenConfig(PromptConfig):
     attention: str = field(default="gated", metadata={"help": "'gated' or 'joint'"})
     dropout: float = field(default=0.0, metadata={"help": "dropout on the prompt tokens while training"})
     kv: str = field(default="projected", metadata={"help": "'projected' tokens or 'direct' keys/values"})
+    depth: int | None = field(default=None, metadata={
+        "help": "prompted blocks, counted from the first (default: every block for vpt-deep, 1 for vpt-shallow)"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.depth is not None and self.depth < 1:
+            raise ValueError(f"depth must be >= 1, got {self.depth}")
+        if self.method == "vpt-shallow" and self.depth not in (None, 1):
+            raise ValueError(f"vpt-shallow prompts the first block only; use vpt-deep with depth={self.depth}")
         if self.kv not in ("projected", "direct"):
             raise ValueError(f"kv must be 'projected' or 'direct', got {self.kv!r}")
         if self.tokens < 1:
@@ -93,9 +102,12 @@ class TokenConfig(PromptConfig):
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
-    @property
-    def deep(self) -> bool:
-        return self.method != "vpt-shallow"
+    def prompted_blocks(self, n_blocks: int) -> list[int]:
+        """Indices of the encoder blocks that get tokens, for an encoder of ``n_blocks`` blocks."""
+        depth = 1 if self.method == "vpt-shallow" else self.depth or n_blocks
+        if depth > n_blocks:
+            raise ValueError(f"depth {depth} is more than the encoder's {n_blocks} blocks")
+        return list(range(depth))
 
 
 @dataclass

@@ -58,7 +58,7 @@ class TokenPrompt(nn.Module):
         super().__init__()
         self.cfg = cfg
         blocks: list[Block] = list(encoder.blocks)
-        self.block_ids = list(range(len(blocks))) if cfg.deep else [0]
+        self.block_ids = cfg.prompted_blocks(len(blocks))
         dim = blocks[0].attn.qkv.in_features
         heads = blocks[0].attn.num_heads
         init = nn.init.normal_ if cfg.init == "normal" else nn.init.zeros_
@@ -102,12 +102,15 @@ class TokenPrompt(nn.Module):
                     kv = kv.reshape(bp, p, 3, nh, -1).permute(2, 0, 3, 1, 4)  # (3, Bp, nh, P, hd)
                     pk, pv = kv[1], kv[2]
                 gate = self.gates[i] if len(self.gates) else None
-                saved[b] = attn.forward
+                saved[b] = vars(attn).get("forward")  # None: the class's forward
                 attn.forward = (lambda a, pk, pv, g: (lambda x: _prompted_attention(a, x, pk, pv, g)))(attn, pk, pv, gate)
             yield
         finally:
             for b, fwd in saved.items():
-                blocks[b].attn.forward = fwd
+                if fwd is None:
+                    del blocks[b].attn.forward
+                else:
+                    blocks[b].attn.forward = fwd
 
     def num_trainable(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
