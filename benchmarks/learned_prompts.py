@@ -206,7 +206,8 @@ def compare(outs: list[Path]) -> str:
     the verdicts then compare each method at its own chosen schedule. The table
     lists the methods found in every folder.
     """
-    runs = {_run_label(out): json.loads((out / "results.json").read_text()) for out in outs}
+    loaded = [(out, json.loads((out / "results.json").read_text())) for out in outs]
+    runs = {_run_label(out, rows): rows for out, rows in loaded}
     chosen: dict[tuple[str, str], tuple[str, dict]] = {}
     for label, rows in runs.items():
         for r in rows:
@@ -227,9 +228,8 @@ def compare(outs: list[Path]) -> str:
     return text
 
 
-def _run_label(out: Path) -> str:
+def _run_label(out: Path, rows: list[dict]) -> str:
     """``"20 epochs"`` when the rows record their schedule, else the folder's name."""
-    rows = json.loads((out / "results.json").read_text())
     epochs = {r.get("epochs") for r in rows}
     return f"{epochs.pop()} epochs" if len(epochs) == 1 and None not in epochs else out.name
 

@@ -338,6 +338,8 @@ def cmd_tune(args) -> int:
     from .models import load_model
 
     extra = {"tokens": args.tokens, "dropout": args.dropout} if args.method.startswith("vpt") else {}
+    if args.dropout and not args.method.startswith("vpt"):
+        raise SampromptError(f"--dropout is for the vpt-* methods, not {args.method}")
     if args.depth is not None:
         if args.method not in ("vpt-deep", "vpt-generated"):
             raise SampromptError(f"--depth is for vpt-deep and vpt-generated, not {args.method}")

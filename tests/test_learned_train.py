@@ -103,3 +103,6 @@ def test_cli_tune_depth_and_dropout(random_sam, data, tmp_path, capsys):
     assert cli.main(["tune", str(train), "--method", "pixel-pad", "--depth", "2", "--model", str(ckpt),
                      "--out", str(tmp_path / "x")]) == 2
     assert "--depth is for vpt-deep and vpt-generated" in capsys.readouterr().err
+    assert cli.main(["tune", str(train), "--method", "decoder-ft", "--dropout", "0.2", "--model", str(ckpt),
+                     "--out", str(tmp_path / "y")]) == 2
+    assert "--dropout is for the vpt-* methods" in capsys.readouterr().err
