@@ -9,6 +9,7 @@ The frozen model and full fine-tuning are drawn as lines, with the half-of-full 
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -19,19 +20,18 @@ import matplotlib.pyplot as plt
 from samprompt.models import TINY_ARCH
 
 HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE.parent / "benchmarks"))
+from learned_prompts import parse_method  # noqa: E402  (the benchmark's METHOD:KEY=VALUE specs)
 
 
 def depth_of(method: str) -> int | None:
     """The prompted depth of a row's method, or None for rows that are not VPT tokens of the default kind."""
-    name, _, opts = method.partition(":")
-    if name == "vpt-shallow" and not opts:
+    name, config = parse_method(method)
+    if name == "vpt-shallow" and not config:
         return 1
-    if name != "vpt-deep":
-        return None
-    if not opts:
-        return TINY_ARCH.encoder_depth
-    key, _, value = opts.partition("=")
-    return int(value) if key == "depth" and "," not in opts else None
+    if name == "vpt-deep" and set(config) <= {"depth"}:
+        return config.get("depth", TINY_ARCH.encoder_depth)
+    return None
 
 
 def main(main_run: Path, depth_run: Path, out: Path = HERE / "learned_depth.png") -> Path:
