@@ -1,7 +1,8 @@
 """Promptless "segment everything": a point grid decoded in batches, filtered.
 
-The recipe of SAM's automatic mask generator on one crop, reusing the
-Segmenter's cached embedding: each grid point gives three candidate masks;
+The recipe of SAM's automatic mask generator on one crop, on the Segmenter's
+public API only (``embed``, ``decode_batch``, ``mask_threshold``), so the
+embedding is cached and shared with prompted calls: each grid point gives three candidate masks;
 candidates are kept when their predicted IoU and stability score clear the
 thresholds, then de-duplicated by box NMS and, optionally, cleaned of small
 islands and holes.
@@ -9,23 +10,19 @@ islands and holes.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 from segment_anything.utils.amg import batched_mask_to_box, build_point_grid, calculate_stability_score
 from torchvision.ops import batched_nms
 
-from .images import ImageLike, to_rgb_uint8
+from .images import ImageLike
 from .masks import clean_mask
 from .prompts import Prompt
-
-if TYPE_CHECKING:
-    from .segmenter import Result, Segmenter
+from .result import Result
 
 
 def segment_everything(
-    seg: "Segmenter",
+    seg,
     image: ImageLike,
     *,
     points_per_side: int = 16,
@@ -35,10 +32,11 @@ def segment_everything(
     stability_score_offset: float = 1.0,
     box_nms_thresh: float = 0.7,
     min_mask_area: int = 0,
-) -> "Result":
+) -> Result:
     """All objects of an image, without prompts.
 
     Args:
+        seg: a :class:`~samprompt.segmenter.Segmenter`.
         points_per_side: the grid is ``points_per_side`` squared points.
         pred_iou_thresh: keep masks whose predicted IoU is at least this.
         stability_score_thresh: keep masks whose IoU between the masks thresholded
@@ -50,14 +48,11 @@ def segment_everything(
     Returns a :class:`Result` with N masks sorted by score (highest first);
     ``extra["points"]`` holds the (N, 2) grid point behind each mask.
     """
-    from .segmenter import Result
-
-    rgb = to_rgb_uint8(image)
-    h, w = rgb.shape[:2]
-    emb = seg._embed_rgb(rgb)
+    emb = seg.embed(image)
+    h, w = emb.original_size
     grid = build_point_grid(points_per_side) * np.array([[w, h]])
     grid = np.clip(grid, 0, [w - 1, h - 1])
-    thr = seg.model.mask_threshold
+    thr = seg.mask_threshold
     keep_masks, keep_scores, keep_logits, keep_points = [], [], [], []
     for start in range(0, len(grid), points_per_batch):
         pts = grid[start : start + points_per_batch]

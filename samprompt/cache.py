@@ -1,8 +1,9 @@
 """Image-embedding cache: an in-memory LRU and an optional on-disk store.
 
 Keys are content hashes: sha256 of the normalised image bytes and shape, the
-model id, and the id of any learned prompt. The same picture under another
-file name hits the cache; the same file under another model or prompt does not.
+model id, the id of any learned prompt and the encoder's id (kind and
+precision). The same picture under another file name hits the cache; the same
+file under another model, prompt or encoder does not.
 """
 
 from __future__ import annotations
@@ -30,13 +31,15 @@ class Embedding:
     original_size: tuple[int, int]
 
 
-def embedding_key(image: np.ndarray, model_id: str, learned_id: str | None = None) -> str:
-    """Content key of a normalised (H, W, 3) uint8 image under a model (+ learned prompt)."""
+def embedding_key(
+    image: np.ndarray, model_id: str, learned_id: str | None = None, encoder_id: str = "sam/fp32"
+) -> str:
+    """Content key of a normalised (H, W, 3) uint8 image under a model, learned prompt and encoder."""
     h = hashlib.sha256()
     h.update(repr(image.shape).encode())
     h.update(np.ascontiguousarray(image).tobytes())
-    h.update(model_id.encode())
-    h.update((learned_id or "").encode())
+    for part in (model_id, learned_id or "", encoder_id):
+        h.update(b"\0" + part.encode())
     return h.hexdigest()
 
 

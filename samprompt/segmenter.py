@@ -1,15 +1,19 @@
 """The Segmenter: encode an image once (cached), decode many prompts in batches.
 
-It reproduces ``segment_anything.SamPredictor`` exactly (same resize, same
-normalisation and padding, same decoder calls), and adds: an embedding cache,
-batched decoding of many objects, multimask selection by predicted IoU, mask
-prompts given as binary masks, and an automatic "segment everything" mode.
+It reproduces ``segment_anything.SamPredictor`` exactly with the reference
+encoder (same resize, normalisation and padding, same decoder calls), and adds:
+an embedding cache, batched decoding of many objects, multimask selection by
+predicted IoU, mask prompts given as binary masks, an encoder seam
+(:mod:`samprompt.encoders`) and an automatic "segment everything" mode.
+
+    emb = seg.embed(image)            # (cached) image embedding
+    res = seg.decode(emb, prompts)    # as often as you like, no re-encoding
+    res = seg.predict(image, prompts) # both at once
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
 from typing import Sequence, Union
 
 import numpy as np
@@ -19,53 +23,18 @@ from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from .cache import Embedding, EmbeddingCache, embedding_key
-from .errors import PromptError
+from .encoders import Encoder, SamEncoder
+from .errors import PromptError, SampromptError
 from .images import ImageLike, to_rgb_uint8
 from .models import load_model, model_id
+from .normalize import Normalizer
 from .prompts import Prompt
+from .result import Result
+from .steps import model_input, run_decoder
 
 MultimaskArg = Union[bool, str]
 
-
-@dataclass
-class Result:
-    """Masks for one object.
-
-    ``masks``: (N, H, W) bool at the original image size, N = 1 or 3 candidates.
-    ``scores``: (N,) predicted IoU of each mask.
-    ``logits``: (N, h, w) low-res logits as the model gives them (pass one back
-    as ``Prompt(mask=...)`` to refine). ``prompt``: the prompt that made them.
-    """
-
-    masks: np.ndarray
-    scores: np.ndarray
-    logits: np.ndarray
-    prompt: Prompt | None = None
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def best_index(self) -> int:
-        return int(np.argmax(self.scores))
-
-    @property
-    def mask(self) -> np.ndarray:
-        """(H, W) bool: the mask with the highest predicted IoU."""
-        return self.masks[self.best_index]
-
-    @property
-    def score(self) -> float:
-        return float(self.scores[self.best_index])
-
-    @property
-    def best_logits(self) -> np.ndarray:
-        """(h, w) low-res logits of the best mask (a mask prompt for refinement)."""
-        return self.logits[self.best_index]
-
-    def refine(self, x: float, y: float, label: int = 1) -> Prompt:
-        """The next prompt of an interactive session: this prompt + one click + these logits."""
-        if self.prompt is None:
-            raise PromptError("this result has no prompt to refine")
-        return self.prompt.with_click(x, y, label, logits=self.best_logits)
+__all__ = ["Result", "Segmenter"]
 
 
 class Segmenter:
@@ -77,8 +46,15 @@ class Segmenter:
         device: torch device (default: the model's).
         cache: an :class:`EmbeddingCache` to share; by default a new one with
             ``cache_size`` entries in memory and ``cache_dir`` on disk (if given).
-        learned: an optional :class:`~samprompt.learned.LearnedPrompt` (or the folder
-            it was saved in) applied in the encoder; it is part of the cache key.
+        learned: an optional learned prompt (a :class:`~samprompt.learned.LearnedPrompt`,
+            or any object with ``id`` and ``encode(model, x)``) applied in the
+            encoder; load a saved one with ``samprompt.learned.LearnedPrompt.load(DIR, model)``.
+        encoder: the :class:`~samprompt.encoders.Encoder` that computes embeddings
+            (default :class:`~samprompt.encoders.SamEncoder`, fp32, the reference).
+        normalize: how images become uint8 RGB (default
+            :class:`~samprompt.normalize.Auto`); e.g. ``Window.from_level(400, 40)`` for CT.
+
+    The model, the learned prompt and the encoder all go into the embedding cache key.
     """
 
     def __init__(
@@ -90,8 +66,10 @@ class Segmenter:
         cache_size: int = 16,
         cache_dir: str | None = None,
         learned=None,
+        encoder: Encoder | None = None,
+        normalize: Normalizer | None = None,
     ) -> None:
-        if model is None or isinstance(model, (str,)) or hasattr(model, "__fspath__"):
+        if model is None or isinstance(model, str) or hasattr(model, "__fspath__"):
             model = load_model("tiny" if model is None else model)
         if device is not None:
             model = model.to(device)
@@ -99,14 +77,17 @@ class Segmenter:
         self.transform = ResizeLongestSide(self.model.image_encoder.img_size)
         self.cache = cache if cache is not None else EmbeddingCache(cache_size, cache_dir)
         if isinstance(learned, str) or hasattr(learned, "__fspath__"):
-            from .learned import LearnedPrompt
-
-            learned = LearnedPrompt.load(learned, self.model)
+            raise SampromptError(
+                f"learned={str(learned)!r} is a path; load it first: "
+                "samprompt.learned.LearnedPrompt.load(PROMPT_DIR, model)"
+            )
         self.learned = learned
+        self.encoder: Encoder = encoder if encoder is not None else SamEncoder()
+        self.normalize = normalize
         self.encoder_calls = 0
-        self._model_id = model_id(self.model)
+        self.model_id = model_id(self.model)
 
-    # ------------------------------------------------------------- encoding
+    # ------------------------------------------------------------- properties
     @property
     def device(self) -> torch.device:
         return self.model.device
@@ -121,33 +102,35 @@ class Segmenter:
         h, w = self.model.prompt_encoder.mask_input_size
         return (int(h), int(w))
 
-    def _key(self, rgb: np.ndarray) -> str:
-        learned_id = getattr(self.learned, "id", None)
-        return embedding_key(rgb, self._model_id, learned_id)
+    @property
+    def mask_threshold(self) -> float:
+        """Logit above which a pixel belongs to the mask."""
+        return float(self.model.mask_threshold)
 
+    @property
+    def learned_id(self) -> str | None:
+        """Id of the learned prompt in use, or None."""
+        return getattr(self.learned, "id", None)
+
+    # ------------------------------------------------------------- encoding
     def embed(self, image: ImageLike) -> Embedding:
-        """Encode an image (or fetch its embedding from the cache)."""
-        rgb = to_rgb_uint8(image)
-        return self._embed_rgb(rgb)
+        """Encode an image (or fetch its embedding from the cache).
+
+        ``image``: (H, W[, C]) array or file path, normalised with ``self.normalize``.
+        """
+        return self._embed_rgb(to_rgb_uint8(image, self.normalize))
 
     def _embed_rgb(self, rgb: np.ndarray) -> Embedding:
-        key = self._key(rgb)
+        key = embedding_key(rgb, self.model_id, self.learned_id, self.encoder.id)
         emb = self.cache.get(key)
         if emb is not None:
             return Embedding(emb.features.to(self.device), emb.input_size, emb.original_size)
-        x = self.transform.apply_image(rgb)
-        x = torch.as_tensor(x, device=self.device).permute(2, 0, 1).contiguous()[None]
-        with torch.no_grad():
-            feats = self._encode(self.model.preprocess(x))
-        emb = Embedding(feats, tuple(x.shape[-2:]), tuple(rgb.shape[:2]))  # type: ignore[arg-type]
+        x, input_size = model_input(self.model, rgb)
+        self.encoder_calls += 1
+        feats = self.encoder.encode(self.model, x, self.learned)
+        emb = Embedding(feats, input_size, (int(rgb.shape[0]), int(rgb.shape[1])))
         self.cache.put(key, emb)
         return emb
-
-    def _encode(self, x: torch.Tensor) -> torch.Tensor:
-        self.encoder_calls += 1
-        if self.learned is not None:
-            return self.learned.encode(self.model, x)
-        return self.model.image_encoder(x)
 
     # ------------------------------------------------------------- decoding
     def _mask_input(self, prompt: Prompt, emb: Embedding) -> np.ndarray:
@@ -182,7 +165,7 @@ class Segmenter:
         prompts: Sequence[Prompt],
         multimask: bool,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Decode prompts that share one signature in one decoder call.
+        """Decode prompts that share one signature in one decoder call (no validation).
 
         Returns low-res logits (B, M, h, w), predicted IoUs (B, M) and masks
         upscaled to the original size as logits (B, M, H, W); M = 3 if multimask else 1.
@@ -211,16 +194,53 @@ class Segmenter:
             prompt_encoder = self.model.prompt_encoder
         if mask_decoder is None:
             mask_decoder = self.model.mask_decoder
-        sparse, dense = prompt_encoder(points=points, boxes=boxes, masks=masks)
-        low_res, iou = mask_decoder(
-            image_embeddings=emb.features,
-            image_pe=prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask,
-        )
+        low_res, iou = run_decoder(prompt_encoder, mask_decoder, emb.features,
+                                   points=points, boxes=boxes, masks=masks, multimask=multimask)
         up = self.model.postprocess_masks(low_res, emb.input_size, emb.original_size)
         return low_res, iou, up
+
+    def decode(
+        self,
+        embedding: Embedding,
+        prompts: Prompt | Sequence[Prompt],
+        *,
+        multimask: MultimaskArg = "auto",
+        best_only: bool = True,
+        batch_size: int | None = None,
+    ) -> Result | list[Result]:
+        """Masks for one object (a :class:`Prompt`) or many (a list: one result each) of an embedded image.
+
+        Prompts are checked against the image's size (``embedding.original_size``);
+        the arguments are those of :meth:`predict`.
+        """
+        if batch_size is None:
+            batch_size = 4 if self.device.type == "cpu" else 64
+        single = isinstance(prompts, Prompt)
+        plist: list[Prompt] = [prompts] if single else list(prompts)  # type: ignore[list-item]
+        if not plist:
+            raise PromptError("no prompts given; for promptless segmentation use segment_everything()")
+        for p in plist:
+            if not isinstance(p, Prompt):
+                raise PromptError(f"expected Prompt objects, got {type(p).__name__}")
+            p.validate(*embedding.original_size)
+        results: list[Result | None] = [None] * len(plist)
+        groups: dict[tuple, list[int]] = defaultdict(list)
+        for i, p in enumerate(plist):
+            mm = p.is_ambiguous if multimask == "auto" else bool(multimask)
+            groups[(p.signature, mm)].append(i)
+        for (_, mm), idx in groups.items():
+            for start in range(0, len(idx), batch_size):
+                chunk = idx[start : start + batch_size]
+                low, iou, up = self.decode_batch(embedding, [plist[i] for i in chunk], mm)
+                masks = (up > self.mask_threshold).cpu().numpy()
+                low_np, iou_np = low.cpu().numpy(), iou.cpu().numpy()
+                for j, i in enumerate(chunk):
+                    m, s, lo = masks[j], iou_np[j], low_np[j]
+                    if best_only and len(s) > 1:
+                        k = int(np.argmax(s))
+                        m, s, lo = m[k : k + 1], s[k : k + 1], lo[k : k + 1]
+                    results[i] = Result(m, s, lo, plist[i])
+        return results[0] if single else results  # type: ignore[return-value]
 
     def predict(
         self,
@@ -235,7 +255,8 @@ class Segmenter:
 
         Args:
             image: (H, W[, C]) array or file path (see :func:`samprompt.images.to_rgb_uint8`).
-            prompts: one prompt, or a list of prompts, in original-image pixels.
+            prompts: one prompt, or a list of prompts, in original-image pixels
+                (continuous coordinates: points and boxes lie in [0, W] x [0, H]).
             multimask: ``True``: three candidate masks; ``False``: one;
                 ``"auto"``: three only for ambiguous prompts (a single point).
             best_only: with three candidates, keep only the one of highest
@@ -244,37 +265,14 @@ class Segmenter:
                 batches thrash the cache there: SAM's decoder copies the image
                 embedding per object) and 64 on accelerators.
         """
-        if batch_size is None:
-            batch_size = 4 if self.device.type == "cpu" else 64
-        single = isinstance(prompts, Prompt)
-        plist: list[Prompt] = [prompts] if single else list(prompts)  # type: ignore[list-item]
-        if not plist:
+        if isinstance(prompts, (list, tuple)) and not prompts:
             raise PromptError("no prompts given; for promptless segmentation use segment_everything()")
-        for p in plist:
-            if not isinstance(p, Prompt):
-                raise PromptError(f"expected Prompt objects, got {type(p).__name__}")
-        rgb = to_rgb_uint8(image)
-        for p in plist:
-            p.validate(*rgb.shape[:2])
-        emb = self._embed_rgb(rgb)
-        results: list[Result | None] = [None] * len(plist)
-        groups: dict[tuple, list[int]] = defaultdict(list)
-        for i, p in enumerate(plist):
-            mm = p.is_ambiguous if multimask == "auto" else bool(multimask)
-            groups[(p.signature, mm)].append(i)
-        for (_, mm), idx in groups.items():
-            for start in range(0, len(idx), batch_size):
-                chunk = idx[start : start + batch_size]
-                low, iou, up = self.decode_batch(emb, [plist[i] for i in chunk], mm)
-                masks = (up > self.model.mask_threshold).cpu().numpy()
-                low_np, iou_np = low.cpu().numpy(), iou.cpu().numpy()
-                for j, i in enumerate(chunk):
-                    m, s, lo = masks[j], iou_np[j], low_np[j]
-                    if best_only and len(s) > 1:
-                        k = int(np.argmax(s))
-                        m, s, lo = m[k : k + 1], s[k : k + 1], lo[k : k + 1]
-                    results[i] = Result(m, s, lo, plist[i])
-        return results[0] if single else results  # type: ignore[return-value]
+        rgb = to_rgb_uint8(image, self.normalize)
+        for p in [prompts] if isinstance(prompts, Prompt) else prompts:
+            if isinstance(p, Prompt):
+                p.validate(*rgb.shape[:2])  # before the encoder runs: bad prompts cost nothing
+        return self.decode(self._embed_rgb(rgb), prompts, multimask=multimask, best_only=best_only,
+                           batch_size=batch_size)
 
     def segment_everything(self, image: ImageLike, **kwargs) -> Result:
         """Promptless "segment everything": see :func:`samprompt.automatic.segment_everything`."""

@@ -189,3 +189,68 @@ def test_segment_everything_pipeline(sam, scene):
     strict = seg.segment_everything(scene.image, points_per_side=4, pred_iou_thresh=10)
     assert len(strict.masks) == 0
     assert seg.encoder_calls == 1
+
+
+def test_decode_on_a_kept_embedding_equals_predict(sam, scene):
+    seg = Segmenter(sam)
+    emb = seg.embed(scene.image)
+    prompts = [Prompt(box=(10, 10, 90, 80)), Prompt(points=[(40, 50)])]
+    direct = seg.predict(scene.image, prompts)
+    again = seg.decode(emb, prompts)
+    assert seg.encoder_calls == 1
+    for a, b in zip(direct, again):
+        assert np.array_equal(a.masks, b.masks) and np.array_equal(a.scores, b.scores)
+    with pytest.raises(PromptError, match="outside"):
+        seg.decode(emb, Prompt(points=[(scene.image.shape[1] + 1, 5)]))
+
+
+def test_box_of_the_whole_image_is_valid(sam, scene):
+    h, w = scene.image.shape[:2]
+    res = Segmenter(sam).predict(scene.image, [Prompt(box=(0, 0, w, h)), Prompt(points=[(w, h)])])
+    assert all(r.masks.shape == (1, h, w) for r in res)
+
+
+def test_encoder_seam_is_part_of_the_cache_key(sam, scene):
+    from samprompt import Encoder, SamEncoder
+
+    class Shifted(Encoder):
+        kind, precision = "shifted", "fp32"
+
+        def encode(self, model, x, learned=None):
+            return SamEncoder().encode(model, x, learned) + 1
+
+    cache = EmbeddingCache(8)
+    ref = Segmenter(sam, cache=cache)
+    other = Segmenter(sam, cache=cache, encoder=Shifted())
+    assert ref.encoder.id == "sam/fp32" and other.encoder.id == "shifted/fp32"
+    a, b = ref.embed(scene.image), other.embed(scene.image)
+    assert other.encoder_calls == 1 and torch.allclose(b.features, a.features + 1)
+    assert Segmenter(sam, cache=cache, encoder=Shifted()).embed(scene.image).features.equal(b.features)
+
+
+def test_normaliser_is_applied_once_and_keys_the_cache(sam):
+    from samprompt import Window
+
+    ct = np.linspace(-1000, 1000, 64 * 64).reshape(64, 64)
+    soft = Segmenter(sam, normalize=Window.from_level(400, 40))
+    lung = Segmenter(sam, cache=soft.cache, normalize=Window.from_level(1500, -600))
+    p = Prompt(box=(5, 5, 60, 60))
+    soft.predict(ct, p)
+    lung.predict(ct, p)
+    assert soft.encoder_calls == 1 and lung.encoder_calls == 1  # different windows, different inputs
+    assert soft.predict(ct, p).masks.shape == (1, 64, 64) and soft.encoder_calls == 1
+
+
+def test_shared_steps_match_the_official_predictor(sam, scene):
+    from samprompt.steps import model_input, run_decoder
+
+    predictor = SamPredictor(sam)
+    predictor.set_image(scene.image)
+    x, input_size = model_input(sam, scene.image)
+    assert input_size == tuple(predictor.input_size)
+    with torch.no_grad():
+        assert torch.equal(sam.image_encoder(x), predictor.features)
+        box = torch.tensor([[10.0, 10.0, 90.0, 80.0]])
+        all4, iou4 = run_decoder(sam.prompt_encoder, sam.mask_decoder, predictor.features, boxes=box)
+        one, iou1 = run_decoder(sam.prompt_encoder, sam.mask_decoder, predictor.features, boxes=box, multimask=False)
+    assert all4.shape[1] == 4 and one.shape[1] == 1 and torch.equal(one[:, 0], all4[:, 0])

@@ -23,9 +23,8 @@ def test_checksum_and_architecture(tiny_sam):
     assert detect_architecture(read_state_dict(path)) == TINY_ARCH
 
 
-# Reduced bars a little under what the shipped weights score here (box 0.814, point 0.767 on these
-# 44 objects; the previous checkpoint scored 0.793 / 0.700, so it would fail): they catch a broken,
-# swapped or older checkpoint. Raise them with each better model.
+# Bars a little under what the shipped weights score on these 44 objects (box 0.814, point 0.767),
+# high enough that a broken, swapped or weaker checkpoint fails; raise them with each better model.
 @pytest.mark.parametrize("prompt, bar", [("box", 0.81), ("point", 0.764)])
 def test_reduced_bar_on_held_out_scenes(tiny_sam, prompt, bar):
     seg = Segmenter(tiny_sam)

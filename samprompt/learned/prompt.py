@@ -16,9 +16,10 @@ import torch
 from segment_anything.modeling import Sam
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..io import atomic_path, atomic_write_text
 from ..models import model_id
+from ..training.params import trainable
 from .config import PromptConfig, make_config
 from .pixel import FourierPrompt, PadPrompt
 from .tokens import GeneratedTokenPrompt, TokenPrompt, pooled_patch_features
@@ -34,12 +35,10 @@ class _Finetuned(nn.ModuleDict):
 
     def restrict(self, only: str) -> None:
         """Train only the parameters whose name starts with one of the prefixes (separated by ``,`` or ``+``)."""
-        from ..train_tiny import trainable
-
         try:
             trainable(self, only)
         except ValueError as exc:
-            raise ValueError(f"{exc} (the tuned weights' names start with {', '.join(self)})") from exc
+            raise ConfigError(f"{exc} (the tuned weights' names start with {', '.join(self)})") from exc
 
 
 WEIGHTS_NAME = "prompt.safetensors"

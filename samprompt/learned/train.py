@@ -24,13 +24,14 @@ import torch.nn.functional as F
 from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from ..errors import ImageError
-from ..evaluation import evaluate_folder, iter_labelled
-from ..images import read_image, to_rgb_uint8
-from ..losses import sam_loss
+from ..errors import ConfigError, ImageError
+from ..evaluation import evaluate_folder
+from ..images import iter_labelled, read_label_map, to_rgb_uint8
 from ..masks import from_label_map
 from ..segmenter import Segmenter
 from ..simulate import box_from_mask, random_point
+from ..steps import model_input, run_decoder
+from ..training.losses import sam_loss
 from .config import DEFAULT_LR
 from .prompt import LearnedPrompt
 
@@ -51,8 +52,7 @@ class TuneResult:
 def _load_folder(folder: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
     items = []
     for _, img_path, mask_path in iter_labelled(folder):
-        labels = read_image(mask_path)
-        items.append((to_rgb_uint8(img_path), labels[..., 0] if labels.ndim == 3 else labels))
+        items.append((to_rgb_uint8(img_path), read_label_map(mask_path)))
     if not items:
         raise ImageError(f"no labelled images in {folder} (expected images/NAME.png + masks/NAME.png)")
     return items
@@ -80,10 +80,10 @@ def _step_loss(
     resize = ResizeLongestSide(size)
     xs, metas = [], []
     for image, labels in batch:
-        img = resize.apply_image(image)
-        xs.append(model.preprocess(torch.as_tensor(img).permute(2, 0, 1).float()[None])[0])
-        metas.append((image.shape[:2], img.shape[:2], labels))
-    emb = prompt.encode(model, torch.stack(xs))
+        x, input_size = model_input(model, image)
+        xs.append(x)
+        metas.append((image.shape[:2], input_size, labels))
+    emb = prompt.encode(model, torch.cat(xs))
     prompt_encoder = prompt.prompt_encoder if prompt.prompt_encoder is not None else model.prompt_encoder
     mask_decoder = prompt.mask_decoder if prompt.mask_decoder is not None else model.mask_decoder
     total, terms = 0.0, 0
@@ -96,16 +96,14 @@ def _step_loss(
         t[:, :, : inp[0], : inp[1]] = F.interpolate(torch.from_numpy(gts).float()[:, None], inp, mode="nearest")
         target = F.interpolate(t, (size // 2, size // 2), mode="area")[:, 0]
         use_box = prompts == "box" or (prompts == "mixed" and rng.random() < 0.5)
+        points = boxes = None
         if use_box:
             boxes = np.stack([resize.apply_boxes(box_from_mask(g, 0.1, rng)[None], orig)[0] for g in gts])
-            sparse, dense = prompt_encoder(points=None, boxes=torch.as_tensor(boxes, dtype=torch.float), masks=None)
+            boxes = torch.as_tensor(boxes, dtype=torch.float)
         else:
             pts = np.stack([resize.apply_coords(random_point(g, rng)[None], orig) for g in gts])
-            sparse, dense = prompt_encoder(
-                points=(torch.as_tensor(pts, dtype=torch.float), torch.ones(len(gts), 1, dtype=torch.int)),
-                boxes=None, masks=None,
-            )
-        logits, iou = mask_decoder.predict_masks(emb[b : b + 1], prompt_encoder.get_dense_pe(), sparse, dense)
+            points = (torch.as_tensor(pts, dtype=torch.float), torch.ones(len(gts), 1, dtype=torch.int))
+        logits, iou = run_decoder(prompt_encoder, mask_decoder, emb[b : b + 1], points=points, boxes=boxes)
         up = F.interpolate(logits, target.shape[-2:], mode="bilinear", align_corners=False)
         if use_box:
             loss, _ = sam_loss(up, iou, target, select="first")
@@ -143,7 +141,7 @@ def tune(
     from tqdm.auto import tqdm
 
     if prompts not in PROMPT_KINDS:
-        raise ValueError(f"prompts must be one of {PROMPT_KINDS}, got {prompts!r}")
+        raise ConfigError(f"prompts must be one of {PROMPT_KINDS}, got {prompts!r}")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     data = _load_folder(train_dir)

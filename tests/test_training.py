@@ -1,4 +1,4 @@
-"""The built-in model's training script: a few steps, resume, partial training, packaging."""
+"""The built-in model's trainer (python -m samprompt.train_tiny): a few steps, resume, partial training."""
 
 import json
 
@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from samprompt.models import TINY_ARCH, build_sam, read_state_dict, save_safetensors
-from samprompt.train_tiny import main, trainable
+from samprompt.train_tiny import main
+from samprompt.training import trainable
 
 FAST = ["--batch", "1", "--objects", "2", "--loss-size", "64", "--val-every", "1000", "--val-scenes", "2",
         "--threads", "1", "--warmup", "1", "--device", "cpu"]
