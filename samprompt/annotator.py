@@ -21,7 +21,7 @@ import numpy as np
 
 from .annotation import ImageAnnotation, read_saved, safe_name
 from .errors import SampromptError
-from .images import IMAGE_SUFFIXES, to_rgb_uint8
+from .images import IMAGE_SUFFIXES, list_images, to_rgb_uint8
 from .masks import overlay
 from .segmenter import Segmenter
 
@@ -71,8 +71,7 @@ class Annotator:
         self.folder = Path(folder) if folder else None
         self.images: list[Path] = []
         if self.folder is not None:
-            sub = self.folder / "images" if (self.folder / "images").is_dir() else self.folder
-            self.images = sorted(p for p in sub.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            self.images = list_images(self.folder)
         self.out = Path(out) if out else (self.folder / "annotations" if self.folder else Path("annotations"))
         self.max_side = max_side
 

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from .errors import ImageError
-from .images import IMAGE_SUFFIXES, read_image, to_rgb_uint8
+from .images import iter_labelled, read_label_map, to_rgb_uint8
 from .masks import dice, from_label_map, iou
 from .prompts import Prompt
 from .segmenter import Segmenter
@@ -57,19 +56,6 @@ class EvalReport:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def iter_labelled(folder: str | Path) -> Iterator[tuple[str, Path, Path]]:
-    """(name, image path, mask path) for each image with a mask, sorted by name."""
-    folder = Path(folder)
-    img_dir, mask_dir = folder / "images", folder / "masks"
-    if not img_dir.is_dir() or not mask_dir.is_dir():
-        raise ImageError(f"{folder} is not a labelled folder: it needs images/ and masks/ subfolders")
-    for p in sorted(img_dir.iterdir()):
-        if p.suffix.lower() in IMAGE_SUFFIXES:
-            m = mask_dir / f"{p.stem}.png"
-            if m.exists():
-                yield p.stem, p, m
 
 
 def evaluate_image(
@@ -151,9 +137,7 @@ def evaluate_folder(
     for name, img_path, mask_path in tqdm(items, desc=f"eval {prompt}", disable=not progress):
         try:
             image = to_rgb_uint8(img_path)
-            labels = read_image(mask_path)
-            if labels.ndim == 3:
-                labels = labels[..., 0]
+            labels = read_label_map(mask_path)
             scores = evaluate_image(seg, image, labels, prompt=prompt, clicks=clicks, jitter=jitter, rng=rng)
         except Exception as exc:  # a broken image is recorded, the rest goes on
             report.failed[name] = f"{type(exc).__name__}: {exc}"

@@ -1,33 +1,33 @@
-"""Reading and normalising images to what SAM takes: (H, W, 3) uint8 RGB.
+"""Reading images, listing folders of them, and normalising to what SAM takes: (H, W, 3) uint8 RGB.
 
-Normalisation by input dtype:
+:func:`to_rgb_uint8` picks the channels, then normalises intensities with a
+:mod:`samprompt.normalize` object (by default :class:`~samprompt.normalize.Auto`:
+uint8 unchanged, [0, 1] floats times 255, anything else a [0.5, 99.5]
+percentile stretch). Channels: (H, W) and (H, W, 1) are repeated to RGB and
+(H, W, 4) drops alpha; other channel counts (multispectral bands) are the
+caller's choice: select three bands first.
 
-* ``uint8``: unchanged.
-* ``bool``: False -> 0, True -> 255.
-* ``float`` with all values in [0, 1]: multiplied by 255 and rounded.
-* other ``float``, ``uint16`` and other integer types: a linear stretch of the
-  image's [0.5, 99.5] percentile range to [0, 255] (robust to hot pixels;
-  a constant image maps to 0).
-
-Channels: (H, W) and (H, W, 1) are repeated to RGB; (H, W, 4) drops alpha.
-Files are read with OpenCV (PNG, JPEG, TIFF, BMP, ...; 16-bit kept) as RGB.
+Files are read with OpenCV (PNG, JPEG, TIFF, BMP, WebP; 16-bit kept) as RGB(A).
+A labelled folder holds ``images/NAME.ext`` and ``masks/NAME.png`` (a label
+map: 0 = background, k = object k).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Union
+from typing import Iterator, Union
 
 import numpy as np
 
 from .errors import ImageError
+from .normalize import Auto, Normalizer
 
 ImageLike = Union[str, Path, np.ndarray]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as RGB(A)/gray array of its own dtype (not yet normalised)."""
+    """Read an image file as an RGB(A) or gray array of its own dtype (not yet normalised)."""
     import cv2
 
     path = Path(path)
@@ -44,16 +44,48 @@ def read_image(path: str | Path) -> np.ndarray:
     return img
 
 
-def _stretch(arr: np.ndarray) -> np.ndarray:
-    a = arr.astype(np.float64)
-    lo, hi = np.percentile(a, [0.5, 99.5])
-    if hi <= lo:
-        return np.zeros(arr.shape, np.uint8)
-    return np.clip((a - lo) * (255.0 / (hi - lo)), 0, 255).round().astype(np.uint8)
+def read_label_map(path: str | Path) -> np.ndarray:
+    """Read a label-map PNG (0 = background, k = object k) as an (H, W) integer array."""
+    labels = read_image(path)
+    if labels.ndim == 3:
+        labels = labels[..., 0]
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ImageError(f"{path} is not a label map: dtype {labels.dtype}, expected uint8 or uint16")
+    return labels
 
 
-def to_rgb_uint8(image: ImageLike) -> np.ndarray:
-    """Normalise an image (array or file path) to (H, W, 3) uint8 RGB; see module doc."""
+def list_images(path: str | Path) -> list[Path]:
+    """The image files to work on: ``path`` itself if it is a file, else the images of the
+    folder (or of its ``images/`` subfolder when it has one), sorted by name."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"no such file or folder: {path}")
+    if not path.is_dir():
+        return [path]
+    sub = path / "images" if (path / "images").is_dir() else path
+    return sorted(p for p in sub.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def iter_labelled(folder: str | Path) -> Iterator[tuple[str, Path, Path]]:
+    """(name, image path, mask path) for each image of a labelled folder that has a mask, sorted by name."""
+    folder = Path(folder)
+    img_dir, mask_dir = folder / "images", folder / "masks"
+    if not img_dir.is_dir() or not mask_dir.is_dir():
+        raise ImageError(f"{folder} is not a labelled folder: it needs images/ and masks/ subfolders")
+    for p in list_images(img_dir):
+        m = mask_dir / f"{p.stem}.png"
+        if m.exists():
+            yield p.stem, p, m
+
+
+def to_rgb_uint8(image: ImageLike, normalize: Normalizer | None = None) -> np.ndarray:
+    """Normalise an image (array or file path) to (H, W, 3) uint8 RGB.
+
+    Args:
+        image: (H, W) or (H, W, C) array with C in (1, 3, 4), of any integer,
+            float or bool dtype, or an image file path.
+        normalize: the intensity normaliser (default :class:`~samprompt.normalize.Auto`).
+    """
     if isinstance(image, (str, Path)):
         image = read_image(image)
     if not isinstance(image, np.ndarray):
@@ -62,31 +94,21 @@ def to_rgb_uint8(image: ImageLike) -> np.ndarray:
         except Exception as exc:
             raise ImageError(f"expected an image array or file path, got {type(image).__name__}") from exc
     arr = image
-    if arr.ndim == 3 and arr.shape[2] in (1, 3, 4):
-        pass
-    elif arr.ndim == 2:
+    if arr.ndim == 2:
         arr = arr[..., None]
-    else:
+    elif arr.ndim == 3 and arr.shape[2] > 4:
+        raise ImageError(
+            f"image has {arr.shape[2]} channels; choose three bands for RGB first (e.g. image[..., [3, 2, 1]])"
+        )
+    elif not (arr.ndim == 3 and arr.shape[2] in (1, 3, 4)):
         raise ImageError(f"image must be HxW or HxWxC with C in (1, 3, 4), got shape {arr.shape}")
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ImageError(f"image is empty: shape {arr.shape}")
     if arr.shape[2] == 4:
         arr = arr[..., :3]
-    if arr.dtype == np.uint8:
-        out = arr
-    elif arr.dtype == bool:
-        out = arr.astype(np.uint8) * 255
-    elif np.issubdtype(arr.dtype, np.floating):
-        if not np.isfinite(arr).all():
-            raise ImageError("image contains NaN or inf values")
-        if arr.min() >= 0 and arr.max() <= 1:
-            out = (arr.astype(np.float64) * 255).round().astype(np.uint8)
-        else:
-            out = _stretch(arr)
-    elif np.issubdtype(arr.dtype, np.integer):
-        out = _stretch(arr)
-    else:
-        raise ImageError(f"unsupported image dtype {arr.dtype}; use uint8, uint16, int or float")
+    out = (normalize or Auto())(arr)
+    if out.dtype != np.uint8 or out.shape != arr.shape:
+        raise ImageError(f"normaliser {normalize!r} returned {out.dtype} {out.shape}, expected uint8 {arr.shape}")
     if out.shape[2] == 1:
         out = np.repeat(out, 3, axis=2)
     return np.ascontiguousarray(out)

@@ -54,3 +54,43 @@ def test_files(tmp_path, rng):
         to_rgb_uint8(tmp_path / "c.png")
     with pytest.raises(ImageError, match="not found"):
         to_rgb_uint8(tmp_path / "missing.png")
+
+
+def test_normalisers():
+    from samprompt import FixedStretch, Percentile, Window
+
+    hu = np.array([[-1000.0, -160.0, 140.0, 240.0, 3000.0]])
+    soft = Window.from_level(400, 40)  # [-160, 240]
+    assert (soft.lo, soft.hi) == (-160.0, 240.0)
+    assert soft(hu).tolist() == [[0, 0, 191, 255, 255]]
+    assert to_rgb_uint8(hu, normalize=soft)[0, :, 0].tolist() == [0, 0, 191, 255, 255]
+    bands = np.stack([np.full((2, 2), 150.0), np.full((2, 2), 1050.0)], -1)
+    assert FixedStretch([0, 1000], [200, 1200])(bands)[0, 0].tolist() == [191, 64]
+    with pytest.raises(ImageError, match="statistics for 2 channels, the image has 3"):
+        FixedStretch([0, 0], [1, 1])(np.zeros((2, 2, 3)))
+    six = np.arange(6 * 16, dtype=np.uint16).reshape(4, 4, 6)
+    assert Percentile(0, 100)(six).shape == six.shape  # any channel count inside a normaliser
+    with pytest.raises(ImageError, match="6 channels; choose three bands"):
+        to_rgb_uint8(six)
+    with pytest.raises(ImageError, match="hi > lo"):
+        Window(10, 10)
+
+
+def test_folder_listing_and_label_maps(tmp_path):
+    import cv2
+
+    from samprompt import iter_labelled, list_images, read_label_map
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for name in ("b.png", "a.JPG", "notes.txt"):
+        (tmp_path / "images" / name).write_bytes(b"x")
+    assert [p.name for p in list_images(tmp_path)] == ["a.JPG", "b.png"]
+    assert list_images(tmp_path / "images" / "b.png") == [tmp_path / "images" / "b.png"]
+    with pytest.raises(ImageError, match="no such file or folder"):
+        list_images(tmp_path / "missing")
+    labels = np.zeros((5, 6), np.uint16)
+    labels[1:3, 2:4] = 300
+    cv2.imwrite(str(tmp_path / "masks" / "b.png"), labels)
+    assert [n for n, _, _ in iter_labelled(tmp_path)] == ["b"]
+    assert np.array_equal(read_label_map(tmp_path / "masks" / "b.png"), labels)
