@@ -2,6 +2,13 @@
 
 Coordinates are (x, y) pixels of the original image; the box is XYXY.
 
+Pixel coordinates are continuous: pixel (column i, row j) covers
+[i, i+1) x [j, j+1) and its centre is (i + 0.5, j + 0.5). Points and box
+corners are valid anywhere in [0, W] x [0, H], so (0, 0, W, H) is the whole
+image, and a COCO bbox [x, y, w, h] is the box (x, y, x + w, y + h). The
+coordinates reach SAM unchanged (scaled to its input size), exactly as
+``SamPredictor`` receives them.
+
 JSON schema (``version`` 1), as written by :func:`prompts_to_json`::
 
     {
@@ -129,18 +136,22 @@ class Prompt:
         return len(self.points) == 1 and self.box is None and self.mask is None
 
     def validate(self, height: int, width: int) -> "Prompt":
-        """Check that points and the box lie inside an image of ``height`` x ``width``."""
+        """Check that points and the box lie in [0, W] x [0, H] of an image of ``height`` x ``width``."""
         if len(self.points):
             x, y = self.points[:, 0], self.points[:, 1]
-            bad = (x < 0) | (x > width - 1) | (y < 0) | (y > height - 1)
+            bad = (x < 0) | (x > width) | (y < 0) | (y > height)
             if bad.any():
                 raise PromptError(
-                    f"points {self.points[bad].tolist()} lie outside the {width}x{height} (W x H) image"
+                    f"points {self.points[bad].tolist()} lie outside the {width}x{height} (W x H) image, "
+                    f"whose coordinates run over [0, {width}] x [0, {height}]"
                 )
         if self.box is not None:
             b = self.box
-            if b[0] < 0 or b[1] < 0 or b[2] > width - 1 or b[3] > height - 1:
-                raise PromptError(f"box {b.tolist()} extends outside the {width}x{height} (W x H) image")
+            if b[0] < 0 or b[1] < 0 or b[2] > width or b[3] > height:
+                raise PromptError(
+                    f"box {b.tolist()} extends outside the {width}x{height} (W x H) image "
+                    f"(valid: [0, {width}] x [0, {height}])"
+                )
         if self.mask is not None and self.mask.dtype == bool and self.mask.shape != (height, width):
             raise PromptError(
                 f"bool mask prompt has shape {self.mask.shape}, expected the image's ({height}, {width})"

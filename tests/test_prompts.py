@@ -38,14 +38,17 @@ def test_bad_prompts_raise_clear_errors(kwargs, words):
     assert isinstance(info.value, SampromptError)
 
 
-def test_validate_against_image():
-    Prompt(points=[(0, 0), (99, 49)], box=(0, 0, 99, 49)).validate(50, 100)
-    with pytest.raises(PromptError, match="outside the 100x50"):
-        Prompt(points=[(100, 10)]).validate(50, 100)
+def test_validate_follows_continuous_pixel_coordinates():
+    # pixel (i, j) covers [i, i+1) x [j, j+1): the image spans [0, W] x [0, H], edges included
+    Prompt(points=[(0, 0), (99.5, 49.5), (100, 50)], box=(0, 0, 100, 50)).validate(50, 100)
+    with pytest.raises(PromptError, match=r"outside the 100x50 .* \[0, 100\] x \[0, 50\]"):
+        Prompt(points=[(100.01, 10)]).validate(50, 100)
+    with pytest.raises(PromptError, match="outside"):
+        Prompt(points=[(10, 50.5)]).validate(50, 100)
     with pytest.raises(PromptError, match="outside"):
         Prompt(points=[(-1, 10)]).validate(50, 100)
     with pytest.raises(PromptError, match="extends outside"):
-        Prompt(box=(0, 0, 120, 10)).validate(50, 100)
+        Prompt(box=(0, 0, 100.5, 10)).validate(50, 100)
     with pytest.raises(PromptError, match="bool mask prompt has shape"):
         Prompt(mask=np.zeros((10, 10), bool)).validate(50, 100)
 
