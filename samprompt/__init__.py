@@ -7,8 +7,10 @@
 """
 
 from .cache import Embedding, EmbeddingCache
+from .encoders import Encoder, SamEncoder
 from .errors import (
     CheckpointError,
+    ConfigError,
     DownloadError,
     ImageError,
     MissingDependencyError,
@@ -17,7 +19,7 @@ from .errors import (
 )
 from .evaluation import EvalReport, evaluate_folder, evaluate_image, plot_report
 from .export import CocoWriter, export_png, export_yolo, yolo_lines
-from .images import read_image, to_rgb_uint8
+from .images import iter_labelled, list_images, read_image, read_label_map, to_rgb_uint8
 from .masks import (
     clean_mask,
     dice,
@@ -31,39 +33,50 @@ from .masks import (
 )
 from .models import REGISTRY, Architecture, build_sam, download, load_model, model_id
 from .prompts import Prompt, load_prompts, prompts_from_json, prompts_to_json, save_prompts
-from .segmenter import Result, Segmenter
+from .normalize import Auto, FixedStretch, Normalizer, Percentile, Window
+from .result import Result
+from .segmenter import Segmenter
 from .synthetic import Scene, make_scene, write_dataset
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Architecture",
+    "Auto",
     "CheckpointError",
     "CocoWriter",
+    "ConfigError",
     "DownloadError",
     "Embedding",
     "EmbeddingCache",
+    "Encoder",
     "EvalReport",
+    "FixedStretch",
     "ImageError",
     "MissingDependencyError",
+    "Normalizer",
+    "Percentile",
     "Prompt",
     "PromptError",
     "REGISTRY",
     "Result",
+    "SamEncoder",
     "SampromptError",
     "Scene",
     "Segmenter",
+    "Window",
     "build_sam",
     "clean_mask",
     "dice",
     "download",
     "evaluate_folder",
     "evaluate_image",
-    "plot_report",
     "export_png",
     "export_yolo",
     "from_label_map",
     "iou",
+    "iter_labelled",
+    "list_images",
     "load_model",
     "load_prompts",
     "make_scene",
@@ -71,9 +84,11 @@ __all__ = [
     "mask_to_rle",
     "model_id",
     "overlay",
+    "plot_report",
     "prompts_from_json",
     "prompts_to_json",
     "read_image",
+    "read_label_map",
     "rle_to_mask",
     "save_prompts",
     "to_label_map",

@@ -19,6 +19,10 @@ class CheckpointError(SampromptError):
     """A checkpoint is corrupt, unsafe, or made for another architecture or model."""
 
 
+class ConfigError(SampromptError, ValueError):
+    """A configuration value is out of range or does not fit the chosen method."""
+
+
 class DownloadError(SampromptError):
     """A weights download failed or did not match its sha256."""
 

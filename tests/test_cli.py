@@ -25,11 +25,48 @@ def image_file(tmp_path):
 
 
 def test_help_on_every_command(capsys):
-    for cmd in ([], ["segment"], ["eval"], ["weights"], ["synth"], ["demo"]):
+    for cmd in ([], ["segment"], ["eval"], ["weights"], ["synth"], ["demo"], ["tune"]):
         with pytest.raises(SystemExit) as e:
             cli.main(cmd + ["--help"])
         assert e.value.code == 0
-    assert "usage: samprompt" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "usage: samprompt" in out and "(default: 16)" in out  # segment's --points-per-side
+    assert "--tokens TOKENS" in out and "default: 32" in out  # tune's options come from TokenConfig
+
+
+def test_every_option_has_help_text():
+    import argparse
+
+    parser = cli.build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sp in [("samprompt", parser), *subs.choices.items()]:
+        for action in sp._actions:
+            if action.option_strings and action.help is not argparse.SUPPRESS:
+                assert action.help, f"{name} {action.option_strings} has no help"
+
+
+def test_version_and_threads_after_the_command(tmp_path, capsys):
+    import torch
+
+    import samprompt
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"samprompt {samprompt.__version__}"
+    before = torch.get_num_threads()
+    try:
+        assert cli.main(["synth", str(tmp_path / "d"), "-n", "1", "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_tune_config_errors_are_clear(tmp_path, capsys):
+    write_dataset(tmp_path / "d", 1)
+    assert cli.main(["tune", str(tmp_path / "d"), "--method", "vpt-deep", "--tokens", "0",
+                     "--out", str(tmp_path / "p")]) == 2
+    assert capsys.readouterr().err == "samprompt: error: tokens must be >= 1, got 0\n"
+    assert not (tmp_path / "p").exists()
 
 
 def test_segment_points_and_boxes_all_formats(tmp_path, image_file, ckpt):

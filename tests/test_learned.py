@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from samprompt import CheckpointError, Prompt, Segmenter, build_sam
+from samprompt import CheckpointError, ConfigError, Prompt, SampromptError, Segmenter, build_sam
 from samprompt.learned import METHODS, LearnedPrompt, make_config
 from samprompt.models import TINY_ARCH
 from samprompt.synthetic import make_scene
@@ -170,7 +170,7 @@ def test_generated_tokens_depend_on_the_image(sam, x):
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="method"):
+    with pytest.raises(ConfigError, match="method"):
         make_config("vpt-wide")
     with pytest.raises(ValueError, match="tokens"):
         make_config("vpt-deep", tokens=0)
@@ -180,7 +180,7 @@ def test_config_validation():
         make_config("vpt-deep", kv="tied")
     with pytest.raises(ValueError, match="projected"):
         make_config("vpt-generated", kv="direct")
-    with pytest.raises(TypeError):
+    with pytest.raises(ConfigError, match="pixel-pad has no option tokens; its options: init, init_std, width"):
         make_config("pixel-pad", tokens=3)
 
 
@@ -205,7 +205,9 @@ def test_segmenter_uses_the_prompt_and_keys_the_cache(sam, tmp_path):
     plain = Segmenter(sam)
     prompt = LearnedPrompt.create("pixel-fourier", sam, init="normal", init_std=0.5)
     prompt.save(tmp_path / "f")
-    tuned = Segmenter(sam, cache=plain.cache, learned=str(tmp_path / "f"))
+    with pytest.raises(SampromptError, match="is a path; load it first"):
+        Segmenter(sam, learned=str(tmp_path / "f"))
+    tuned = Segmenter(sam, cache=plain.cache, learned=LearnedPrompt.load(tmp_path / "f", sam))
     p = Prompt(box=(10, 10, 100, 100))
     a = plain.predict(image, p)
     b = tuned.predict(image, p)

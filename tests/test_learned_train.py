@@ -88,7 +88,10 @@ def test_cli_tune_direct_keys_values(random_sam, data, tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["tune", str(train), "--method", "pixel-pad", "--kv", "direct", "--model", str(ckpt),
                      "--out", str(tmp_path / "x")]) == 2
-    assert "--kv direct is for vpt-shallow and vpt-deep" in capsys.readouterr().err
+    assert "--kv is for vpt-shallow, vpt-deep, vpt-generated, not pixel-pad" in capsys.readouterr().err
+    assert cli.main(["tune", str(train), "--method", "vpt-generated", "--kv", "direct", "--model", str(ckpt),
+                     "--out", str(tmp_path / "x")]) == 2
+    assert "vpt-generated makes tokens, so it needs kv='projected'" in capsys.readouterr().err
 
 
 def test_cli_tune_depth_and_dropout(random_sam, data, tmp_path, capsys):
@@ -102,7 +105,7 @@ def test_cli_tune_depth_and_dropout(random_sam, data, tmp_path, capsys):
     capsys.readouterr()
     assert cli.main(["tune", str(train), "--method", "pixel-pad", "--depth", "2", "--model", str(ckpt),
                      "--out", str(tmp_path / "x")]) == 2
-    assert "--depth is for vpt-deep and vpt-generated" in capsys.readouterr().err
+    assert "--depth is for vpt-shallow, vpt-deep, vpt-generated, not pixel-pad" in capsys.readouterr().err
     assert cli.main(["tune", str(train), "--method", "decoder-ft", "--dropout", "0.2", "--model", str(ckpt),
                      "--out", str(tmp_path / "y")]) == 2
-    assert "--dropout is for the vpt-* methods" in capsys.readouterr().err
+    assert "--dropout is for vpt-shallow, vpt-deep, vpt-generated, not decoder-ft" in capsys.readouterr().err

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from ..errors import ConfigError
+
 METHODS = ("pixel-pad", "pixel-fourier", "vpt-shallow", "vpt-deep", "vpt-generated")
 BASELINES = ("decoder-ft", "full-ft")
 
@@ -19,14 +21,15 @@ class PromptConfig:
     """Base: the method name and the initialisation."""
 
     method: str = field(default="", metadata={"help": "one of " + ", ".join(METHODS)})
-    init: str = field(default="zero", metadata={"help": "'zero' (no effect until trained) or 'normal'"})
+    init: str = field(default="zero", metadata={"help": "initial values: 'zero' (no effect until trained) or "
+                                                        "'normal'", "choices": ("zero", "normal")})
     init_std: float = field(default=0.02, metadata={"help": "std of the 'normal' init"})
 
     def __post_init__(self) -> None:
         if self.method not in METHODS + BASELINES:
-            raise ValueError(f"method must be one of {METHODS + BASELINES}, got {self.method!r}")
+            raise ConfigError(f"method must be one of {METHODS + BASELINES}, got {self.method!r}")
         if self.init not in ("zero", "normal"):
-            raise ValueError(f"init must be 'zero' or 'normal', got {self.init!r}")
+            raise ConfigError(f"init must be 'zero' or 'normal', got {self.init!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,7 +49,7 @@ class PixelPadConfig(PromptConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.width < 1:
-            raise ValueError(f"width must be >= 1, got {self.width}")
+            raise ConfigError(f"width must be >= 1, got {self.width}")
 
 
 @dataclass
@@ -79,34 +82,39 @@ class TokenConfig(PromptConfig):
     """
 
     method: str = "vpt-deep"
-    init: str = field(default="normal", metadata={"help": "'normal' (default) or 'zero' tokens"})
+    init: str = field(default="normal", metadata={"help": "initial tokens: 'normal' or 'zero'",
+                                                  "choices": ("zero", "normal")})
     tokens: int = field(default=32, metadata={"help": "prompt tokens per block"})
-    attention: str = field(default="gated", metadata={"help": "'gated' or 'joint'"})
+    attention: str = field(default="gated", metadata={
+        "help": "'gated': own softmax behind a zero-initialised gate; 'joint': one softmax with the image tokens",
+        "choices": ("gated", "joint")})
     dropout: float = field(default=0.0, metadata={"help": "dropout on the prompt tokens while training"})
-    kv: str = field(default="projected", metadata={"help": "'projected' tokens or 'direct' keys/values"})
+    kv: str = field(default="projected", metadata={
+        "help": "'projected': tokens through the block's frozen qkv; 'direct': keys and values learned directly",
+        "choices": ("projected", "direct")})
     depth: int | None = field(default=None, metadata={
         "help": "prompted blocks, counted from the first (default: every block for vpt-deep, 1 for vpt-shallow)"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.depth is not None and self.depth < 1:
-            raise ValueError(f"depth must be >= 1, got {self.depth}")
+            raise ConfigError(f"depth must be >= 1, got {self.depth}")
         if self.method == "vpt-shallow" and self.depth not in (None, 1):
-            raise ValueError(f"vpt-shallow prompts the first block only; use vpt-deep with depth={self.depth}")
+            raise ConfigError(f"vpt-shallow prompts the first block only; use vpt-deep with depth={self.depth}")
         if self.kv not in ("projected", "direct"):
-            raise ValueError(f"kv must be 'projected' or 'direct', got {self.kv!r}")
+            raise ConfigError(f"kv must be 'projected' or 'direct', got {self.kv!r}")
         if self.tokens < 1:
-            raise ValueError(f"tokens must be >= 1, got {self.tokens}")
+            raise ConfigError(f"tokens must be >= 1, got {self.tokens}")
         if self.attention not in ("gated", "joint"):
-            raise ValueError(f"attention must be 'gated' or 'joint', got {self.attention!r}")
+            raise ConfigError(f"attention must be 'gated' or 'joint', got {self.attention!r}")
         if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
 
     def prompted_blocks(self, n_blocks: int) -> list[int]:
         """Indices of the encoder blocks that get tokens, for an encoder of ``n_blocks`` blocks."""
         depth = 1 if self.method == "vpt-shallow" else self.depth or n_blocks
         if depth > n_blocks:
-            raise ValueError(f"depth {depth} is more than the encoder's {n_blocks} blocks")
+            raise ConfigError(f"depth {depth} is more than the encoder's {n_blocks} blocks")
         return list(range(depth))
 
 
@@ -120,7 +128,7 @@ class GeneratedConfig(TokenConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.kv != "projected":
-            raise ValueError("vpt-generated makes tokens, so it needs kv='projected'")
+            raise ConfigError("vpt-generated makes tokens, so it needs kv='projected'")
 
 
 @dataclass
@@ -138,7 +146,7 @@ class FinetuneConfig(PromptConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.method not in BASELINES:
-            raise ValueError(f"FinetuneConfig is for {BASELINES}, got {self.method!r}")
+            raise ConfigError(f"FinetuneConfig is for {BASELINES}, got {self.method!r}")
 
 
 CONFIGS = {
@@ -153,7 +161,12 @@ CONFIGS = {
 
 
 def make_config(method: str, **kwargs) -> PromptConfig:
-    """The config dataclass of ``method`` with ``kwargs`` (unknown keys are an error)."""
+    """The config dataclass of ``method`` with ``kwargs`` (unknown keys are a :class:`ConfigError`)."""
     if method not in CONFIGS:
-        raise ValueError(f"method must be one of {METHODS + BASELINES}, got {method!r}")
-    return CONFIGS[method](method=method, **kwargs)
+        raise ConfigError(f"method must be one of {METHODS + BASELINES}, got {method!r}")
+    cls = CONFIGS[method]
+    unknown = set(kwargs) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ConfigError(f"{method} has no option {', '.join(sorted(unknown))}; "
+                          f"its options: {', '.join(f.name for f in fields(cls) if f.name != 'method')}")
+    return cls(method=method, **kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .config import FourierConfig, PixelPadConfig
 
 
@@ -23,7 +24,7 @@ class PadPrompt(nn.Module):
         super().__init__()
         w, inner = cfg.width, img_size - 2 * cfg.width
         if inner < 1:
-            raise ValueError(f"a border of width {w} leaves nothing of a {img_size}-px input")
+            raise ConfigError(f"a border of width {w} leaves nothing of a {img_size}-px input")
         self.top = nn.Parameter(_init(torch.empty(3, w, img_size), cfg.init, cfg.init_std))
         self.bottom = nn.Parameter(_init(torch.empty(3, w, img_size), cfg.init, cfg.init_std))
         self.left = nn.Parameter(_init(torch.empty(3, inner, w), cfg.init, cfg.init_std))

@@ -1,0 +1,60 @@
+"""The ``samprompt`` command line, one module per command (as rasterio's ``rio``).
+
+    samprompt [--threads N] COMMAND [options]      (--threads may also follow COMMAND)
+
+Errors that come from bad input (:class:`~samprompt.errors.SampromptError`) end
+in one ``samprompt: error: ...`` line and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from ..errors import SampromptError
+from . import annotate, demo, evaluate, segment, synth, tune, weights
+from .common import HelpFormatter, threads_option
+
+COMMANDS = (segment, evaluate, tune, weights, synth, demo, annotate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    p = argparse.ArgumentParser(prog="samprompt", formatter_class=HelpFormatter,
+                                description="Prompting Segment Anything: segment, evaluate, tune, annotate.")
+    p.add_argument("--version", action="version", version=f"samprompt {__version__}")
+    threads_option(p, None)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS:
+        module.add_parser(sub, HelpFormatter)
+    for name, sp in sub.choices.items():
+        if name != "annotate":  # --threads after the command too; SUPPRESS keeps a value given before it
+            threads_option(sp, argparse.SUPPRESS)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    cmd_at = next((i for i, a in enumerate(argv) if a in ("annotate",)), None)
+    if cmd_at is not None and all(a.startswith("-") or argv[i - 1] == "--threads" for i, a in enumerate(argv[:cmd_at])):
+        argv = [*argv[: cmd_at + 1], "--", *argv[cmd_at + 1 :]]  # the app parses its own options
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        return int(args.func(args) or 0)
+    except SampromptError as exc:
+        print(f"samprompt: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("samprompt: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""``samprompt annotate``: the Gradio annotator (it parses its own options)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "interactive annotation in the browser (Gradio)"
+
+
+def add_parser(sub, formatter) -> None:
+    a = sub.add_parser("annotate", help=HELP, add_help=False, formatter_class=formatter,
+                       description="Launch the Gradio annotator; see samprompt annotate --help.")
+    a.add_argument("rest", nargs=argparse.REMAINDER, help="the annotator's own options")
+    a.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..errors import require
+
+    require("gradio", "app")
+    from ..annotator import main as annotate_main
+
+    annotate_main([a for a in args.rest if a != "--"])
+    return 0

@@ -1,0 +1,71 @@
+"""Pieces every ``samprompt`` command shares: argument types, model options, the formatter."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import SampromptError
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default after its help (where it has one); keeps descriptions' line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "%(default)" in text or default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        if isinstance(default, (list, tuple)):
+            default = ",".join(map(str, default))
+        return f"{text} (default: {str(default).replace('%', '%%')})"
+
+
+def numbers(text: str, counts: tuple[int, ...], what: str) -> list[float]:
+    """Comma-separated numbers, e.g. ``"10,20"``; an ``argparse`` type error names ``what``."""
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{what} must be comma-separated numbers, got {text!r}") from None
+    if len(vals) not in counts:
+        raise argparse.ArgumentTypeError(f"{what} takes {' or '.join(map(str, counts))} numbers, got {text!r}")
+    return vals
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_model_options(p: argparse.ArgumentParser, learned: bool = True) -> None:
+    p.add_argument("--model", default="tiny", help="registry name (tiny, vit_b, vit_l, vit_h) or checkpoint path")
+    if learned:
+        p.add_argument("--learned", metavar="PROMPT_DIR", default=None,
+                       help="a learned prompt (made by samprompt tune) to apply")
+
+
+def load_segmenter(args: argparse.Namespace):
+    """The Segmenter of ``--model`` (and ``--learned``, loaded onto that model)."""
+    from ..models import load_model
+    from ..segmenter import Segmenter
+
+    model = load_model(args.model)
+    learned = None
+    if getattr(args, "learned", None):
+        from ..learned import LearnedPrompt
+
+        learned = LearnedPrompt.load(args.learned, model)
+    return Segmenter(model, learned=learned)
+
+
+def threads_option(p: argparse.ArgumentParser, default) -> None:
+    p.add_argument("--threads", type=positive_int, default=default, metavar="N",
+                   help="torch CPU threads (default: torch's choice); use 1 per process when running "
+                        "several jobs on the same cores")
+
+
+__all__ = ["HelpFormatter", "SampromptError", "add_model_options", "load_segmenter", "numbers", "positive_int"]

@@ -1,0 +1,60 @@
+"""``samprompt eval``: score a model on a labelled folder with prompts simulated from the labels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .common import add_model_options, load_segmenter, positive_int
+
+HELP = "evaluate on a labelled folder (images/ + masks/)"
+DESCRIPTION = """Simulate prompts from each ground-truth object of DIR (images/NAME.ext + masks/NAME.png)
+and report mIoU and Dice, overall, per click and by object size."""
+
+
+def add_parser(sub, formatter) -> None:
+    e = sub.add_parser("eval", help=HELP, description=DESCRIPTION, formatter_class=formatter)
+    e.add_argument("dir", help="labelled folder with images/ and masks/")
+    e.add_argument("--prompt", choices=["box", "point", "clicks"], default="box",
+                   help="box: tight box; point: one centre point; clicks: a point then corrective clicks")
+    e.add_argument("--clicks", type=positive_int, default=5, help="clicks per object with --prompt clicks")
+    e.add_argument("--jitter", type=float, default=0.0, help="box noise std as a fraction of its side")
+    add_model_options(e)
+    e.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N images")
+    e.add_argument("--json", action="store_true", help="print the report as JSON")
+    e.add_argument("--per-image", action="store_true", help="include per-image scores in the JSON")
+    e.add_argument("--plot", metavar="PNG", help="also draw mIoU by object size (and per click) into this PNG")
+    e.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..evaluation import evaluate_folder, plot_report
+
+    seg = load_segmenter(args)
+    report = evaluate_folder(
+        seg, args.dir, prompt=args.prompt, clicks=args.clicks, jitter=args.jitter,
+        limit=args.limit, progress=not args.json, model_name=str(args.model),
+    )
+    d = report.to_dict()
+    if not args.per_image:
+        d.pop("per_image")
+    if args.json:
+        print(json.dumps(d, indent=1))
+    else:
+        print(f"{report.prompt}: mIoU {report.mIoU:.4f}  mDice {report.mDice:.4f}  "
+              f"({report.n_objects} objects in {report.n_images} images)")
+        if len(report.per_click_mIoU) > 1:
+            print("per click mIoU: " + "  ".join(f"{k + 1}:{v:.4f}" for k, v in enumerate(report.per_click_mIoU)))
+        if report.oracle_mIoU is not None:
+            print(f"first click, best of 3 by true IoU (oracle): {report.oracle_mIoU:.4f}")
+        sizes = [f"{k} {v['mIoU']:.4f} (n={v['n']})" for k, v in report.by_size.items() if v["n"]]
+        if sizes:
+            print("by size (COCO areas): " + "  ".join(sizes))
+        if report.failed:
+            print(f"{len(report.failed)} image(s) failed: {sorted(report.failed)[:5]}")
+    if args.plot and report.n_objects:  # after the numbers are out, so a plotting problem loses nothing
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+        plot_report(report, args.plot)
+        if not args.json:
+            print(f"wrote {args.plot}")
+    return 0

@@ -1,0 +1,34 @@
+"""``samprompt weights``: list the registry, download official checkpoints (sha256-checked)."""
+
+from __future__ import annotations
+
+from ..errors import SampromptError
+
+HELP = "list or download model weights"
+DESCRIPTION = """List the registry's models, or download official checkpoints (checked against their
+sha256) into $SAMPROMPT_HOME or the user cache folder. The only command that uses the network."""
+
+
+def add_parser(sub, formatter) -> None:
+    w = sub.add_parser("weights", help=HELP, description=DESCRIPTION, formatter_class=formatter)
+    w.add_argument("action", choices=["list", "download"], help="list: what is known and where; download: fetch")
+    w.add_argument("name", nargs="*", help="model name(s) to download, e.g. vit_b")
+    w.add_argument("--force", action="store_true", help="download again even if present")
+    w.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..models import REGISTRY, download, weights_path
+
+    if args.action == "list":
+        for name, spec in REGISTRY.items():
+            path = weights_path(name)
+            state = "packaged" if spec.packaged else ("downloaded" if path.exists() else "not downloaded")
+            size = f"{spec.size_bytes / 1e6:.0f} MB" if spec.size_bytes else ""
+            print(f"{name:6s} {state:15s} {size:>8s}  {spec.description}  [{path}]")
+        return 0
+    if not args.name:
+        raise SampromptError("weights download needs a model name, e.g. samprompt weights download vit_b")
+    for name in args.name:
+        print(download(name, force=args.force))
+    return 0
