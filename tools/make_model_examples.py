@@ -1,4 +1,4 @@
-"""Draw the built-in model on held-out scenes: ``python docs/make_model_examples.py``.
+"""Draw the built-in model on held-out scenes: ``python tools/make_model_examples.py``.
 
 Rows: the labels, the masks from one box per object, the masks from one point per
 object (best of three by predicted IoU). Columns: held-out scenes (seeds 500000+,
@@ -19,7 +19,7 @@ from samprompt.models import model_id
 from samprompt.simulate import box_from_mask, center_point
 from samprompt.synthetic import make_scene
 
-HERE = Path(__file__).parent
+DOCS = Path(__file__).parents[1] / "docs"
 SEEDS = (500000, 500003, 500007, 500011)
 
 
@@ -46,7 +46,7 @@ def main() -> Path:
             axes[row, col].axis("off")
     fig.suptitle(f"built-in model {model_id(seg.model)} on held-out scenes", fontsize=10)
     fig.tight_layout()
-    path = HERE / "tiny_examples.png"
+    path = DOCS / "tiny_examples.png"
     fig.savefig(path, dpi=90)
     print("wrote", path)
     return path

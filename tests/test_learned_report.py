@@ -1,18 +1,13 @@
-"""The learned-prompt benchmark's table, verdicts and picture (from rows, no training)."""
+"""The learned-prompt benchmark's table, verdicts and picture (samprompt.learned.report; rows, no training)."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-_spec = importlib.util.spec_from_file_location(
-    "learned_prompts_bench", Path(__file__).parents[1] / "benchmarks" / "learned_prompts.py"
-)
-bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench)
+from samprompt.errors import ConfigError
+from samprompt.learned import report as bench
 
 
 def _row(task, method, miou, pct):
@@ -62,9 +57,9 @@ def test_parse_method():
     assert bench.parse_method("vpt-deep:kv=direct,tokens=16,lr=0.1") == (
         "vpt-deep", {"kv": "direct", "tokens": 16, "lr": 0.1})
     assert bench.parse_method("full-ft") == ("full-ft", {})
-    with pytest.raises(SystemExit, match="unknown method"):
+    with pytest.raises(ConfigError, match="unknown method"):
         bench.parse_method("vpt-wide")
-    with pytest.raises(SystemExit, match="KEY=VALUE"):
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
         bench.parse_method("vpt-deep:direct")
 
 

@@ -1,4 +1,4 @@
-"""Plot the built-in model's validation curve from its training logs: ``python docs/make_training_plot.py``.
+"""Plot the built-in model's validation curve from its training logs: ``python tools/make_training_plot.py``.
 
 Stage 1 is ``tiny_training_log.jsonl``; stage N > 1 is ``tiny_training_log_stageN.jsonl``, a warm
 restart from stage N-1's final weights, drawn after the last step of the stage before it.
@@ -14,12 +14,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 
-HERE = Path(__file__).parent
+DOCS = Path(__file__).parents[1] / "docs"
 
 
 def stage_logs() -> list[Path]:
-    later = sorted(HERE.glob("tiny_training_log_stage*.jsonl"), key=lambda p: int(re.findall(r"\d+", p.stem)[-1]))
-    return [HERE / "tiny_training_log.jsonl", *later]
+    later = sorted((DOCS / "data").glob("tiny_training_log_stage*.jsonl"), key=lambda p: int(re.findall(r"\d+", p.stem)[-1]))
+    return [DOCS / "data" / "tiny_training_log.jsonl", *later]
 
 
 fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
@@ -44,5 +44,5 @@ ax.legend(handles=[Line2D([], [], color="k", marker="o", ms=3, label="one box"),
                    Line2D([], [], color="k", marker="s", ms=3, ls="--", label="one point")],
           fontsize=8, loc="lower right")
 fig.tight_layout()
-fig.savefig(HERE / "tiny_training.png")
-print("wrote", HERE / "tiny_training.png", f"({len(logs)} stages, {offset:,} steps)")
+fig.savefig(DOCS / "tiny_training.png")
+print("wrote", DOCS / "tiny_training.png", f"({len(logs)} stages, {offset:,} steps)")

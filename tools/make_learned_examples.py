@@ -1,4 +1,4 @@
-"""Draw what learned prompts change: ``python docs/make_learned_examples.py runs/learned``.
+"""Draw what learned prompts change: ``python tools/make_learned_examples.py runs/learned``.
 
 Rows: the three domain-shifted tasks of ``benchmarks/learned_prompts.py``. Columns: the
 labels, then the masks from one box per object on the frozen built-in model, with the
@@ -21,13 +21,13 @@ from samprompt.models import model_id
 from samprompt.simulate import box_from_mask
 from samprompt.synthetic import make_scene
 
-HERE = Path(__file__).parent
+DOCS = Path(__file__).parents[1] / "docs"
 TASKS = ("ultrasound", "rooftops", "scratches")
 METHODS = ("frozen", "vpt-deep", "full-ft")
 TEST_SEED = 10_000
 
 
-def main(run: Path, out: Path = HERE / "learned_examples.png") -> Path:
+def main(run: Path, out: Path = DOCS / "learned_examples.png") -> Path:
     model = load_model("tiny")
     fig, axes = plt.subplots(len(TASKS), 1 + len(METHODS), figsize=(2.7 * (1 + len(METHODS)), 2.9 * len(TASKS)))
     for row, task in enumerate(TASKS):

@@ -1,4 +1,4 @@
-"""Plot VPT's depth ablation: ``python docs/make_depth_plot.py runs/learned runs/depth``.
+"""Plot VPT's depth ablation: ``python tools/make_depth_plot.py runs/learned runs/depth``.
 
 Test mIoU (mean ± std over the training seeds) against the number of prompted
 encoder blocks, one panel per task: depth 1 is ``vpt-shallow`` and the full depth
@@ -9,7 +9,6 @@ The frozen model and full fine-tuning are drawn as lines, with the half-of-full 
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import matplotlib
@@ -17,11 +16,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from samprompt.learned.report import parse_method
 from samprompt.models import TINY_ARCH
 
-HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE.parent / "benchmarks"))
-from learned_prompts import parse_method  # noqa: E402  (the benchmark's METHOD:KEY=VALUE specs)
+DOCS = Path(__file__).parents[1] / "docs"
 
 
 def depth_of(method: str) -> int | None:
@@ -34,7 +32,7 @@ def depth_of(method: str) -> int | None:
     return None
 
 
-def main(main_run: Path, depth_run: Path, out: Path = HERE / "learned_depth.png") -> Path:
+def main(main_run: Path, depth_run: Path, out: Path = DOCS / "learned_depth.png") -> Path:
     rows = json.loads((main_run / "results.json").read_text()) + json.loads((depth_run / "results.json").read_text())
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.0 * len(tasks), 3.4), squeeze=False)
@@ -66,6 +64,6 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("main_run", type=Path)
     p.add_argument("depth_run", type=Path)
-    p.add_argument("--out", type=Path, default=HERE / "learned_depth.png")
+    p.add_argument("--out", type=Path, default=DOCS / "learned_depth.png")
     a = p.parse_args()
     main(a.main_run, a.depth_run, a.out)
