@@ -7,7 +7,8 @@ percentile stretch). Channels: (H, W) and (H, W, 1) are repeated to RGB and
 (H, W, 4) drops alpha; other channel counts (multispectral bands) are the
 caller's choice: select three bands first.
 
-Files are read with OpenCV (PNG, JPEG, TIFF, BMP, WebP; 16-bit kept) as RGB(A).
+Files are read with OpenCV (PNG, JPEG, TIFF, BMP, WebP; 16-bit kept) as RGB(A), and
+``.npy`` arrays with numpy (never unpickled).
 A labelled folder holds ``images/NAME.ext`` and ``masks/NAME.png`` (a label
 map: 0 = background, k = object k).
 """
@@ -33,9 +34,17 @@ def read_image(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"image file not found: {path}")
+    if path.suffix.lower() == ".npy":
+        try:
+            return np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            raise ImageError(f"cannot read {path} as a plain numpy array: {exc}") from exc
     data = np.fromfile(str(path), np.uint8)
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise ImageError(f"{path}: unsupported file type {path.suffix!r}; "
+                             f"use {', '.join(IMAGE_SUFFIXES)} or .npy")
         raise ImageError(f"cannot decode image file {path} (corrupt or unsupported format)")
     if img.ndim == 3 and img.shape[2] == 3:
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import shutil
 import tempfile
 import urllib.request
@@ -263,6 +264,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "unsupported global" not in str(exc).lower():  # garbage bytes, not objects
+            raise CheckpointError(f"cannot read checkpoint {path}: corrupt or not a PyTorch file ({exc})") from exc
+        raise CheckpointError(
+            f"{path} is not a plain state dict of tensors: it holds other Python objects, and samprompt "
+            "refuses to unpickle those for safety; save the model's state_dict() (or safetensors) instead"
+        ) from exc
     except Exception as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from exc
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
@@ -357,6 +365,22 @@ def load_model(name_or_path: str | Path = "tiny", *, device: str | torch.device 
     return model.to(device).eval()
 
 
+def checkpoint_id(name_or_path: str | Path) -> str:
+    """The id :func:`load_model` gives a model (``name:sha256-prefix``), from its file alone."""
+    name = str(name_or_path)
+    if name in REGISTRY:
+        spec = REGISTRY[name]
+        if spec.sha256:
+            return f"{name}:{spec.sha256[:16]}"
+        path = weights_path(name)
+    else:
+        path = Path(name_or_path)
+        spec = None
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    return f"{spec.name if spec else path.stem}:{sha256_file(path)[:16]}"
+
+
 def _shape_key(arch: Architecture) -> tuple:
     return (arch.encoder_embed_dim, arch.encoder_depth, arch.img_size, arch.patch_size, arch.prompt_embed_dim)
 
@@ -394,6 +418,7 @@ __all__ = [
     "TINY_ARCH",
     "build_sam",
     "cache_dir",
+    "checkpoint_id",
     "detect_architecture",
     "download",
     "load_model",

@@ -91,8 +91,13 @@ class Prompt:
             lab = np.asarray(self.labels).reshape(-1)
             if lab.shape[0] != n:
                 raise PromptError(f"got {n} points but {lab.shape[0]} labels")
-            if n and (not np.all(np.isfinite(lab.astype(np.float64))) or not np.isin(lab, (0, 1)).all()):
+            try:
+                numeric = lab.astype(np.float64)
+            except (TypeError, ValueError):
+                numeric = np.full(lab.shape, np.nan)
+            if n and not np.isin(numeric, (0, 1)).all():
                 raise PromptError(f"point labels must be 0 (negative) or 1 (positive), got {lab.tolist()}")
+            lab = numeric
             self.labels = lab.astype(np.int64)
         if not np.isfinite(self.points).all():
             raise PromptError(f"points must be finite, got {self.points.tolist()}")
@@ -239,17 +244,28 @@ def prompts_from_json(doc: dict[str, Any] | list) -> list[Prompt]:
     """Prompts from a JSON document; a bare list of objects is accepted too."""
     if isinstance(doc, list):
         doc = {"version": SCHEMA_VERSION, "objects": doc}
-    if not isinstance(doc, dict) or "objects" not in doc:
+    if not isinstance(doc, dict) or not isinstance(doc.get("objects"), list):
         raise PromptError("prompt JSON must be an object with an 'objects' list")
     version = doc.get("version", SCHEMA_VERSION)
     if version != SCHEMA_VERSION:
         raise PromptError(f"unsupported prompt JSON version {version!r}; this samprompt reads {SCHEMA_VERSION}")
     prompts = [Prompt.from_dict(o) for o in doc["objects"]]
-    size = doc.get("image_size")
+    size = image_size_of(doc)
     if size is not None:
         for p in prompts:
-            p.validate(int(size[0]), int(size[1]))
+            p.validate(*size)
     return prompts
+
+
+def image_size_of(doc: dict[str, Any]) -> tuple[int, int] | None:
+    """The ``image_size`` [H, W] of a prompt document, checked, or None when it has none."""
+    size = doc.get("image_size")
+    if size is None:
+        return None
+    ok = isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)
+    if not ok:
+        raise PromptError(f"image_size must be [height, width] in pixels, got {size!r}")
+    return int(size[0]), int(size[1])
 
 
 def save_prompts(path: str | Path, prompts: Iterable[Prompt], **meta: Any) -> Path:
@@ -261,10 +277,16 @@ def save_prompts(path: str | Path, prompts: Iterable[Prompt], **meta: Any) -> Pa
 
 def load_prompts(path: str | Path) -> list[Prompt]:
     """Read prompts written by :func:`save_prompts` (or any document of the schema)."""
+    return prompts_from_json(read_json(path))
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON file's document; an unreadable, non-UTF-8 or invalid file is a :class:`PromptError`."""
     try:
-        doc = json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise PromptError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except json.JSONDecodeError as exc:
         raise PromptError(f"{path} is not valid JSON: {exc}") from exc
     except OSError as exc:
-        raise PromptError(f"cannot read prompt file {path}: {exc}") from exc
-    return prompts_from_json(doc)
+        raise PromptError(f"cannot read prompt file {path}: {exc.strerror or exc}") from exc
