@@ -20,6 +20,7 @@ from .errors import (
 from .evaluation import EvalReport, evaluate_folder, evaluate_image, plot_report
 from .export import CocoWriter, export_png, export_yolo, yolo_lines
 from .images import iter_labelled, list_images, read_image, read_label_map, to_rgb_uint8
+from .jobs import JobSettings, SegmenterSpec, WorkItem, run_job
 from .masks import (
     clean_mask,
     dice,
@@ -32,8 +33,8 @@ from .masks import (
     to_label_map,
 )
 from .models import REGISTRY, Architecture, build_sam, download, load_model, model_id
-from .prompts import Prompt, load_prompts, prompts_from_json, prompts_to_json, save_prompts
 from .normalize import Auto, FixedStretch, Normalizer, Percentile, Window
+from .prompts import Prompt, load_prompts, prompts_from_json, prompts_to_json, save_prompts
 from .result import Result
 from .segmenter import Segmenter
 from .synthetic import Scene, make_scene, write_dataset
@@ -53,6 +54,7 @@ __all__ = [
     "EvalReport",
     "FixedStretch",
     "ImageError",
+    "JobSettings",
     "MissingDependencyError",
     "Normalizer",
     "Percentile",
@@ -64,7 +66,9 @@ __all__ = [
     "SampromptError",
     "Scene",
     "Segmenter",
+    "SegmenterSpec",
     "Window",
+    "WorkItem",
     "build_sam",
     "clean_mask",
     "dice",
@@ -90,6 +94,7 @@ __all__ = [
     "read_image",
     "read_label_map",
     "rle_to_mask",
+    "run_job",
     "save_prompts",
     "to_label_map",
     "to_rgb_uint8",

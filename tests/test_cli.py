@@ -95,12 +95,14 @@ def test_segment_folder_resumes_and_records_failures(tmp_path, ckpt):
     out = tmp_path / "o"
     args = ["segment", str(data), "--box", "5,5,100,100", "--box", "50,50,200,200", "--model", ckpt,
             "--out", str(out), "--quiet"]
-    assert cli.main(args) == 0
+    assert cli.main(args) == 1  # one image failed, the rest went on
     assert len(list(out.glob("default_*_overlay.png"))) == 3
     assert "zz_broken.png" in json.loads((out / "failures.json").read_text())
     stamp = (out / "default_000000.png").stat().st_mtime_ns
-    assert cli.main(args) == 0  # resume: finished images are skipped
+    assert cli.main(args) == 1  # resume: finished images are skipped, the broken one is tried again
     assert (out / "default_000000.png").stat().st_mtime_ns == stamp
+    (data / "images" / "zz_broken.png").unlink()
+    assert cli.main(args) == 0 and not (out / "failures.json").exists()  # stale failures are cleared
 
 
 def test_segment_auto(tmp_path, image_file, ckpt):
@@ -112,7 +114,8 @@ def test_segment_auto(tmp_path, image_file, ckpt):
 def test_bad_input_gives_clear_errors(tmp_path, image_file, ckpt, capsys):
     assert cli.main(["segment", str(image_file), "--model", ckpt, "--out", str(tmp_path)]) == 2
     assert "give prompts" in capsys.readouterr().err
-    assert cli.main(["segment", str(image_file), "--point", "999,5", "--model", ckpt, "--out", str(tmp_path)]) == 2
+    assert cli.main(["segment", str(image_file), "--point", "999,5", "--model", ckpt,
+                     "--out", str(tmp_path / "o")]) == 1
     assert "outside" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["segment", str(image_file), "--box", "1,2,3"])
@@ -169,3 +172,26 @@ def test_threads_option_sets_torch_threads(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["--threads", "0", "synth", str(tmp_path / "d"), "-n", "1"])
     assert "at least 1" in capsys.readouterr().err
+
+
+def test_more_clear_errors(tmp_path, ckpt, capsys):
+    import torch
+
+    (tmp_path / "afile").write_text("x")
+    assert cli.main(["synth", str(tmp_path / "afile"), "-n", "1"]) == 2
+    assert "samprompt: error:" in capsys.readouterr().err
+    write_dataset(tmp_path / "d", 1)
+    assert cli.main(["eval", str(tmp_path / "d"), "--model", ckpt, "--plot", str(tmp_path / "plot.xyz")]) == 2
+    assert "--plot" in capsys.readouterr().err
+    (tmp_path / "e" / "images").mkdir(parents=True)
+    (tmp_path / "e" / "masks").mkdir()
+    assert cli.main(["eval", str(tmp_path / "e"), "--model", ckpt]) == 2
+    assert "has a mask" in capsys.readouterr().err
+    np.save(tmp_path / "f.npy", np.random.default_rng(0).random((40, 50), dtype=np.float32) * 1000)
+    assert cli.main(["segment", str(tmp_path / "f.npy"), "--box", "0,0,50,40", "--model", ckpt,
+                     "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    torch.save({"w": torch.zeros(1), "cfg": {"a": slice(1, 2)}}, tmp_path / "pickled.pth")
+    assert cli.main(["segment", str(tmp_path / "f.npy"), "--box", "0,0,5,5", "--model", str(tmp_path / "pickled.pth"),
+                     "--out", str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err
+    assert "refuses to unpickle" in err and "weights_only=False" not in err

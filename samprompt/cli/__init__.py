@@ -51,6 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SampromptError as exc:
         print(f"samprompt: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a folder that is a file, a read-only disk, ...
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"samprompt: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("samprompt: interrupted", file=sys.stderr)
         return 130

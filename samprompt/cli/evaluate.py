@@ -28,8 +28,16 @@ def add_parser(sub, formatter) -> None:
 
 
 def run(args) -> int:
+    from ..errors import SampromptError
     from ..evaluation import evaluate_folder, plot_report
+    from ..images import iter_labelled, list_images
 
+    if args.plot and Path(args.plot).suffix.lower() not in (".png", ".pdf", ".svg", ".jpg"):
+        raise SampromptError(f"--plot {args.plot}: use a .png, .pdf, .svg or .jpg file name")
+    labelled = {name for name, _, _ in iter_labelled(args.dir)}
+    unlabelled = [p.name for p in list_images(Path(args.dir) / "images") if p.stem not in labelled]
+    if not labelled:
+        raise SampromptError(f"no image in {args.dir}/images has a mask in {args.dir}/masks (same stem, .png)")
     seg = load_segmenter(args)
     report = evaluate_folder(
         seg, args.dir, prompt=args.prompt, clicks=args.clicks, jitter=args.jitter,
@@ -52,9 +60,11 @@ def run(args) -> int:
             print("by size (COCO areas): " + "  ".join(sizes))
         if report.failed:
             print(f"{len(report.failed)} image(s) failed: {sorted(report.failed)[:5]}")
+        if unlabelled:
+            print(f"{len(unlabelled)} image(s) without a mask were left out: {unlabelled[:5]}")
     if args.plot and report.n_objects:  # after the numbers are out, so a plotting problem loses nothing
         Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
         plot_report(report, args.plot)
         if not args.json:
             print(f"wrote {args.plot}")
-    return 0
+    return 1 if report.failed or not report.n_objects else 0

@@ -1,24 +1,27 @@
-"""``samprompt segment``: an image or a folder, from prompts or segment-everything."""
+"""``samprompt segment``: an image or a folder, from prompts or segment-everything, on the jobs engine."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
-
-import numpy as np
 
 from ..errors import SampromptError
-from .common import add_model_options, load_segmenter, numbers
+from .common import add_model_options, numbers, positive_int
 
 HELP = "segment an image or a folder from prompts (or --auto)"
-DESCRIPTION = """Segment IMAGE (a file, a folder, or a labelled folder's images/) from point/box prompts
-or a prompts JSON file, or everything in it with --auto.
+DESCRIPTION = """Segment IMAGE (a file, a folder, or a labelled folder's images/) from point/box prompts,
+a prompts file or folder, or everything in it with --auto. Outputs go to --out with a
+manifest.jsonl; rerunning the same command resumes, skipping what is done.
+
+--prompts takes a prompts JSON (with an "image" key it applies to that image only,
+without one to every image), a folder of STEM.prompts.json files (what segment writes),
+or a COCO file with images and bbox annotations (each box a prompt, its category the class).
 
 Coordinates are pixels of the image, continuous: (0, 0) is the top-left corner of the
 first pixel and (W, H) the bottom-right corner of the last. A negative coordinate needs
-'=': --point=-5,10."""
+'=': --point=-5,10.
+
+Exit status: 0 every image done; 1 some failed or had no prompts; 2 bad usage; 130 Ctrl-C."""
 
 
 def _point(text: str) -> list[float]:
@@ -35,101 +38,105 @@ def _box(text: str) -> list[float]:
 def add_parser(sub, formatter) -> None:
     s = sub.add_parser("segment", help=HELP, description=DESCRIPTION, formatter_class=formatter)
     s.add_argument("image", help="image file or folder")
-    s.add_argument("--point", action="append", type=_point, metavar="X,Y[,LABEL]",
+    p = s.add_argument_group("prompts")
+    p.add_argument("--point", action="append", type=_point, metavar="X,Y[,LABEL]",
                    help="a point in pixels; LABEL 1 = object (default), 0 = background; repeatable")
-    s.add_argument("--box", action="append", type=_box, metavar="X0,Y0,X1,Y1",
+    p.add_argument("--box", action="append", type=_box, metavar="X0,Y0,X1,Y1",
                    help="a box in pixels (XYXY); several boxes = several objects")
-    s.add_argument("--prompts", metavar="FILE.json", help="prompts JSON (schema: samprompt.prompts)")
-    s.add_argument("--auto", action="store_true", help="segment everything (no prompts)")
-    s.add_argument("--points-per-side", type=int, default=16, help="point grid of --auto, per side")
+    p.add_argument("--prompts", metavar="PATH", help="prompts JSON, folder of STEM.prompts.json, or COCO file")
+    p.add_argument("--min-score", type=float, default=0.0, help="drop COCO annotations scored below this")
+    a = s.add_argument_group("segment everything")
+    a.add_argument("--auto", action="store_true", help="segment everything (no prompts)")
+    a.add_argument("--points-per-side", type=positive_int, default=16, help="point grid per side")
+    a.add_argument("--pred-iou-thresh", type=float, default=0.8, help="keep masks of at least this predicted IoU")
+    a.add_argument("--stability-thresh", type=float, default=0.9, help="keep masks at least this stable")
+    a.add_argument("--box-nms-thresh", type=float, default=0.7, help="drop the lower of two masks whose boxes "
+                                                                      "overlap more than this")
     s.add_argument("--min-area", type=int, default=0, help="remove islands and fill holes smaller than this (px)")
     add_model_options(s)
     s.add_argument("--format", action="append", choices=["png", "coco", "yolo"],
                    help="output format; repeatable (default: png)")
     s.add_argument("--out", default="samprompt_out", help="output folder")
-    s.add_argument("--overwrite", action="store_true", help="redo images already written by an earlier run")
+    s.add_argument("--overwrite", action="store_true", help="start a new manifest and redo every image")
+    c = s.add_argument_group("cluster")
+    c.add_argument("--workers", type=positive_int, default=None,
+                   help="run on a local Dask cluster of N worker processes (one thread each)")
+    c.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="run on a running Dask cluster, e.g. tcp://10.0.0.5:8786")
     s.add_argument("--quiet", action="store_true", help="print nothing but errors")
     s.set_defaults(func=run)
 
 
-def _cli_prompts(args) -> list:
-    """Prompts from --point/--box: each box is one object; points join a single box or form one object."""
-    from ..prompts import Prompt, load_prompts
+def _work_items(args) -> tuple[list, list[str]]:
+    """The job's items and its class names (first 'object', then each prompt label once)."""
+    from ..images import list_images
+    from ..jobs import WorkItem, output_ids, prompts_for_images
+    from ..prompts import Prompt
 
+    given = [o for o, v in (("--point", args.point), ("--box", args.box), ("--prompts", args.prompts)) if v]
+    if args.auto and given:
+        raise SampromptError(f"--auto segments everything; it does not take {' or '.join(given)}")
+    if args.prompts and (args.point or args.box):
+        raise SampromptError("give prompts either as --point/--box or as --prompts, not both")
+    if not args.auto and not given:
+        raise SampromptError("give prompts (--point, --box, --prompts PATH) or --auto for segment-everything")
+    images = list_images(args.image)
+    if not images:
+        raise SampromptError(f"no images in {args.image} (looked for .png, .jpg, .tif, .bmp, .webp)")
+    per_image = {p: (None, None) for p in images}
     if args.prompts:
-        return load_prompts(args.prompts)
-    pts = [(p[0], p[1]) for p in args.point or []]
-    labels = [int(p[2]) if len(p) == 3 else 1 for p in args.point or []]
-    boxes = args.box or []
-    if len(boxes) > 1:
-        if pts:
+        per_image = prompts_for_images(args.prompts, images, min_score=args.min_score)
+    elif not args.auto:
+        pts = [(p[0], p[1]) for p in args.point or []]
+        labels = [int(p[2]) if len(p) == 3 else 1 for p in args.point or []]
+        boxes = args.box or []
+        if len(boxes) > 1 and pts:
             raise SampromptError("with several --box objects, put points in a --prompts JSON file instead")
-        return [Prompt(box=b) for b in boxes]
-    if not pts and not boxes:
-        return []
-    return [Prompt(points=pts, labels=labels, box=boxes[0] if boxes else None)]
+        if len(boxes) > 1:
+            prompts = [Prompt(box=b) for b in boxes]
+        else:
+            prompts = [Prompt(points=pts, labels=labels, box=boxes[0] if boxes else None)]
+        per_image = {p: (prompts, None) for p in images}
+    items = [WorkItem(i, str(p), per_image[p][0], per_image[p][1]) for i, p in zip(output_ids(images), images)]
+    classes = ["object"]
+    for item in items:
+        for prompt in item.prompts or []:
+            if prompt.label and prompt.label not in classes:
+                classes.append(prompt.label)
+    return items, classes
 
 
 def run(args) -> int:
-    from tqdm.auto import tqdm
+    from pathlib import Path
 
-    from ..export import CocoWriter, export_png, export_yolo
-    from ..images import list_images, read_label_map, to_rgb_uint8
-    from ..io import atomic_write_text
-    from ..masks import clean_mask, from_label_map
-    from ..prompts import save_prompts
+    from ..jobs import JobSettings, SegmenterSpec, run_job
 
-    formats = set(args.format or ["png"])
-    prompts = _cli_prompts(args)
-    if not prompts and not args.auto:
-        raise SampromptError("give prompts (--point, --box, --prompts FILE) or --auto for segment-everything")
-    images = list_images(args.image)
+    items, classes = _work_items(args)
+    auto = {"points_per_side": args.points_per_side, "pred_iou_thresh": args.pred_iou_thresh,
+            "stability_score_thresh": args.stability_thresh, "box_nms_thresh": args.box_nms_thresh}
+    settings = JobSettings(formats=list(dict.fromkeys(args.format or ["png"])), classes=classes,
+                           min_area=args.min_area, auto=auto if args.auto else {})
+    spec = SegmenterSpec(args.model, args.learned, threads=getattr(args, "threads", None))
+    if not (args.workers or args.scheduler):
+        spec.build()  # a bad --model or --learned is a usage error before anything runs
+    summary = run_job(items, args.out, segmenter=spec, settings=settings, overwrite=args.overwrite,
+                      workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
     out = Path(args.out)
-    seg = load_segmenter(args)
-    coco = CocoWriter()
-    failures: dict[str, str] = {}
-    done = skipped = 0
-    for path in tqdm(images, desc="segment", disable=len(images) < 2 or args.quiet):
-        name = path.stem
-        if "png" in formats and (out / f"{name}.png").exists() and not args.overwrite and len(images) > 1:
-            # Resume: an earlier run finished this image (outputs are written atomically).
-            if "coco" in formats:
-                coco.add_image(path.name, from_label_map(read_label_map(out / f"{name}.png"))[0])
-            skipped += 1
-            continue
-        try:
-            image = to_rgb_uint8(path)
-            if args.auto:
-                res = seg.segment_everything(image, points_per_side=args.points_per_side, min_mask_area=args.min_area)
-                masks, scores, used = res.masks, res.scores, []
-            else:
-                results = seg.predict(image, prompts)
-                masks = np.stack([r.mask for r in results])
-                scores = np.array([r.score for r in results])
-                used = prompts
-            if args.min_area and len(masks):
-                masks = np.stack([clean_mask(m, min_island=args.min_area, max_hole=args.min_area) for m in masks])
-            if "png" in formats:
-                pts = [(p.points, p.labels) for p in used]
-                export_png(out, name, image, masks, points=pts, boxes=[p.box for p in used])
-            if "yolo" in formats:
-                export_yolo(out / "labels" / f"{name}.txt", masks)
-            if "coco" in formats:
-                coco.add_image(path.name, masks, scores=scores, labels=[p.label for p in used] if used else None)
-            if used:
-                save_prompts(out / f"{name}.prompts.json", used, image=path.name, image_size=image.shape[:2])
-            done += 1
-        except SampromptError as exc:
-            failures[path.name] = str(exc)
-            if len(images) == 1:
-                raise
-        if not args.quiet and len(images) == 1:
-            print(f"{path.name}: {len(masks)} mask(s), scores {np.round(scores, 3).tolist()}")
-    if "coco" in formats:
-        coco.write(out / "coco.json")
-    if failures:
-        atomic_write_text(out / "failures.json", json.dumps(failures, indent=1))
-        print(f"{len(failures)} image(s) failed; see {out / 'failures.json'}", file=sys.stderr)
+    for rec in summary.records:
+        if rec["status"] == "failed":
+            print(f"samprompt: {rec['id']}: {rec['error']}", file=sys.stderr)
     if not args.quiet:
-        print(f"wrote {done} image(s) to {out}" + (f", {skipped} already done" if skipped else ""))
-    return 1 if failures and not (done or skipped) else 0
+        if len(items) == 1 and summary.records and summary.records[0]["status"] == "done":
+            rec = summary.records[0]
+            print(f"{Path(items[0].input).name}: {rec['n_masks']} mask(s), scores {rec.get('scores')}")
+        parts = [f"{summary.done} done", f"{summary.skipped} already done" if summary.skipped else "",
+                 f"{summary.failed} failed (see {out / 'failures.json'})" if summary.failed else "",
+                 f"{summary.no_prompts} without prompts" if summary.no_prompts else ""]
+        print(f"{len(items)} image(s): " + ", ".join(p for p in parts if p) + f"; outputs in {out}")
+    if args.auto and summary.empty_auto:
+        print(f"samprompt: --auto found no mask in {summary.empty_auto} image(s). The built-in tiny model knows "
+              "only generated shapes; for photos run 'samprompt weights download vit_b' and use --model vit_b, "
+              "or lower --pred-iou-thresh / --stability-thresh.", file=sys.stderr)
+    if summary.interrupted:
+        print("samprompt: interrupted; run the same command again to resume", file=sys.stderr)
+    return summary.exit_code

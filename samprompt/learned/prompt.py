@@ -41,6 +41,14 @@ class _Finetuned(nn.ModuleDict):
             raise ConfigError(f"{exc} (the tuned weights' names start with {', '.join(self)})") from exc
 
 
+def _content_id(method: str, state: dict) -> str:
+    h = hashlib.sha256(method.encode())
+    for k, v in sorted(state.items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return f"{method}:{h.hexdigest()[:16]}"
+
+
 WEIGHTS_NAME = "prompt.safetensors"
 CONFIG_NAME = "prompt_config.json"
 
@@ -101,13 +109,22 @@ class LearnedPrompt(nn.Module):
         cached = self.__dict__.get("_id_cache")
         if cached is not None and cached[0] == version:
             return cached[1]
-        h = hashlib.sha256(self.config.method.encode())
-        for k, v in sorted(self.module.state_dict().items()):
-            h.update(k.encode())
-            h.update(v.detach().cpu().contiguous().numpy().tobytes())
-        ident = f"{self.config.method}:{h.hexdigest()[:16]}"
+        ident = _content_id(self.config.method, self.module.state_dict())
         self.__dict__["_id_cache"] = (version, ident)
         return ident
+
+    @staticmethod
+    def id_of(directory: str | Path) -> str:
+        """The :attr:`id` of the prompt saved in ``directory``, read from its files (no model needed)."""
+        from safetensors.torch import load_file
+
+        d = Path(directory)
+        try:
+            method = json.loads((d / CONFIG_NAME).read_text())["config"]["method"]
+            state = load_file(str(d / WEIGHTS_NAME))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"cannot read learned prompt in {d}: {exc}") from exc
+        return _content_id(method, state)
 
     def num_trainable(self) -> int:
         return self.module.num_trainable()  # type: ignore[operator]

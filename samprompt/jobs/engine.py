@@ -1,0 +1,171 @@
+"""The batch engine: items in, outputs and a manifest out, in-process or on a Dask cluster.
+
+:func:`run_job` plans the outputs (refusing to write over an input), skips what
+the manifest shows as done by the same model, learned prompt, encoder and job
+settings, runs the rest through an executor, appends one manifest line per
+finished item, assembles the job-wide files (COCO, classes) and rewrites
+``failures.json``. Each item is segmented and written on whichever process ran
+it; only the client writes the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from ..errors import SampromptError
+from ..io import atomic_write_text
+from .items import WorkItem
+from .manifest import Manifest
+from .worker import JobSettings, SegmenterSpec, segment_item
+from .writers import make_writers
+
+FAILURES = "failures.json"
+
+
+@dataclass
+class JobSummary:
+    """Counts of a run; ``records`` holds this run's manifest lines."""
+
+    total: int = 0
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    no_prompts: int = 0
+    empty_auto: int = 0
+    interrupted: bool = False
+    records: list[dict] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every item is done, 130 after Ctrl-C, else 1."""
+        if self.interrupted:
+            return 130
+        return 0 if self.failed == 0 and self.no_prompts == 0 else 1
+
+
+def _in_process(spec: SegmenterSpec, items: list[WorkItem], settings: JobSettings, out: Path) -> Iterator[dict]:
+    seg = spec.build()
+    for item in items:
+        yield segment_item(seg, item, settings, out)
+
+
+def _check_outputs(items: list[WorkItem], out: Path, settings: JobSettings) -> None:
+    """Refuse, before writing anything, a run whose outputs would land on an input."""
+    if out.exists() and not out.is_dir():
+        raise SampromptError(f"--out {out} is a file, not a folder")
+    inputs = {Path(i.input).resolve() for i in items}
+    if out.resolve() in {p.parent for p in inputs} and len(items) > 1:
+        raise SampromptError(f"--out {out} is the folder of the input images; choose another output folder")
+    planned = []
+    for item in items:
+        planned += [out / f"{item.id}.png", out / f"{item.id}_overlay.png", out / f"{item.id}.prompts.json"]
+    clash = [p for p in planned if p.resolve() in inputs]
+    if clash:
+        raise SampromptError(f"output {clash[0]} would overwrite an input; choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".samprompt-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise SampromptError(f"cannot write to {out}: {exc.strerror or exc}") from None
+
+
+def run_job(
+    items: list[WorkItem],
+    out: str | Path,
+    *,
+    segmenter: SegmenterSpec | None = None,
+    settings: JobSettings | None = None,
+    overwrite: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    max_in_flight: int | None = None,
+    progress: bool = True,
+) -> JobSummary:
+    """Run a batch job into ``out``; see the module doc. Returns a :class:`JobSummary`.
+
+    ``workers``: start a local Dask cluster of that many worker processes (one
+    thread each); ``scheduler``: the address of a running Dask scheduler. Neither:
+    run in this process. Ctrl-C stops cleanly (``summary.interrupted``).
+    """
+    from tqdm.auto import tqdm
+
+    from .. import __version__
+
+    spec = segmenter or SegmenterSpec()
+    settings = settings or JobSettings()
+    out = Path(out)
+    ids = [i.id for i in items]
+    if len(set(ids)) != len(ids):
+        raise SampromptError("work items need unique ids")
+    _check_outputs(items, out, settings)
+    stamp = spec.stamp()
+    manifest = Manifest(out)
+    if overwrite:
+        manifest.reset()
+    summary = JobSummary(total=len(items))
+    todo: list[WorkItem] = []
+    for item in items:
+        item_stamp = {**stamp, "config": settings.config_id(item)}
+        if manifest.is_done(item.id, item_stamp):
+            summary.skipped += 1
+        elif item.prompts == []:
+            rec = {"id": item.id, "status": "no_prompts", "outputs": {}, "error": "no prompts for this image",
+                   "seconds": 0.0, **item_stamp, "version": __version__}
+            manifest.append(rec)
+            summary.records.append(rec)
+            summary.no_prompts += 1
+        else:
+            todo.append(item)
+    configs = {i.id: settings.config_id(i) for i in todo}
+    if workers or scheduler:
+        from .dask import dask_records
+
+        records = dask_records(spec, todo, settings, out, workers=workers, scheduler=scheduler,
+                               max_in_flight=max_in_flight)
+    else:
+        records = _in_process(spec, todo, settings, out)
+    bar = tqdm(total=len(todo), desc="segment", unit="image", disable=not progress or len(todo) < 2)
+    try:
+        for rec in records:
+            rec.update(config=configs[rec["id"]], version=__version__)
+            if rec["status"] == "done" and any(rec.get(k) != v for k, v in stamp.items()):
+                rec.update(status="failed", error=f"a worker used another model or prompt: {rec.get('model_id')}")
+            manifest.append(rec)
+            summary.records.append(rec)
+            if rec["status"] == "done":
+                summary.done += 1
+                summary.empty_auto += int(rec.get("n_masks", 0) == 0)
+            else:
+                summary.failed += 1
+            bar.update(1)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        bar.close()
+        close = getattr(records, "close", None)
+        if close is not None:
+            close()
+    _finish(manifest, items, settings, out)
+    return summary
+
+
+def _finish(manifest: Manifest, items: list[WorkItem], settings: JobSettings, out: Path) -> None:
+    """Job-wide files from every item whose last line says done; failures.json rewritten or removed."""
+    done = {i.id: manifest.last[i.id] for i in items if manifest.last.get(i.id, {}).get("status") == "done"}
+    for writer in make_writers(settings.formats, settings.classes):
+        writer.finalize(out, items, done)
+    failed = {Path(i.input).name: manifest.last[i.id]["error"] for i in items
+              if manifest.last.get(i.id, {}).get("status") == "failed"}
+    if failed:
+        atomic_write_text(out / FAILURES, json.dumps(failed, indent=1))
+    else:
+        (out / FAILURES).unlink(missing_ok=True)
+
+
+__all__ = ["JobSettings", "JobSummary", "SegmenterSpec", "run_job", "segment_item"]

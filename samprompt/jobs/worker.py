@@ -1,0 +1,107 @@
+"""What runs on each process of a job: building the Segmenter, segmenting one item, writing its outputs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import PromptError, SampromptError
+from ..images import to_rgb_uint8
+from ..masks import clean_mask
+from ..prompts import prompts_to_json
+from .items import WorkItem
+from .manifest import sha256_of
+from .writers import ItemResult, make_writers
+
+
+@dataclass
+class SegmenterSpec:
+    """How each process builds its Segmenter: picklable, so a Dask worker can build its own.
+
+    ``model``: registry name or checkpoint path; ``learned``: a learned-prompt folder or None;
+    ``threads``: torch threads in the process that builds it (None leaves torch's choice).
+    """
+
+    model: str = "tiny"
+    learned: str | None = None
+    threads: int | None = None
+
+    def build(self):
+        import torch
+
+        from ..learned import LearnedPrompt
+        from ..models import load_model
+        from ..segmenter import Segmenter
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        model = load_model(self.model)
+        learned = LearnedPrompt.load(self.learned, model) if self.learned else None
+        return Segmenter(model, learned=learned, cache_size=2)
+
+    def stamp(self) -> dict:
+        """What made the outputs, known without loading the model: model, learned prompt, encoder ids."""
+        from ..learned import LearnedPrompt
+        from ..models import checkpoint_id
+
+        return {"model_id": checkpoint_id(self.model),
+                "learned_id": LearnedPrompt.id_of(self.learned) if self.learned else None,
+                "encoder": "sam/fp32"}
+
+
+@dataclass
+class JobSettings:
+    """What every item of a job is run with (besides its prompts)."""
+
+    formats: list[str] = field(default_factory=lambda: ["png"])
+    classes: list[str] = field(default_factory=lambda: ["object"])
+    min_area: int = 0
+    auto: dict = field(default_factory=dict)  # segment_everything keyword arguments
+
+    def config_id(self, item: WorkItem) -> str:
+        """Hash of the settings and the item's prompts: a rerun with other ones redoes the item."""
+        doc = {"settings": asdict(self), "prompts": None if item.prompts is None else prompts_to_json(item.prompts),
+               "image_size": item.image_size}
+        return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def segment_item(seg, item: WorkItem, settings: JobSettings, out: Path) -> dict:
+    """Segment one item and write its outputs; returns its manifest line (never raises on bad input)."""
+    t0 = time.perf_counter()
+    rec: dict = {"id": item.id, "status": "done", "outputs": {}, "error": None, "n_masks": 0}
+    try:
+        image = to_rgb_uint8(item.input)
+        if item.image_size is not None and tuple(item.image_size) != image.shape[:2]:
+            raise PromptError(f"the prompts were made for an image of {item.image_size[1]}x{item.image_size[0]} "
+                              f"(W x H); {item.name} is {image.shape[1]}x{image.shape[0]}")
+        if item.prompts is None:
+            res = seg.segment_everything(image, **settings.auto)
+            masks, scores, classes, used = res.masks, res.scores, [None] * len(res.masks), []
+        else:
+            results = seg.predict(image, item.prompts)
+            masks = np.stack([r.mask for r in results])
+            scores = np.array([r.score for r in results])
+            classes, used = [p.label for p in item.prompts], item.prompts
+        if settings.min_area and len(masks):
+            masks = np.stack([clean_mask(m, min_island=settings.min_area, max_hole=settings.min_area) for m in masks])
+        result = ItemResult(image, masks.reshape(-1, *image.shape[:2]), scores, classes, used)
+        paths: list[Path] = []
+        for writer in make_writers(settings.formats, settings.classes):
+            paths += writer.write(out, item, result)
+        rec["outputs"] = {p.relative_to(out).as_posix(): sha256_of(p) for p in paths}
+        rec["n_masks"] = int(len(masks))
+        rec["scores"] = [round(float(v), 4) for v in scores]
+    except SampromptError as exc:
+        rec.update(status="failed", error=str(exc))
+    except OSError as exc:
+        rec.update(status="failed", error=f"cannot write outputs: {exc}")
+    except Exception as exc:  # a bug on one image must not stop a batch; it is recorded
+        rec.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+    rec["seconds"] = round(time.perf_counter() - t0, 4)
+    rec.update(model_id=seg.model_id, learned_id=seg.learned_id, encoder=seg.encoder.id)
+    return rec
