@@ -66,10 +66,13 @@ def test_manifest_records_what_made_each_output(folder, ckpt, tmp_path):
     assert all(a["category_id"] == 2 and "score" in a for a in coco.loadAnns(coco.getAnnIds()))
     assert (out / "classes.txt").read_text() == "object\ncat\n"
     assert oct((out / "default_000000.png").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
-    # a rerun skips everything; a damaged output is redone; another model redoes everything
+    # a rerun skips everything and leaves coco.json as it was; a damaged output is redone;
+    # another model redoes everything
+    coco_before = (out / "coco.json").read_bytes()
     assert run_job(_items(folder, prompts), out, segmenter=SegmenterSpec(ckpt, threads=1),
                    settings=JobSettings(formats=["png", "coco", "yolo"], classes=["object", "cat"]),
                    progress=False).skipped == 6
+    assert (out / "coco.json").read_bytes() == coco_before
     (out / "default_000003.png").write_bytes(b"damaged")
     again = run_job(_items(folder, prompts), out, segmenter=SegmenterSpec(ckpt, threads=1),
                     settings=JobSettings(formats=["png", "coco", "yolo"], classes=["object", "cat"]), progress=False)
@@ -77,6 +80,23 @@ def test_manifest_records_what_made_each_output(folder, ckpt, tmp_path):
     other = run_job(_items(folder, prompts), out, segmenter=SegmenterSpec("tiny", threads=1),
                     settings=JobSettings(formats=["png", "coco", "yolo"], classes=["object", "cat"]), progress=False)
     assert (other.skipped, other.done) == (0, 6)
+
+
+def test_one_run_at_a_time_per_output_folder(folder, ckpt, tmp_path):
+    import fcntl
+
+    from samprompt import SampromptError
+
+    out = tmp_path / "o"
+    out.mkdir()
+    with open(out / ".samprompt.lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(SampromptError, match="another samprompt run is writing"):
+            run_job(_items(folder, [Prompt(box=(5, 5, 50, 50))]), out, segmenter=Segmenter(ckpt), progress=False)
+    s = run_job(_items(folder, [Prompt(box=(5, 5, 50, 50))]), out, segmenter=Segmenter(ckpt), progress=False)
+    assert s.done == 6  # a ready Segmenter works in-process
+    with pytest.raises(SampromptError, match="pass a SegmenterSpec"):
+        run_job(_items(folder, []), out, segmenter=Segmenter(ckpt), workers=2, progress=False)
 
 
 def _umask():

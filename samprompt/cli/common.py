@@ -13,7 +13,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if "%(default)" in text or default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+        hidden = default is None or default is False or default == argparse.SUPPRESS
+        if "%(default)" in text or hidden or not action.option_strings:
             return text
         if isinstance(default, (list, tuple)):
             default = ",".join(map(str, default))

@@ -59,7 +59,7 @@ def add_parser(sub, formatter) -> None:
     s.add_argument("--out", default="samprompt_out", help="output folder")
     s.add_argument("--overwrite", action="store_true", help="start a new manifest and redo every image")
     c = s.add_argument_group("cluster")
-    c.add_argument("--workers", type=positive_int, default=None,
+    c.add_argument("--workers", type=positive_int, default=None, metavar="N",
                    help="run on a local Dask cluster of N worker processes (one thread each)")
     c.add_argument("--scheduler", metavar="ADDRESS", default=None,
                    help="run on a running Dask cluster, e.g. tcp://10.0.0.5:8786")
@@ -117,9 +117,8 @@ def run(args) -> int:
     settings = JobSettings(formats=list(dict.fromkeys(args.format or ["png"])), classes=classes,
                            min_area=args.min_area, auto=auto if args.auto else {})
     spec = SegmenterSpec(args.model, args.learned, threads=getattr(args, "threads", None))
-    if not (args.workers or args.scheduler):
-        spec.build()  # a bad --model or --learned is a usage error before anything runs
-    summary = run_job(items, args.out, segmenter=spec, settings=settings, overwrite=args.overwrite,
+    segmenter = spec if (args.workers or args.scheduler) else spec.build()  # a bad --model fails here, as usage
+    summary = run_job(items, args.out, segmenter=segmenter, settings=settings, overwrite=args.overwrite,
                       workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
     out = Path(args.out)
     for rec in summary.records:

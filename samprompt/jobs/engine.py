@@ -10,6 +10,7 @@ it; only the client writes the manifest.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from .worker import JobSettings, SegmenterSpec, segment_item
 from .writers import make_writers
 
 FAILURES = "failures.json"
+LOCK = ".samprompt.lock"
 
 
 @dataclass
@@ -47,8 +49,7 @@ class JobSummary:
         return 0 if self.failed == 0 and self.no_prompts == 0 else 1
 
 
-def _in_process(spec: SegmenterSpec, items: list[WorkItem], settings: JobSettings, out: Path) -> Iterator[dict]:
-    seg = spec.build()
+def _in_process(seg, items: list[WorkItem], settings: JobSettings, out: Path) -> Iterator[dict]:
     for item in items:
         yield segment_item(seg, item, settings, out)
 
@@ -79,7 +80,7 @@ def run_job(
     items: list[WorkItem],
     out: str | Path,
     *,
-    segmenter: SegmenterSpec | None = None,
+    segmenter=None,
     settings: JobSettings | None = None,
     overwrite: bool = False,
     workers: int | None = None,
@@ -89,22 +90,57 @@ def run_job(
 ) -> JobSummary:
     """Run a batch job into ``out``; see the module doc. Returns a :class:`JobSummary`.
 
-    ``workers``: start a local Dask cluster of that many worker processes (one
-    thread each); ``scheduler``: the address of a running Dask scheduler. Neither:
-    run in this process. Ctrl-C stops cleanly (``summary.interrupted``).
+    ``segmenter``: a :class:`SegmenterSpec` (each process builds its own from it;
+    default: the built-in model) or, for a run in this process, a ready
+    :class:`~samprompt.segmenter.Segmenter`. ``workers``: start a local Dask
+    cluster of that many worker processes (one thread each); ``scheduler``: the
+    address of a running Dask scheduler. Neither: run in this process. Only one
+    run at a time may write into ``out`` (a lock file says so). Ctrl-C stops
+    cleanly (``summary.interrupted``).
     """
-    from tqdm.auto import tqdm
-
-    from .. import __version__
-
-    spec = segmenter or SegmenterSpec()
     settings = settings or JobSettings()
     out = Path(out)
     ids = [i.id for i in items]
     if len(set(ids)) != len(ids):
         raise SampromptError("work items need unique ids")
+    if segmenter is None:
+        segmenter = SegmenterSpec()
+    if isinstance(segmenter, SegmenterSpec):
+        spec, seg = segmenter, None
+        stamp = spec.stamp()
+    elif workers or scheduler:
+        raise SampromptError("a Dask run builds a Segmenter on each worker: pass a SegmenterSpec, not a Segmenter")
+    else:
+        spec, seg = None, segmenter
+        stamp = {"model_id": seg.model_id, "learned_id": seg.learned_id, "encoder": seg.encoder.id}
     _check_outputs(items, out, settings)
-    stamp = spec.stamp()
+    with _exclusive(out):
+        return _run(items, out, spec, seg, stamp, settings, overwrite, workers, scheduler, max_in_flight, progress)
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path):
+    """Hold ``OUT/.samprompt.lock`` for the run; a second run into the same folder is refused."""
+    import fcntl
+
+    lock = open(out / LOCK, "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise SampromptError(f"another samprompt run is writing to {out}; wait for it or choose another --out") from None
+    try:
+        yield
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+
+
+def _run(items, out, spec, seg, stamp, settings, overwrite, workers, scheduler, max_in_flight, progress):
+    from tqdm.auto import tqdm
+
+    from .. import __version__
+
     manifest = Manifest(out)
     if overwrite:
         manifest.reset()
@@ -129,7 +165,7 @@ def run_job(
         records = dask_records(spec, todo, settings, out, workers=workers, scheduler=scheduler,
                                max_in_flight=max_in_flight)
     else:
-        records = _in_process(spec, todo, settings, out)
+        records = _in_process(seg if seg is not None else spec.build(), todo, settings, out)
     bar = tqdm(total=len(todo), desc="segment", unit="image", disable=not progress or len(todo) < 2)
     try:
         for rec in records:
