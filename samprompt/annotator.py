@@ -74,6 +74,7 @@ class Annotator:
             self.images = list_images(self.folder)
         self.out = Path(out) if out else (self.folder / "annotations" if self.folder else Path("annotations"))
         self.max_side = max_side
+        self.prefetched = None  # the background thread encoding the next image, if any
 
     # ---------------------------------------------------------------- images
     def _open(self, state: SessionState, image: np.ndarray, name: str) -> str:
@@ -97,7 +98,10 @@ class Annotator:
         if state.ann is not None and state.ann.objects:
             state.ann.save(self.out)  # never lose work when stepping away
         state.index = int(np.clip(index, 0, len(self.images) - 1))
-        return self._open(state, to_rgb_uint8(self.images[state.index]), self.images[state.index].name)
+        message = self._open(state, to_rgb_uint8(self.images[state.index]), self.images[state.index].name)
+        if state.index + 1 < len(self.images):  # encode the next image while the user works on this one
+            self.prefetched = self.seg.prefetch(self.images[state.index + 1])
+        return message
 
     def progress(self, state: SessionState) -> str:
         if not self.images:

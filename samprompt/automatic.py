@@ -57,17 +57,19 @@ def segment_everything(
     for start in range(0, len(grid), points_per_batch):
         pts = grid[start : start + points_per_batch]
         prompts = [Prompt(points=p[None], labels=[1]) for p in pts]
-        low, iou, up = seg.decode_batch(emb, prompts, multimask=True)
-        up, iou, low = up.flatten(0, 1), iou.flatten(0, 1), low.flatten(0, 1)
-        pts_rep = np.repeat(pts, low.shape[0] // len(pts), axis=0)
-        sel = iou >= pred_iou_thresh
-        stab = calculate_stability_score(up, thr, stability_score_offset)
-        sel &= stab >= stability_score_thresh
-        sel_np = sel.cpu().numpy()
-        keep_masks.append((up[sel] > thr).cpu())
-        keep_scores.append(iou[sel].cpu())
-        keep_logits.append(low[sel].cpu())
-        keep_points.append(pts_rep[sel_np])
+        low, iou, _ = seg.decode_batch(emb, prompts, multimask=True, upscale=False)
+        iou, low = iou.flatten(0, 1), low.flatten(0, 1)
+        pts_rep = np.repeat(pts, len(low) // len(pts), axis=0)
+        sel = iou >= pred_iou_thresh  # the cheap filter first: only survivors are upscaled
+        if not sel.any():
+            continue
+        low, iou, pts_rep = low[sel], iou[sel], pts_rep[sel.cpu().numpy()]
+        up = seg.upscale(low, emb)
+        keep = calculate_stability_score(up, thr, stability_score_offset) >= stability_score_thresh
+        keep_masks.append((up[keep] > thr).cpu())
+        keep_scores.append(iou[keep].cpu())
+        keep_logits.append(low[keep].cpu())
+        keep_points.append(pts_rep[keep.cpu().numpy()])
     masks = torch.cat(keep_masks) if keep_masks else torch.zeros(0, h, w, dtype=torch.bool)
     scores = torch.cat(keep_scores) if keep_scores else torch.zeros(0)
     logits = torch.cat(keep_logits) if keep_logits else torch.zeros(0, *seg.low_res_size)

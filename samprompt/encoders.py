@@ -1,23 +1,37 @@
 """The encoder seam: what turns a preprocessed image into SAM's image embedding.
 
 The :class:`~samprompt.segmenter.Segmenter` holds one encoder object and asks it
-for embeddings; everything that changes an embedding (the encoder's kind and
-precision) is in its :attr:`Encoder.id`, which is part of the embedding cache key.
-:class:`SamEncoder` runs SAM's own ViT in fp32 and is the reference: it gives
-exactly the embedding ``SamPredictor`` computes. Faster encoders (reduced
-precision, fused attention, ONNX) plug in as other subclasses.
+for embeddings; everything that changes an embedding (the attention
+implementation and the precision) is in its :attr:`Encoder.id`, which is part of
+the embedding cache key and of a batch job's manifest.
+
+* :class:`SamEncoder`: SAM's own ViT in fp32, exactly as ``SamPredictor`` runs
+  it: the reference.
+* :class:`TorchEncoder`: the same weights with ``precision="bf16"`` (autocast on
+  the encoder; the decoder stays fp32) or ``"fp16"`` (GPU only), and/or
+  ``attn_impl="sdpa"`` (fused attention with the relative-position bias, chunked
+  over query rows: :mod:`samprompt.attention`).
+* :class:`~samprompt.onnx_backend.OnnxEncoder`: an exported encoder run by onnxruntime.
+
+:func:`samprompt.backends.make_encoder` picks one from the Segmenter's options.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
 from segment_anything.modeling import Sam
 
+from .attention import ATTN_IMPLS, attention_impl
+from .errors import ConfigError
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
 
 class Encoder:
-    """Base of the encoders: ``encode(model, x, learned)`` -> (B, C, h, w) embedding.
+    """Base of the encoders: ``encode(model, x, learned)`` -> (B, C, h, w) fp32 embedding.
 
     ``kind`` names the implementation and ``precision`` its number format; both
     go into :attr:`id`.
@@ -25,6 +39,8 @@ class Encoder:
 
     kind: str = "abstract"
     precision: str = "fp32"
+    #: whether a learned prompt (which acts inside the torch encoder) can run with it
+    supports_learned: bool = True
 
     @property
     def id(self) -> str:
@@ -35,22 +51,71 @@ class Encoder:
         """The embedding of preprocessed input ``x`` (B, 3, S, S), with a learned prompt if given."""
         raise NotImplementedError
 
+    def bind(self, model: Sam) -> None:
+        """Called once by the Segmenter with its model: check that this encoder fits it."""
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.id})"
 
 
-class SamEncoder(Encoder):
-    """SAM's image encoder as the ``segment_anything`` package runs it, in fp32: the reference.
+class TorchEncoder(Encoder):
+    """SAM's ViT in PyTorch, with a chosen precision and attention implementation.
 
-    A learned prompt (anything with ``encode(model, x)``) runs in its place, since
-    prompt tokens and pixel prompts act inside or before the encoder.
+    Args:
+        precision: ``"fp32"``; ``"bf16"`` (autocast; on a device without native
+            bf16 arithmetic, where it would be slower, a warning and fp32); ``"fp16"`` (CUDA only).
+        device: where the model runs (decides whether bf16 pays).
+        attn_impl: ``"sam"`` (the reference attention) or ``"sdpa"``.
+
+    A learned prompt (anything with ``encode(model, x)``) runs inside the same
+    precision and attention settings; prompt tokens use SDPA too.
     """
 
-    kind = "sam"
-    precision = "fp32"
+    def __init__(self, precision: str = "fp32", attn_impl: str = "sam", device: str | torch.device = "cpu") -> None:
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if attn_impl not in ATTN_IMPLS:
+            raise ConfigError(f"attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}")
+        device = torch.device(device)
+        if precision == "fp16" and device.type != "cuda":
+            raise ConfigError("precision='fp16' runs on a CUDA GPU only; on a CPU use 'bf16'")
+        if precision == "bf16" and not bf16_supported(device):
+            warnings.warn(f"this {device.type.upper()} has no native bf16 arithmetic (avx512_bf16 or AMX on a CPU), "
+                          "where bf16 runs slower than fp32; the encoder runs in fp32", stacklevel=3)
+            precision = "fp32"
+        self.precision = precision
+        self.attn_impl = attn_impl
+        self.kind = attn_impl
+
+    def _autocast_dtype(self) -> torch.dtype | None:
+        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
 
     @torch.no_grad()
     def encode(self, model: Sam, x: torch.Tensor, learned: Any = None) -> torch.Tensor:
-        if learned is not None:
-            return learned.encode(model, x)
-        return model.image_encoder(x)
+        dtype = self._autocast_dtype()
+        encoders = [model.image_encoder]
+        tuned = getattr(learned, "image_encoder", None)
+        if tuned is not None:
+            encoders.append(tuned)
+        with attention_impl(self.attn_impl, encoders), torch.autocast(
+            x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+        ):
+            out = learned.encode(model, x) if learned is not None else model.image_encoder(x)
+        return out.float()
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether ``device`` does bf16 arithmetic natively (CUDA: Ampere or newer; x86 CPU: avx512_bf16 or AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+    return False
+
+
+class SamEncoder(TorchEncoder):
+    """SAM's image encoder as the ``segment_anything`` package runs it, in fp32: the reference."""
+
+    def __init__(self) -> None:
+        super().__init__("fp32", "sam")

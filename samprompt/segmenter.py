@@ -13,6 +13,7 @@ predicted IoU, mask prompts given as binary masks, an encoder seam
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from typing import Sequence, Union
 
@@ -22,9 +23,10 @@ import torch.nn.functional as F
 from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
+from .backends import make_encoder
 from .cache import Embedding, EmbeddingCache, embedding_key
-from .encoders import Encoder, SamEncoder
-from .errors import PromptError, SampromptError
+from .encoders import Encoder
+from .errors import ConfigError, PromptError, SampromptError
 from .images import ImageLike, to_rgb_uint8
 from .models import load_model, model_id
 from .normalize import Normalizer
@@ -49,8 +51,14 @@ class Segmenter:
         learned: an optional learned prompt (a :class:`~samprompt.learned.LearnedPrompt`,
             or any object with ``id`` and ``encode(model, x)``) applied in the
             encoder; load a saved one with ``samprompt.learned.LearnedPrompt.load(DIR, model)``.
-        encoder: the :class:`~samprompt.encoders.Encoder` that computes embeddings
-            (default :class:`~samprompt.encoders.SamEncoder`, fp32, the reference).
+        encoder: the :class:`~samprompt.encoders.Encoder` that computes embeddings;
+            by default the one ``precision``, ``attn_impl`` and ``backend`` select.
+        precision: ``"fp32"`` (the reference), ``"bf16"`` (autocast on the
+            encoder) or ``"fp16"`` (CUDA only); the decoder always runs in fp32.
+        attn_impl: the encoder's attention, ``"sam"`` (the reference) or ``"sdpa"``
+            (fused, relative-position bias chunked over query rows).
+        backend: ``"torch"`` or ``"onnx"`` (encoder and decoder exported by
+            ``samprompt export-onnx`` into ``onnx_dir``, run by onnxruntime).
         normalize: how images become uint8 RGB (default
             :class:`~samprompt.normalize.Auto`); e.g. ``Window.from_level(400, 40)`` for CT.
 
@@ -68,6 +76,10 @@ class Segmenter:
         learned=None,
         encoder: Encoder | None = None,
         normalize: Normalizer | None = None,
+        precision: str = "fp32",
+        attn_impl: str = "sam",
+        backend: str = "torch",
+        onnx_dir: str | None = None,
     ) -> None:
         if model is None or isinstance(model, str) or hasattr(model, "__fspath__"):
             model = load_model("tiny" if model is None else model)
@@ -82,7 +94,15 @@ class Segmenter:
                 "samprompt.learned.LearnedPrompt.load(PROMPT_DIR, model)"
             )
         self.learned = learned
-        self.encoder: Encoder = encoder if encoder is not None else SamEncoder()
+        if encoder is None:
+            encoder = make_encoder(precision, attn_impl, backend, onnx_dir, self.model.device)
+        encoder.bind(self.model)
+        if learned is not None and not encoder.supports_learned:
+            raise ConfigError(f"learned prompts act inside the torch encoder; the {encoder.id} encoder cannot run "
+                              "them (use backend='torch', with attn_impl='sdpa' for speed)")
+        self.encoder: Encoder = encoder
+        self._encode_lock = threading.Lock()  # a background prefetch shares the encoder
+        self._cache_lock = threading.Lock()
         self.normalize = normalize
         self.encoder_calls = 0
         self.model_id = model_id(self.model)
@@ -122,15 +142,41 @@ class Segmenter:
 
     def _embed_rgb(self, rgb: np.ndarray) -> Embedding:
         key = embedding_key(rgb, self.model_id, self.learned_id, self.encoder.id)
-        emb = self.cache.get(key)
+        emb = self._cached(key)
         if emb is not None:
-            return Embedding(emb.features.to(self.device), emb.input_size, emb.original_size)
-        x, input_size = model_input(self.model, rgb)
-        self.encoder_calls += 1
-        feats = self.encoder.encode(self.model, x, self.learned)
-        emb = Embedding(feats, input_size, (int(rgb.shape[0]), int(rgb.shape[1])))
-        self.cache.put(key, emb)
-        return emb
+            return emb
+        with self._encode_lock:  # one encoder pass at a time; a prefetch of this image may have just ended
+            emb = self._cached(key)
+            if emb is not None:
+                return emb
+            x, input_size = model_input(self.model, rgb)
+            self.encoder_calls += 1
+            feats = self.encoder.encode(self.model, x, self.learned)
+            emb = Embedding(feats, input_size, (int(rgb.shape[0]), int(rgb.shape[1])))
+            with self._cache_lock:
+                self.cache.put(key, emb)
+            return emb
+
+    def _cached(self, key: str) -> Embedding | None:
+        with self._cache_lock:
+            emb = self.cache.get(key)
+        return None if emb is None else Embedding(emb.features.to(self.device), emb.input_size, emb.original_size)
+
+    def prefetch(self, image: ImageLike) -> "threading.Thread":
+        """Encode ``image`` in a background thread (into the cache), e.g. the next image of a folder.
+
+        Errors are swallowed: the foreground :meth:`embed` will meet them again.
+        """
+
+        def work() -> None:
+            try:
+                self.embed(image)
+            except Exception:  # noqa: BLE001 - reported when the image is really opened
+                pass
+
+        thread = threading.Thread(target=work, name="samprompt-prefetch", daemon=True)
+        thread.start()
+        return thread
 
     # ------------------------------------------------------------- decoding
     def _mask_input(self, prompt: Prompt, emb: Embedding) -> np.ndarray:
@@ -164,11 +210,14 @@ class Segmenter:
         emb: Embedding,
         prompts: Sequence[Prompt],
         multimask: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        upscale: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Decode prompts that share one signature in one decoder call (no validation).
 
         Returns low-res logits (B, M, h, w), predicted IoUs (B, M) and masks
-        upscaled to the original size as logits (B, M, H, W); M = 3 if multimask else 1.
+        upscaled to the original size as logits (B, M, H, W) (None with
+        ``upscale=False``: call :meth:`upscale` on the ones you keep); M = 3 if
+        multimask else 1.
         """
         sig = prompts[0].signature
         if any(p.signature != sig for p in prompts):
@@ -194,10 +243,23 @@ class Segmenter:
             prompt_encoder = self.model.prompt_encoder
         if mask_decoder is None:
             mask_decoder = self.model.mask_decoder
-        low_res, iou = run_decoder(prompt_encoder, mask_decoder, emb.features,
-                                   points=points, boxes=boxes, masks=masks, multimask=multimask)
-        up = self.model.postprocess_masks(low_res, emb.input_size, emb.original_size)
-        return low_res, iou, up
+        own_decoder = getattr(self.encoder, "decode", None)  # an exported model brings its decoder
+        if own_decoder is not None:
+            low_all, iou_all = own_decoder(self.model, emb.features, points, boxes, masks)
+            pick = slice(1, None) if multimask else slice(0, 1)
+            low_res, iou = low_all[:, pick], iou_all[:, pick]
+        else:
+            low_res, iou = run_decoder(prompt_encoder, mask_decoder, emb.features,
+                                       points=points, boxes=boxes, masks=masks, multimask=multimask)
+        return low_res, iou, self.upscale(low_res, emb) if upscale else None
+
+    @torch.no_grad()
+    def upscale(self, low_res: torch.Tensor, emb: Embedding) -> torch.Tensor:
+        """Low-res logits (..., h, w) -> logits at the original image size (..., H, W), as SamPredictor does."""
+        shape = low_res.shape
+        flat = low_res.reshape(-1, 1, *shape[-2:])
+        up = self.model.postprocess_masks(flat, emb.input_size, emb.original_size)
+        return up.reshape(*shape[:-2], *up.shape[-2:])
 
     def decode(
         self,
@@ -231,15 +293,15 @@ class Segmenter:
         for (_, mm), idx in groups.items():
             for start in range(0, len(idx), batch_size):
                 chunk = idx[start : start + batch_size]
-                low, iou, up = self.decode_batch(embedding, [plist[i] for i in chunk], mm)
-                masks = (up > self.mask_threshold).cpu().numpy()
+                low, iou, _ = self.decode_batch(embedding, [plist[i] for i in chunk], mm, upscale=False)
+                if best_only and low.shape[1] > 1:  # choose on the predicted IoU, then upscale only the choice
+                    k = iou.argmax(1)
+                    rows = torch.arange(len(chunk), device=low.device)
+                    low, iou = low[rows, k][:, None], iou[rows, k][:, None]
+                masks = (self.upscale(low, embedding) > self.mask_threshold).cpu().numpy()
                 low_np, iou_np = low.cpu().numpy(), iou.cpu().numpy()
                 for j, i in enumerate(chunk):
-                    m, s, lo = masks[j], iou_np[j], low_np[j]
-                    if best_only and len(s) > 1:
-                        k = int(np.argmax(s))
-                        m, s, lo = m[k : k + 1], s[k : k + 1], lo[k : k + 1]
-                    results[i] = Result(m, s, lo, plist[i])
+                    results[i] = Result(masks[j], iou_np[j], low_np[j], plist[i])
         return results[0] if single else results  # type: ignore[return-value]
 
     def predict(

@@ -32,17 +32,21 @@ def test_logic_folder_clicks_box_and_resume(folder, random_sam, tmp_path):
     app = Annotator(seg, folder, tmp_path / "ann")
     st = SessionState()
     app.open_index(st, 0)
+    app.prefetched.join()
+    assert seg.encoder_calls == 2  # the next image was encoded in the background
     assert "image 1 / 3" in app.progress(st)
     app.click(st, 30, 40, MODES[0], "cat")
     assert "box" in app.click(st, 10, 10, MODES[2], "cat")
     app.click(st, 60, 70, MODES[2], "cat")
     assert st.ann.objects[0].box == (10, 10, 60, 70) and st.ann.objects[0].points == [(30.0, 40.0)]
     assert app.render(st).shape == (96, 128, 3)
-    app.open_index(st, 1)  # stepping away saves
+    app.open_index(st, 1)  # stepping away saves; image 1 comes from the cache, image 2 is prefetched
+    app.prefetched.join()
     assert "1 with saved" in app.progress(st)
     app.open_index(st, 0)  # coming back resumes
     assert len(st.ann.objects) == 1 and st.ann.objects[0].label == "cat"
-    assert seg.encoder_calls == 2  # each image encoded once, even when revisited
+    app.prefetched.join()
+    assert seg.encoder_calls == 3  # each image encoded once, even when revisited
     with pytest.raises(Exception, match="limit"):
         Annotator(seg, folder, tmp_path, max_side=50).open_index(SessionState(), 0)
 

@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 
 from samprompt import Segmenter, evaluate_folder, evaluate_image
-from samprompt.images import iter_labelled
-from samprompt.images import read_image
+from samprompt.images import iter_labelled, read_image
 from samprompt.simulate import box_from_mask, center_point, next_click
 from samprompt.synthetic import make_scene, write_dataset
 

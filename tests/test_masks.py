@@ -2,7 +2,17 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from samprompt import clean_mask, dice, from_label_map, iou, mask_to_polygons, mask_to_rle, overlay, rle_to_mask, to_label_map
+from samprompt import (
+    clean_mask,
+    dice,
+    from_label_map,
+    iou,
+    mask_to_polygons,
+    mask_to_rle,
+    overlay,
+    rle_to_mask,
+    to_label_map,
+)
 
 
 def test_clean_mask_removes_islands_and_fills_holes():

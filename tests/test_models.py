@@ -4,7 +4,7 @@ import io
 import pytest
 import torch
 
-from samprompt import CheckpointError, DownloadError, REGISTRY, build_sam, load_model
+from samprompt import REGISTRY, CheckpointError, DownloadError, build_sam, load_model
 from samprompt.models import TINY_ARCH, detect_architecture, download, model_id, save_safetensors, weights_path
 
 

@@ -3,7 +3,15 @@ import json
 import numpy as np
 import pytest
 
-from samprompt import Prompt, PromptError, SampromptError, load_prompts, prompts_from_json, prompts_to_json, save_prompts
+from samprompt import (
+    Prompt,
+    PromptError,
+    SampromptError,
+    load_prompts,
+    prompts_from_json,
+    prompts_to_json,
+    save_prompts,
+)
 
 
 def test_defaults_and_signature():

@@ -49,6 +49,17 @@ def add_model_options(p: argparse.ArgumentParser, learned: bool = True) -> None:
                        help="a learned prompt (made by samprompt tune) to apply")
 
 
+def add_encoder_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("encoder speed")
+    g.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="encoder precision: fp32 is the reference; bf16 where the CPU or GPU has native bf16 "
+                        "(else a warning and fp32); fp16 on GPUs only")
+    g.add_argument("--attn-impl", choices=["sam", "sdpa"], default="sam",
+                   help="encoder attention: sam (the reference) or sdpa (fused, same result to rounding)")
+    g.add_argument("--onnx-dir", metavar="DIR", default=None,
+                   help="run the encoder and decoder exported there by samprompt export-onnx (onnxruntime)")
+
+
 def load_segmenter(args: argparse.Namespace):
     """The Segmenter of ``--model`` (and ``--learned``, loaded onto that model)."""
     from ..models import load_model
@@ -60,7 +71,10 @@ def load_segmenter(args: argparse.Namespace):
         from ..learned import LearnedPrompt
 
         learned = LearnedPrompt.load(args.learned, model)
-    return Segmenter(model, learned=learned)
+    onnx_dir = getattr(args, "onnx_dir", None)
+    return Segmenter(model, learned=learned, precision=getattr(args, "precision", "fp32"),
+                     attn_impl=getattr(args, "attn_impl", "sam"), backend="onnx" if onnx_dir else "torch",
+                     onnx_dir=onnx_dir)
 
 
 def threads_option(p: argparse.ArgumentParser, default) -> None:

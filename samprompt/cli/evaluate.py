@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .common import add_model_options, load_segmenter, positive_int
+from .common import add_encoder_options, add_model_options, load_segmenter, positive_int
 
 HELP = "evaluate on a labelled folder (images/ + masks/)"
 DESCRIPTION = """Simulate prompts from each ground-truth object of DIR (images/NAME.ext + masks/NAME.png)
@@ -20,6 +20,7 @@ def add_parser(sub, formatter) -> None:
     e.add_argument("--clicks", type=positive_int, default=5, help="clicks per object with --prompt clicks")
     e.add_argument("--jitter", type=float, default=0.0, help="box noise std as a fraction of its side")
     add_model_options(e)
+    add_encoder_options(e)
     e.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N images")
     e.add_argument("--json", action="store_true", help="print the report as JSON")
     e.add_argument("--per-image", action="store_true", help="include per-image scores in the JSON")

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..errors import SampromptError
-from .common import add_model_options, numbers, positive_int
+from .common import add_encoder_options, add_model_options, numbers, positive_int
 
 HELP = "segment an image or a folder from prompts (or --auto)"
 DESCRIPTION = """Segment IMAGE (a file, a folder, or a labelled folder's images/) from point/box prompts,
@@ -54,6 +54,7 @@ def add_parser(sub, formatter) -> None:
                                                                       "overlap more than this")
     s.add_argument("--min-area", type=int, default=0, help="remove islands and fill holes smaller than this (px)")
     add_model_options(s)
+    add_encoder_options(s)
     s.add_argument("--format", action="append", choices=["png", "coco", "yolo"],
                    help="output format; repeatable (default: png)")
     s.add_argument("--out", default="samprompt_out", help="output folder")
@@ -116,7 +117,8 @@ def run(args) -> int:
             "stability_score_thresh": args.stability_thresh, "box_nms_thresh": args.box_nms_thresh}
     settings = JobSettings(formats=list(dict.fromkeys(args.format or ["png"])), classes=classes,
                            min_area=args.min_area, auto=auto if args.auto else {})
-    spec = SegmenterSpec(args.model, args.learned, threads=getattr(args, "threads", None))
+    spec = SegmenterSpec(args.model, args.learned, threads=getattr(args, "threads", None),
+                         precision=args.precision, attn_impl=args.attn_impl, onnx_dir=args.onnx_dir)
     segmenter = spec if (args.workers or args.scheduler) else spec.build()  # a bad --model fails here, as usage
     summary = run_job(items, args.out, segmenter=segmenter, settings=settings, overwrite=args.overwrite,
                       workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -21,7 +23,7 @@ from ..errors import SampromptError
 from ..io import atomic_write_text
 from .items import WorkItem
 from .manifest import Manifest
-from .worker import JobSettings, SegmenterSpec, segment_item
+from .worker import JobSettings, SegmenterSpec, compute_item, segment_item, write_item
 from .writers import make_writers
 
 FAILURES = "failures.json"
@@ -50,8 +52,19 @@ class JobSummary:
 
 
 def _in_process(seg, items: list[WorkItem], settings: JobSettings, out: Path) -> Iterator[dict]:
-    for item in items:
-        yield segment_item(seg, item, settings, out)
+    """Items in this process, in order; one thread writes each item's outputs while the next is segmented."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="samprompt-writer")
+    pending: deque = deque()
+    try:
+        for item in items:
+            rec, result = compute_item(seg, item, settings)
+            pending.append(pool.submit(write_item, rec, result, item, settings, out))
+            while pending and (pending[0].done() or len(pending) > 2):
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True)  # writes in flight finish (atomically); their items rerun on resume
 
 
 def _check_outputs(items: list[WorkItem], out: Path, settings: JobSettings) -> None:

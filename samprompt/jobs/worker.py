@@ -24,12 +24,16 @@ class SegmenterSpec:
     """How each process builds its Segmenter: picklable, so a Dask worker can build its own.
 
     ``model``: registry name or checkpoint path; ``learned``: a learned-prompt folder or None;
-    ``threads``: torch threads in the process that builds it (None leaves torch's choice).
+    ``threads``: torch threads in the process that builds it (None leaves torch's choice);
+    ``precision`` and ``attn_impl``: the encoder's (see :class:`~samprompt.segmenter.Segmenter`).
     """
 
     model: str = "tiny"
     learned: str | None = None
     threads: int | None = None
+    precision: str = "fp32"
+    attn_impl: str = "sam"
+    onnx_dir: str | None = None
 
     def build(self):
         import torch
@@ -42,16 +46,19 @@ class SegmenterSpec:
             torch.set_num_threads(self.threads)
         model = load_model(self.model)
         learned = LearnedPrompt.load(self.learned, model) if self.learned else None
-        return Segmenter(model, learned=learned, cache_size=2)
+        return Segmenter(model, learned=learned, cache_size=2, precision=self.precision, attn_impl=self.attn_impl,
+                         backend="onnx" if self.onnx_dir else "torch", onnx_dir=self.onnx_dir)
 
     def stamp(self) -> dict:
         """What made the outputs, known without loading the model: model, learned prompt, encoder ids."""
+        from ..backends import make_encoder
         from ..learned import LearnedPrompt
         from ..models import checkpoint_id
 
         return {"model_id": checkpoint_id(self.model),
                 "learned_id": LearnedPrompt.id_of(self.learned) if self.learned else None,
-                "encoder": "sam/fp32"}
+                "encoder": make_encoder(self.precision, self.attn_impl, "onnx" if self.onnx_dir else "torch",
+                                        self.onnx_dir).id}
 
 
 @dataclass
@@ -72,8 +79,24 @@ class JobSettings:
 
 def segment_item(seg, item: WorkItem, settings: JobSettings, out: Path) -> dict:
     """Segment one item and write its outputs; returns its manifest line (never raises on bad input)."""
+    return write_item(*compute_item(seg, item, settings), item, settings, out)
+
+
+def _failed(rec: dict, exc: Exception) -> None:
+    if isinstance(exc, SampromptError):
+        rec.update(status="failed", error=str(exc))
+    elif isinstance(exc, OSError):
+        rec.update(status="failed", error=f"cannot write outputs: {exc}")
+    else:  # a bug on one image must not stop a batch; it is recorded
+        rec.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+
+
+def compute_item(seg, item: WorkItem, settings: JobSettings) -> tuple[dict, ItemResult | None]:
+    """The model's part of an item: (its manifest line so far, its result or None when it failed)."""
     t0 = time.perf_counter()
-    rec: dict = {"id": item.id, "status": "done", "outputs": {}, "error": None, "n_masks": 0}
+    rec: dict = {"id": item.id, "status": "done", "outputs": {}, "error": None, "n_masks": 0,
+                 "model_id": seg.model_id, "learned_id": seg.learned_id, "encoder": seg.encoder.id}
+    result = None
     try:
         image = to_rgb_uint8(item.input)
         if item.image_size is not None and tuple(item.image_size) != image.shape[:2]:
@@ -90,18 +113,24 @@ def segment_item(seg, item: WorkItem, settings: JobSettings, out: Path) -> dict:
         if settings.min_area and len(masks):
             masks = np.stack([clean_mask(m, min_island=settings.min_area, max_hole=settings.min_area) for m in masks])
         result = ItemResult(image, masks.reshape(-1, *image.shape[:2]), scores, classes, used)
-        paths: list[Path] = []
-        for writer in make_writers(settings.formats, settings.classes):
-            paths += writer.write(out, item, result)
-        rec["outputs"] = {p.relative_to(out).as_posix(): sha256_of(p) for p in paths}
         rec["n_masks"] = int(len(masks))
         rec["scores"] = [round(float(v), 4) for v in scores]
-    except SampromptError as exc:
-        rec.update(status="failed", error=str(exc))
-    except OSError as exc:
-        rec.update(status="failed", error=f"cannot write outputs: {exc}")
-    except Exception as exc:  # a bug on one image must not stop a batch; it is recorded
-        rec.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-    rec["seconds"] = round(time.perf_counter() - t0, 4)
-    rec.update(model_id=seg.model_id, learned_id=seg.learned_id, encoder=seg.encoder.id)
+    except Exception as exc:
+        _failed(rec, exc)
+    rec["seconds"] = time.perf_counter() - t0
+    return rec, result
+
+
+def write_item(rec: dict, result: ItemResult | None, item: WorkItem, settings: JobSettings, out: Path) -> dict:
+    """The writing part of an item: its outputs, atomically, and their hashes in its manifest line."""
+    t0 = time.perf_counter()
+    if result is not None:
+        try:
+            paths: list[Path] = []
+            for writer in make_writers(settings.formats, settings.classes):
+                paths += writer.write(out, item, result)
+            rec["outputs"] = {p.relative_to(out).as_posix(): sha256_of(p) for p in paths}
+        except Exception as exc:
+            _failed(rec, exc)
+    rec["seconds"] = round(rec["seconds"] + time.perf_counter() - t0, 4)
     return rec

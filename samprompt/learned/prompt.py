@@ -89,6 +89,11 @@ class LearnedPrompt(nn.Module):
         return cls(make_config(method, **kwargs), model)
 
     @property
+    def image_encoder(self) -> nn.Module | None:
+        """The tuned image encoder of ``full-ft``, else None (the model's runs)."""
+        return getattr(self.module, "image_encoder", None) if isinstance(self.module, _Finetuned) else None
+
+    @property
     def mask_decoder(self) -> nn.Module | None:
         """The tuned mask decoder of a fine-tuning baseline, else None (use the model's)."""
         return getattr(self.module, "mask_decoder", None) if isinstance(self.module, _Finetuned) else None

@@ -18,18 +18,21 @@ import torch.nn.functional as F
 from segment_anything.modeling.image_encoder import Attention, Block, add_decomposed_rel_pos
 from torch import nn
 
+from ..attention import current_attn_impl, sdpa_attention
 from .config import GeneratedConfig, TokenConfig
 
 
 def _prompted_attention(
     attn: Attention, x: torch.Tensor, pk: torch.Tensor, pv: torch.Tensor, gate: torch.Tensor | None
 ) -> torch.Tensor:
-    """SAM's ``Attention.forward`` with prompt keys/values.
+    """SAM's ``Attention.forward`` with prompt keys/values (through SDPA inside ``attention_impl("sdpa")``).
 
     ``x``: (B, H, W, C) windows. ``pk``/``pv``: (Bp, nh, P, hd) with Bp = 1 or the
     number of images (broadcast over the windows of each image). ``gate``: (nh,)
     for gated attention, None for joint attention.
     """
+    if current_attn_impl() == "sdpa":
+        return sdpa_attention(attn, x, prompt_kv=(pk, pv), gate=gate)
     B, H, W, _ = x.shape
     nh = attn.num_heads
     qkv = attn.qkv(x).reshape(B, H * W, 3, nh, -1).permute(2, 0, 3, 1, 4)

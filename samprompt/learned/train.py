@@ -35,7 +35,6 @@ from ..training.losses import sam_loss
 from .config import DEFAULT_LR
 from .prompt import LearnedPrompt
 
-
 PROMPT_KINDS = ("mixed", "box", "point")
 
 
