@@ -53,18 +53,25 @@ def _median_time(fn, repeats: int) -> float:
 
 
 def encoder_rows(model, image, repeats: int, bf16: bool, onnx_dir: str | None) -> dict:
-    """Encoder seconds: SamPredictor.set_image, then each Segmenter configuration (cache off)."""
+    """Encoder seconds (median): SamPredictor.set_image, then each Segmenter configuration (cache off).
+
+    The configurations take turns within each repeat, so a slow spell of the machine hits them alike.
+    """
     pred = SamPredictor(model)
-    rows = {"SamPredictor": _median_time(lambda: pred.set_image(image), repeats)}
+    runs = {"SamPredictor": lambda: pred.set_image(image)}
     for impl, precision in CONFIGS:
         if precision == "bf16" and not bf16:
             continue
         seg = Segmenter(model, cache_size=0, attn_impl=impl, precision=precision)
-        rows[seg.encoder.id] = _median_time(lambda: seg.embed(image), repeats)
+        runs[seg.encoder.id] = (lambda s: (lambda: s.embed(image)))(seg)
     if onnx_dir:
         seg = Segmenter(model, cache_size=0, backend="onnx", onnx_dir=onnx_dir)
-        rows[seg.encoder.id] = _median_time(lambda: seg.embed(image), repeats)
-    return {k: round(v, 3) for k, v in rows.items()}
+        runs[seg.encoder.id] = (lambda s: (lambda: s.embed(image)))(seg)
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            times[name].append(_median_time(fn, 1))
+    return {k: round(statistics.median(v), 3) for k, v in times.items()}
 
 
 def export_timed(model, folder: str) -> float:
@@ -203,7 +210,7 @@ def profile_encoder(model, image) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--scenes", type=int, default=10, help="generated scenes for agreement and segment-everything")
     p.add_argument("--skip-vit-b", action="store_true", help="only the built-in model (fast)")
     p.add_argument("--skip-tiny", action="store_true", help="only ViT-B; with --json, update that file's rows")
