@@ -344,6 +344,8 @@ def load_model(name_or_path: str | Path = "tiny", *, device: str | torch.device 
     else:
         path = Path(name_or_path)
         spec = None
+        if not path.exists() and not path.suffix and len(path.parts) == 1:
+            raise CheckpointError(f"unknown model {name!r}: not one of {sorted(REGISTRY)} and no such checkpoint file")
     state = read_state_dict(path)
     arch = detect_architecture(state)
     if expect is not None:

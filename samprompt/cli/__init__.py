@@ -35,7 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    return f"samprompt: warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import warnings
+
+    warnings.formatwarning = _warning_line  # one plain line, not a source location
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     cmd_at = next((i for i, a in enumerate(argv) if a in ("annotate",)), None)
