@@ -4,7 +4,7 @@
 
 Rows (ratio = SamPredictor time / samprompt time, > 1: samprompt faster):
 
-* encoder time per backend and precision (``sam``/``sdpa`` attention, fp32/bf16,
+* encoder time per backend and precision (``sam``/``sdpa`` attention, fp32/bf16/int8,
   ONNX Runtime), on ViT-B with random weights at 1024 px and on the built-in
   model at 256 px; bf16 runs only where the CPU has native bf16 (``--force-bf16``
   runs it anyway, on the built-in model);
@@ -40,7 +40,7 @@ from samprompt.simulate import box_from_mask, center_point
 from samprompt.steps import model_input
 from samprompt.synthetic import make_scene
 
-CONFIGS = [("sam", "fp32"), ("sdpa", "fp32"), ("sam", "bf16"), ("sdpa", "bf16")]
+CONFIGS = [("sam", "fp32"), ("sdpa", "fp32"), ("sam", "bf16"), ("sdpa", "bf16"), ("sam", "int8"), ("sdpa", "int8")]
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -86,7 +86,7 @@ def agreement(model, n_scenes: int, bf16: bool, onnx_dir: str | None) -> dict:
     """Mean IoU of the chosen masks of each configuration with the fp32 reference; reference vs SamPredictor."""
     ref = Segmenter(model, cache_size=0)
     others = {f"{impl}/{p}": Segmenter(model, cache_size=0, attn_impl=impl, precision=p)
-              for impl, p in CONFIGS[1:] if p == "fp32" or bf16}
+              for impl, p in CONFIGS[1:] if p != "bf16" or bf16}
     if onnx_dir:
         others["onnx/fp32"] = Segmenter(model, cache_size=0, backend="onnx", onnx_dir=onnx_dir)
     ious: dict[str, list[float]] = {k: [] for k in others}

@@ -10,7 +10,8 @@ the embedding cache key and of a batch job's manifest.
 * :class:`TorchEncoder`: the same weights with ``precision="bf16"`` (autocast on
   the encoder; the decoder stays fp32) or ``"fp16"`` (GPU only), and/or
   ``attn_impl="sdpa"`` (fused attention with the relative-position bias, chunked
-  over query rows: :mod:`samprompt.attention`).
+  over query rows: :mod:`samprompt.attention`), or ``"int8"`` (CPU: the
+  encoder's linear layers dynamically quantised to int8, on a copy).
 * :class:`~samprompt.onnx_backend.OnnxEncoder`: an exported encoder run by onnxruntime.
 
 :func:`samprompt.backends.make_encoder` picks one from the Segmenter's options.
@@ -27,7 +28,7 @@ from segment_anything.modeling import Sam
 from .attention import ATTN_IMPLS, attention_impl
 from .errors import ConfigError
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 
 
 class Encoder:
@@ -63,7 +64,9 @@ class TorchEncoder(Encoder):
 
     Args:
         precision: ``"fp32"``; ``"bf16"`` (autocast; on a device without native
-            bf16 arithmetic, where it would be slower, a warning and fp32); ``"fp16"`` (CUDA only).
+            bf16 arithmetic, where it would be slower, a warning and fp32); ``"fp16"`` (CUDA only);
+            ``"int8"`` (CPU only: dynamic int8 quantisation of the encoder's linear layers,
+            on a copy made by :meth:`bind`; a ``full-ft`` prompt's own encoder stays fp32).
         device: where the model runs (decides whether bf16 pays).
         attn_impl: ``"sam"`` (the reference attention) or ``"sdpa"``.
 
@@ -78,7 +81,9 @@ class TorchEncoder(Encoder):
             raise ConfigError(f"attn_impl must be one of {ATTN_IMPLS}, got {attn_impl!r}")
         device = torch.device(device)
         if precision == "fp16" and device.type != "cuda":
-            raise ConfigError("precision='fp16' runs on a CUDA GPU only; on a CPU use 'bf16'")
+            raise ConfigError("precision='fp16' runs on a CUDA GPU only; on a CPU use 'bf16' or 'int8'")
+        if precision == "int8" and device.type != "cpu":
+            raise ConfigError("precision='int8' (dynamic quantisation) runs on a CPU only; on a GPU use 'bf16'/'fp16'")
         if precision == "bf16" and not bf16_supported(device):
             warnings.warn(f"this {device.type.upper()} has no native bf16 arithmetic (avx512_bf16 or AMX on a CPU), "
                           "where bf16 runs slower than fp32; the encoder runs in fp32", stacklevel=3)
@@ -86,9 +91,20 @@ class TorchEncoder(Encoder):
         self.precision = precision
         self.attn_impl = attn_impl
         self.kind = attn_impl
+        self._int8: torch.nn.Module | None = None
+
+    def bind(self, model: Sam) -> None:
+        if self.precision == "int8" and self._int8 is None:
+            import copy
+            import warnings as _w
+
+            with _w.catch_warnings():  # torch.ao's deprecation notice
+                _w.simplefilter("ignore")
+                self._int8 = torch.ao.quantization.quantize_dynamic(
+                    copy.deepcopy(model.image_encoder).eval(), {torch.nn.Linear}, dtype=torch.qint8)
 
     def _autocast_dtype(self) -> torch.dtype | None:
-        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
+        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": None}[self.precision]
 
     @torch.no_grad()
     def encode(self, model: Sam, x: torch.Tensor, learned: Any = None) -> torch.Tensor:
@@ -97,10 +113,17 @@ class TorchEncoder(Encoder):
         tuned = getattr(learned, "image_encoder", None)
         if tuned is not None:
             encoders.append(tuned)
-        with attention_impl(self.attn_impl, encoders), torch.autocast(
-            x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None
-        ):
-            out = learned.encode(model, x) if learned is not None else model.image_encoder(x)
+        original = model.image_encoder
+        if self.precision == "int8":
+            self.bind(model)
+            encoders[0] = model.image_encoder = self._int8  # the quantised copy runs in its place
+        try:
+            with attention_impl(self.attn_impl, encoders), torch.autocast(
+                x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+            ):
+                out = learned.encode(model, x) if learned is not None else model.image_encoder(x)
+        finally:
+            model.image_encoder = original
         return out.float()
 
 

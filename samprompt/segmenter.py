@@ -54,7 +54,8 @@ class Segmenter:
         encoder: the :class:`~samprompt.encoders.Encoder` that computes embeddings;
             by default the one ``precision``, ``attn_impl`` and ``backend`` select.
         precision: ``"fp32"`` (the reference), ``"bf16"`` (autocast on the
-            encoder) or ``"fp16"`` (CUDA only); the decoder always runs in fp32.
+            encoder), ``"fp16"`` (CUDA only) or ``"int8"`` (CPU only, quantised linear
+            layers); the decoder always runs in fp32.
         attn_impl: the encoder's attention, ``"sam"`` (the reference) or ``"sdpa"``
             (fused, relative-position bias chunked over query rows).
         backend: ``"torch"`` or ``"onnx"`` (encoder and decoder exported by

@@ -153,3 +153,37 @@ def test_cli_export_onnx_and_run_it(tmp_path, capsys):
         assert cli.main(["eval", str(data), "--json", *extra]) == 0
         scores.append(__import__("json").loads(capsys.readouterr().out)["mIoU"])
     assert max(scores) - min(scores) < 1e-3
+
+
+def test_int8_sdpa_agrees_with_fp32_and_leaves_the_model_alone(tiny_sam):
+    from samprompt.simulate import box_from_mask, center_point
+
+    ref = Segmenter(tiny_sam, cache_size=0)
+    fast = Segmenter(tiny_sam, cache_size=0, precision="int8", attn_impl="sdpa")
+    assert fast.encoder.id == "sdpa/int8"
+    ious = []
+    for seed in range(500_000, 500_004):
+        scene = make_scene(seed)
+        gts = scene.masks()
+        prompts = [Prompt(box=box_from_mask(g)) for g in gts] + [Prompt(points=center_point(g)[None]) for g in gts]
+        ious += [iou(a.mask, b.mask) for a, b in zip(ref.predict(scene.image, prompts),
+                                                      fast.predict(scene.image, prompts))]
+    assert np.mean(ious) >= 0.98, np.mean(ious)
+    assert type(tiny_sam.image_encoder).__name__ == "ImageEncoderViT"
+    assert not any("quantized" in type(m).__module__ for m in tiny_sam.modules())
+    with pytest.raises(ConfigError, match="int8.*CPU only"):
+        TorchEncoder("int8", device="cuda")
+
+
+def test_learned_tokens_run_on_int8(random_sam):
+    prompt = LearnedPrompt.create("vpt-deep", random_sam, tokens=2)
+    with torch.no_grad():
+        for p in prompt.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    x = torch.randn(1, 3, 256, 256)
+    enc = TorchEncoder("int8", "sdpa")
+    enc.bind(random_sam)
+    out = enc.encode(random_sam, x, prompt)
+    ref = SamEncoder().encode(random_sam, x, prompt)
+    assert (out - ref).norm() / ref.norm() < 0.1
+    assert type(random_sam.image_encoder).__name__ == "ImageEncoderViT"
