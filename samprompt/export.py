@@ -55,6 +55,16 @@ def export_yolo(path: str | Path, masks: np.ndarray, class_ids: Sequence[int] | 
     return atomic_write_text(path, "\n".join(yolo_lines(masks, ids)) + ("\n" if len(masks) else ""))
 
 
+def coco_mask_fields(mask: np.ndarray) -> dict:
+    """A COCO annotation's ``segmentation`` (compressed RLE), ``area`` and ``bbox`` [x, y, w, h] of an (H, W) mask."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_to_rle(mask)
+    enc = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
+    return {"segmentation": rle, "area": float(mask_utils.area(enc)),
+            "bbox": [float(v) for v in mask_utils.toBbox(enc)]}
+
+
 class CocoWriter:
     """Collects images and instance masks, then writes one COCO JSON file.
 
@@ -85,8 +95,6 @@ class CocoWriter:
         width: int | None = None,
     ) -> int:
         """Add one image with (N, H, W) bool masks; returns its image id."""
-        from pycocotools import mask as mask_utils
-
         masks = np.asarray(masks, bool)
         if masks.ndim == 2:
             masks = masks[None]
@@ -95,15 +103,11 @@ class CocoWriter:
         image_id = len(self.images) + 1
         self.images.append({"id": image_id, "file_name": file_name, "height": int(h), "width": int(w)})
         for k, m in enumerate(masks):
-            rle = mask_to_rle(m)
-            enc = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
             ann = {
                 "id": len(self.annotations) + 1,
                 "image_id": image_id,
                 "category_id": self.category_id(labels[k] if labels is not None else None),
-                "segmentation": rle,
-                "area": float(mask_utils.area(enc)),
-                "bbox": [float(v) for v in mask_utils.toBbox(enc)],
+                **coco_mask_fields(m),
                 "iscrowd": 0,
             }
             if scores is not None:

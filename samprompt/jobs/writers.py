@@ -16,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..export import export_png, export_yolo
+from ..export import coco_mask_fields, export_png, export_yolo
 from ..io import atomic_write_text
-from ..masks import mask_to_rle
 from ..prompts import Prompt, save_prompts
 
 FORMATS = ("png", "coco", "yolo")
@@ -73,21 +72,15 @@ class YoloWriter(Writer):
         return [atomic_write_text(out / "classes.txt", "\n".join(self.classes) + "\n")]
 
 
-class CocoWriter(Writer):
+class CocoPartsWriter(Writer):
     """Per-item parts, assembled in item order into ``coco.json`` (pycocotools reads it)."""
 
     def __init__(self, classes: list[str]) -> None:
         self.classes = classes
 
     def write(self, out, item, res):
-        from pycocotools import mask as mask_utils
-
-        anns = []
-        for m, s, c in zip(res.masks, res.scores, res.classes):
-            rle = mask_to_rle(m)
-            enc = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
-            anns.append({"category": c or self.classes[0], "segmentation": rle, "score": float(s),
-                         "area": float(mask_utils.area(enc)), "bbox": [float(v) for v in mask_utils.toBbox(enc)]})
+        anns = [{"category": c or self.classes[0], "score": float(s), **coco_mask_fields(m)}
+                for m, s, c in zip(res.masks, res.scores, res.classes)]
         h, w = res.image.shape[:2]
         part = {"file_name": item.name, "height": int(h), "width": int(w), "annotations": anns}
         return [atomic_write_text(out / PARTS / f"{item.id}.coco.json", json.dumps(part))]
@@ -115,5 +108,5 @@ class CocoWriter(Writer):
 
 def make_writers(formats: list[str], classes: list[str]) -> list[Writer]:
     """The writers of ``formats`` (any of ``png``, ``coco``, ``yolo``), plus the prompts writer."""
-    table = {"png": LabelMapWriter, "coco": lambda: CocoWriter(classes), "yolo": lambda: YoloWriter(classes)}
+    table = {"png": LabelMapWriter, "coco": lambda: CocoPartsWriter(classes), "yolo": lambda: YoloWriter(classes)}
     return [table[f]() for f in formats] + [PromptsWriter()]
