@@ -154,10 +154,13 @@ def test_demo_runs_the_main_job(tmp_path, ckpt, capsys):
     assert cli.main(["demo", "--out", str(tmp_path / "demo"), "-n", "2", "--model", ckpt]) == 0
     out = capsys.readouterr().out
     assert "mIoU" in out
-    api = COCO(str(tmp_path / "demo" / "coco.json"))
+    done = tmp_path / "demo" / "segmented"
+    api = COCO(str(done / "coco.json"))
     assert len(api.getImgIds()) == 2 and len(api.getAnnIds()) > 0
-    assert len(list((tmp_path / "demo" / "masks").glob("*_overlay.png"))) == 2
-    assert len(list((tmp_path / "demo" / "prompts").glob("*.json"))) == 2
+    assert len(list(done.glob("*_overlay.png"))) == 2 and len(list(done.glob("*.prompts.json"))) == 2
+    assert len((done / "manifest.jsonl").read_text().splitlines()) == 2
+    assert cli.main(["demo", "--out", str(tmp_path / "demo"), "-n", "2", "--model", ckpt]) == 0  # a rerun resumes
+    assert len((done / "manifest.jsonl").read_text().splitlines()) == 2
 
 
 def test_threads_option_sets_torch_threads(tmp_path, capsys):

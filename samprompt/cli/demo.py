@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from .common import positive_int
 
 HELP = "run the main job end to end on generated scenes"
-DESCRIPTION = """Generate scenes, segment each object from its box, write overlays, COCO JSON and the
-prompts, and report the mIoU against the known truth."""
+DESCRIPTION = """Generate scenes (OUT/data), segment each object from its box as a batch job (OUT/segmented:
+label maps, overlays, COCO JSON, the prompts, a manifest; a rerun resumes), and report the
+mIoU against the known truth."""
 
 
 def add_parser(sub, formatter) -> None:
@@ -24,29 +23,24 @@ def add_parser(sub, formatter) -> None:
 
 def run(args) -> int:
     from ..evaluation import evaluate_folder
-    from ..export import CocoWriter, export_png
+    from ..images import iter_labelled, read_label_map
+    from ..jobs import JobSettings, WorkItem, run_job
     from ..masks import from_label_map
-    from ..prompts import Prompt, save_prompts
+    from ..prompts import Prompt
     from ..segmenter import Segmenter
     from ..simulate import box_from_mask
-    from ..synthetic import make_scene, write_dataset
+    from ..synthetic import write_dataset
 
     out = Path(args.out)
-    seg = Segmenter(args.model)
+    seg = Segmenter(args.model, cache_size=max(16, args.n))
     data = write_dataset(out / "data", args.n, seed=args.seed)
-    coco = CocoWriter()
-    for i in range(args.seed, args.seed + args.n):
-        scene = make_scene(i)
-        gts, _ = from_label_map(scene.labels)
-        prompts = [Prompt(box=box_from_mask(g)) for g in gts]
-        results = seg.predict(scene.image, prompts)
-        masks = np.stack([r.mask for r in results])
-        name = f"default_{i:06d}"
-        export_png(out / "masks", name, scene.image, masks, boxes=[p.box for p in prompts])
-        coco.add_image(f"{name}.png", masks, scores=[r.score for r in results])
-        save_prompts(out / "prompts" / f"{name}.json", prompts, image=f"{name}.png", image_size=scene.image.shape[:2])
-    coco.write(out / "coco.json")
+    items = []
+    for name, image, mask in iter_labelled(data):
+        objects = from_label_map(read_label_map(mask))[0]
+        items.append(WorkItem(name, str(image), [Prompt(box=box_from_mask(m)) for m in objects]))
+    summary = run_job(items, out / "segmented", segmenter=seg, settings=JobSettings(formats=["png", "coco"]),
+                      progress=False)
     report = evaluate_folder(seg, data, prompt="box", progress=False, model_name=str(args.model))
     print(f"segmented {args.n} scenes with box prompts: mIoU {report.mIoU:.3f} over {report.n_objects} objects")
-    print(f"overlays in {out / 'masks'}, COCO in {out / 'coco.json'}, prompts in {out / 'prompts'}")
-    return 0
+    print(f"label maps, overlays, prompts and coco.json in {out / 'segmented'}")
+    return summary.exit_code
