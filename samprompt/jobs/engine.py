@@ -24,7 +24,7 @@ from ..io import atomic_write_text
 from .items import WorkItem
 from .manifest import Manifest
 from .worker import JobSettings, SegmenterSpec, compute_item, segment_item, write_item
-from .writers import make_writers
+from .writers import PARTS, make_writers
 
 FAILURES = "failures.json"
 LOCK = ".samprompt.lock"
@@ -149,11 +149,24 @@ def _exclusive(out: Path):
         lock.close()
 
 
+def _sweep_temporaries(out: Path) -> None:
+    """Remove temporary files that a killed run left behind (atomic writes not yet moved into place).
+
+    Called while holding the folder's lock, so no other run is writing them.
+    """
+    for folder in (out, out / PARTS, out / "labels"):
+        if folder.is_dir():
+            for f in [*folder.glob(".*.tmp*"), *folder.glob(".samprompt-write-test-*")]:
+                if f.is_file():
+                    f.unlink(missing_ok=True)
+
+
 def _run(items, out, spec, seg, stamp, settings, overwrite, workers, scheduler, max_in_flight, progress):
     from tqdm.auto import tqdm
 
     from .. import __version__
 
+    _sweep_temporaries(out)
     manifest = Manifest(out)
     if overwrite:
         manifest.reset()
