@@ -60,21 +60,18 @@ def add_encoder_options(p: argparse.ArgumentParser) -> None:
                    help="run the encoder and decoder exported there by samprompt export-onnx (onnxruntime)")
 
 
+def segmenter_spec(args: argparse.Namespace):
+    """The :class:`~samprompt.jobs.SegmenterSpec` of the model, learned-prompt and encoder options."""
+    from ..jobs import SegmenterSpec
+
+    return SegmenterSpec(args.model, getattr(args, "learned", None), threads=getattr(args, "threads", None),
+                         precision=getattr(args, "precision", "fp32"), attn_impl=getattr(args, "attn_impl", "sam"),
+                         onnx_dir=getattr(args, "onnx_dir", None))
+
+
 def load_segmenter(args: argparse.Namespace):
-    """The Segmenter of ``--model`` (and ``--learned``, loaded onto that model)."""
-    from ..models import load_model
-    from ..segmenter import Segmenter
-
-    model = load_model(args.model)
-    learned = None
-    if getattr(args, "learned", None):
-        from ..learned import LearnedPrompt
-
-        learned = LearnedPrompt.load(args.learned, model)
-    onnx_dir = getattr(args, "onnx_dir", None)
-    return Segmenter(model, learned=learned, precision=getattr(args, "precision", "fp32"),
-                     attn_impl=getattr(args, "attn_impl", "sam"), backend="onnx" if onnx_dir else "torch",
-                     onnx_dir=onnx_dir)
+    """The Segmenter of ``--model`` (and ``--learned``, loaded onto that model, and the encoder options)."""
+    return segmenter_spec(args).build()
 
 
 def threads_option(p: argparse.ArgumentParser, default) -> None:

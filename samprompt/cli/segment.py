@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..errors import SampromptError
-from .common import add_encoder_options, add_model_options, numbers, positive_int
+from .common import add_encoder_options, add_model_options, numbers, positive_int, segmenter_spec
 
 HELP = "segment an image or a folder from prompts (or --auto)"
 DESCRIPTION = """Segment IMAGE (a file, a folder, or a labelled folder's images/) from point/box prompts,
@@ -110,15 +110,14 @@ def _work_items(args) -> tuple[list, list[str]]:
 def run(args) -> int:
     from pathlib import Path
 
-    from ..jobs import JobSettings, SegmenterSpec, run_job
+    from ..jobs import JobSettings, run_job
 
     items, classes = _work_items(args)
     auto = {"points_per_side": args.points_per_side, "pred_iou_thresh": args.pred_iou_thresh,
             "stability_score_thresh": args.stability_thresh, "box_nms_thresh": args.box_nms_thresh}
     settings = JobSettings(formats=list(dict.fromkeys(args.format or ["png"])), classes=classes,
                            min_area=args.min_area, auto=auto if args.auto else {})
-    spec = SegmenterSpec(args.model, args.learned, threads=getattr(args, "threads", None),
-                         precision=args.precision, attn_impl=args.attn_impl, onnx_dir=args.onnx_dir)
+    spec = segmenter_spec(args)
     segmenter = spec if (args.workers or args.scheduler) else spec.build()  # a bad --model fails here, as usage
     summary = run_job(items, args.out, segmenter=segmenter, settings=settings, overwrite=args.overwrite,
                       workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -67,7 +66,7 @@ def _in_process(seg, items: list[WorkItem], settings: JobSettings, out: Path) ->
         pool.shutdown(wait=True)  # writes in flight finish (atomically); their items rerun on resume
 
 
-def _check_outputs(items: list[WorkItem], out: Path, settings: JobSettings) -> None:
+def _check_outputs(items: list[WorkItem], out: Path) -> None:
     """Refuse, before writing anything, a run whose outputs would land on an input."""
     if out.exists() and not out.is_dir():
         raise SampromptError(f"--out {out} is a file, not a folder")
@@ -80,13 +79,6 @@ def _check_outputs(items: list[WorkItem], out: Path, settings: JobSettings) -> N
     clash = [p for p in planned if p.resolve() in inputs]
     if clash:
         raise SampromptError(f"output {clash[0]} would overwrite an input; choose another --out")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".samprompt-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise SampromptError(f"cannot write to {out}: {exc.strerror or exc}") from None
 
 
 def run_job(
@@ -126,17 +118,24 @@ def run_job(
     else:
         spec, seg = None, segmenter
         stamp = {"model_id": seg.model_id, "learned_id": seg.learned_id, "encoder": seg.encoder.id}
-    _check_outputs(items, out, settings)
+    _check_outputs(items, out)
     with _exclusive(out):
         return _run(items, out, spec, seg, stamp, settings, overwrite, workers, scheduler, max_in_flight, progress)
 
 
 @contextlib.contextmanager
 def _exclusive(out: Path):
-    """Hold ``OUT/.samprompt.lock`` for the run; a second run into the same folder is refused."""
+    """Hold ``OUT/.samprompt.lock`` for the run; a second run into the same folder is refused.
+
+    Creating the lock file is also the check that ``out`` can be written to, before any work.
+    """
     import fcntl
 
-    lock = open(out / LOCK, "a+")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = open(out / LOCK, "a+")
+    except OSError as exc:
+        raise SampromptError(f"cannot write to {out}: {exc.strerror or exc}") from None
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -156,7 +155,7 @@ def _sweep_temporaries(out: Path) -> None:
     """
     for folder in (out, out / PARTS, out / "labels"):
         if folder.is_dir():
-            for f in [*folder.glob(".*.tmp*"), *folder.glob(".samprompt-write-test-*")]:
+            for f in folder.glob(".*.tmp*"):
                 if f.is_file():
                     f.unlink(missing_ok=True)
 
@@ -172,8 +171,10 @@ def _run(items, out, spec, seg, stamp, settings, overwrite, workers, scheduler, 
         manifest.reset()
     summary = JobSummary(total=len(items))
     todo: list[WorkItem] = []
+    configs: dict[str, str] = {}
     for item in items:
-        item_stamp = {**stamp, "config": settings.config_id(item)}
+        configs[item.id] = settings.config_id(item)
+        item_stamp = {**stamp, "config": configs[item.id]}
         if manifest.is_done(item.id, item_stamp):
             summary.skipped += 1
         elif item.prompts == []:
@@ -184,7 +185,6 @@ def _run(items, out, spec, seg, stamp, settings, overwrite, workers, scheduler, 
             summary.no_prompts += 1
         else:
             todo.append(item)
-    configs = {i.id: settings.config_id(i) for i in todo}
     if workers or scheduler:
         from .dask import dask_records
 
