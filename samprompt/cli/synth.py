@@ -1,25 +1,60 @@
-"""``samprompt synth``: a labelled folder of generated scenes with known truth."""
+"""``samprompt synth``: a labelled folder of generated scenes or CT-like volumes with known truth."""
 
 from __future__ import annotations
 
 from .common import positive_int
 
-HELP = "write a labelled folder of generated scenes"
-DESCRIPTION = "Generate seeded scenes as OUT/images/ + OUT/masks/ (label maps), for tests, demos and tuning."
+HELP = "write a labelled folder of generated scenes or volumes"
+DESCRIPTION = """Generate seeded scenes as OUT/images/ + OUT/masks/ (label maps), for tests, demos and tuning.
+With --volumes: CT-like volumes in HU as OUT/images/ct_SEED.nii.gz + OUT/masks/ct_SEED.nii.gz
+(labels: OUT/labels.json), cycling through RAS, LPS and oblique affines; --dicom also writes
+each volume as a DICOM series in OUT/dicom/ct_SEED/."""
 STYLES = ["default", "ultrasound", "rooftops", "scratches"]
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    import argparse
+
+    from .common import numbers
+
+    vals = numbers(text, (3,), "--shape X,Y,Z")
+    if any(v < 2 or v != int(v) for v in vals):
+        raise argparse.ArgumentTypeError(f"--shape takes three whole numbers >= 2, got {text!r}")
+    return tuple(int(v) for v in vals)  # type: ignore[return-value]
 
 
 def add_parser(sub, formatter) -> None:
     y = sub.add_parser("synth", help=HELP, description=DESCRIPTION, formatter_class=formatter)
     y.add_argument("out", help="output folder")
-    y.add_argument("-n", type=positive_int, default=16, help="number of scenes")
+    y.add_argument("-n", type=positive_int, default=16, help="number of scenes or volumes")
     y.add_argument("--style", default="default", choices=STYLES, help="kind of scene")
     y.add_argument("--size", type=positive_int, default=256, help="image side in pixels")
     y.add_argument("--seed", type=int, default=0, help="seed of the first scene (then +1 each)")
+    v = y.add_argument_group("volumes")
+    v.add_argument("--volumes", action="store_true", help="write CT-like NIfTI volumes instead of scenes")
+    v.add_argument("--shape", type=_shape, default=(96, 96, 40), metavar="X,Y,Z", help="voxels per volume")
+    v.add_argument("--dicom", action="store_true", help="also write each volume as a DICOM series")
     y.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.volumes or args.dicom:
+        from ..errors import SampromptError, require
+
+        if not args.volumes:
+            raise SampromptError("--dicom goes with --volumes")
+        require("nibabel", "medical")
+        from ..synthetic.volumes import make_volume, write_dicom_series, write_volume_dataset
+
+        out = write_volume_dataset(args.out, args.n, seed=args.seed, shape=args.shape)
+        print(f"wrote {args.n} CT-like volumes to {out / 'images'} (labels in {out / 'masks'})")
+        if args.dicom:
+            require("pydicom", "medical")
+            for i in range(args.seed, args.seed + args.n):
+                vol = make_volume(i, args.shape, orientation="RAS")
+                write_dicom_series(out / "dicom" / f"ct_{i:04d}", vol.data, vol.affine, seed=i)
+            print(f"wrote {args.n} DICOM series (RAS copies) to {out / 'dicom'}")
+        return 0
     from ..synthetic import write_dataset
 
     out = write_dataset(args.out, args.n, style=args.style, size=args.size, seed=args.seed)

@@ -22,8 +22,8 @@ from ..errors import SampromptError
 from ..io import atomic_write_text
 from .items import WorkItem
 from .manifest import Manifest
-from .worker import JobSettings, SegmenterSpec, compute_item, segment_item, write_item
-from .writers import PARTS, make_writers
+from .worker import JobSettings, SegmenterSpec, segment_item
+from .writers import PARTS
 
 FAILURES = "failures.json"
 LOCK = ".samprompt.lock"
@@ -56,8 +56,8 @@ def _in_process(seg, items: list[WorkItem], settings: JobSettings, out: Path) ->
     pending: deque = deque()
     try:
         for item in items:
-            rec, result = compute_item(seg, item, settings)
-            pending.append(pool.submit(write_item, rec, result, item, settings, out))
+            rec, result = settings.compute(seg, item)
+            pending.append(pool.submit(settings.write, rec, result, item, out))
             while pending and (pending[0].done() or len(pending) > 2):
                 yield pending.popleft().result()
         while pending:
@@ -66,7 +66,7 @@ def _in_process(seg, items: list[WorkItem], settings: JobSettings, out: Path) ->
         pool.shutdown(wait=True)  # writes in flight finish (atomically); their items rerun on resume
 
 
-def _check_outputs(items: list[WorkItem], out: Path) -> None:
+def _check_outputs(items: list[WorkItem], settings: JobSettings, out: Path) -> None:
     """Refuse, before writing anything, a run whose outputs would land on an input."""
     if out.exists() and not out.is_dir():
         raise SampromptError(f"--out {out} is a file, not a folder")
@@ -75,7 +75,7 @@ def _check_outputs(items: list[WorkItem], out: Path) -> None:
         raise SampromptError(f"--out {out} is the folder of the input images; choose another output folder")
     planned = []
     for item in items:
-        planned += [out / f"{item.id}.png", out / f"{item.id}_overlay.png", out / f"{item.id}.prompts.json"]
+        planned += settings.planned_outputs(item, out)
     clash = [p for p in planned if p.resolve() in inputs]
     if clash:
         raise SampromptError(f"output {clash[0]} would overwrite an input; choose another --out")
@@ -118,7 +118,7 @@ def run_job(
     else:
         spec, seg = None, segmenter
         stamp = {"model_id": seg.model_id, "learned_id": seg.learned_id, "encoder": seg.encoder.id}
-    _check_outputs(items, out)
+    _check_outputs(items, settings, out)
     with _exclusive(out):
         return _run(items, out, spec, seg, stamp, settings, overwrite, workers, scheduler, max_in_flight, progress)
 
@@ -192,7 +192,7 @@ def _run(items, out, spec, seg, stamp, settings, overwrite, workers, scheduler, 
                                max_in_flight=max_in_flight)
     else:
         records = _in_process(seg if seg is not None else spec.build(), todo, settings, out)
-    bar = tqdm(total=len(todo), desc="segment", unit="image", disable=not progress or len(todo) < 2)
+    bar = tqdm(total=len(todo), desc="segment", unit=settings.unit, disable=not progress or len(todo) < 2)
     try:
         for rec in records:
             rec.update(config=configs[rec["id"]], version=__version__)
@@ -220,8 +220,7 @@ def _run(items, out, spec, seg, stamp, settings, overwrite, workers, scheduler, 
 def _finish(manifest: Manifest, items: list[WorkItem], settings: JobSettings, out: Path) -> None:
     """Job-wide files from every item whose last line says done; failures.json rewritten or removed."""
     done = {i.id: manifest.last[i.id] for i in items if manifest.last.get(i.id, {}).get("status") == "done"}
-    for writer in make_writers(settings.formats, settings.classes):
-        writer.finalize(out, items, done)
+    settings.finalize(out, items, done)
     failed = {Path(i.input).name: manifest.last[i.id]["error"] for i in items
               if manifest.last.get(i.id, {}).get("status") == "failed"}
     if failed:

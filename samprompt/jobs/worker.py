@@ -63,26 +63,67 @@ class SegmenterSpec:
 
 @dataclass
 class JobSettings:
-    """What every item of a job is run with (besides its prompts)."""
+    """What every item of a job is run with (besides its prompts), and how an item is run.
+
+    This class runs 2D images (:func:`compute_item`, :func:`write_item`); a domain
+    subclasses it (a picklable dataclass, so Dask workers get it) and overrides
+    :meth:`compute`, :meth:`write`, :meth:`finalize` and :meth:`planned_outputs`
+    for its own items, e.g. :class:`samprompt.domains.medical.VolumeJob`.
+    """
+
+    unit = "image"  # what the progress bar counts
 
     formats: list[str] = field(default_factory=lambda: ["png"])
     classes: list[str] = field(default_factory=lambda: ["object"])
     min_area: int = 0
     auto: dict = field(default_factory=dict)  # segment_everything keyword arguments
 
+    def prompts_json(self, item: WorkItem):
+        """The item's prompts as JSON-able data (part of its config hash)."""
+        return None if item.prompts is None else prompts_to_json(item.prompts)
+
     def config_id(self, item: WorkItem) -> str:
         """Hash of the settings and the item's prompts: a rerun with other ones redoes the item."""
-        doc = {"settings": asdict(self), "prompts": None if item.prompts is None else prompts_to_json(item.prompts),
+        doc = {"settings": asdict(self), "kind": type(self).__name__, "prompts": self.prompts_json(item),
                "image_size": item.image_size}
         return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def compute(self, seg, item: WorkItem) -> tuple[dict, object]:
+        """The model's part of an item: (its manifest line so far, a result or None when it failed)."""
+        return compute_item(seg, item, self)
+
+    def write(self, rec: dict, result, item: WorkItem, out: Path) -> dict:
+        """Write an item's outputs atomically and list them with their hashes in ``rec``."""
+        return write_item(rec, result, item, self, out)
+
+    def finalize(self, out: Path, items: list[WorkItem], done: dict[str, dict]) -> None:
+        """Job-wide files, from the items whose last manifest line says done."""
+        for writer in make_writers(self.formats, self.classes):
+            writer.finalize(out, items, done)
+
+    def planned_outputs(self, item: WorkItem, out: Path) -> list[Path]:
+        """Files the item will write (checked against the inputs before the job starts)."""
+        return [out / f"{item.id}.png", out / f"{item.id}_overlay.png", out / f"{item.id}.prompts.json"]
 
 
 def segment_item(seg, item: WorkItem, settings: JobSettings, out: Path) -> dict:
     """Segment one item and write its outputs; returns its manifest line (never raises on bad input)."""
-    return write_item(*compute_item(seg, item, settings), item, settings, out)
+    return settings.write(*settings.compute(seg, item), item, out)
 
 
-def _failed(rec: dict, exc: Exception) -> None:
+def new_record(seg, item: WorkItem) -> dict:
+    """An item's manifest line before it runs: its id and what runs it."""
+    return {"id": item.id, "status": "done", "outputs": {}, "error": None, "n_masks": 0,
+            "model_id": seg.model_id, "learned_id": seg.learned_id, "encoder": seg.encoder.id}
+
+
+def record_outputs(rec: dict, paths: list[Path], out: Path) -> None:
+    """List written files with their hashes in an item's manifest line."""
+    rec["outputs"] = {p.relative_to(out).as_posix(): sha256_of(p) for p in paths}
+
+
+def record_failure(rec: dict, exc: Exception) -> None:
+    """Mark an item's manifest line failed, with a message fit for the user."""
     if isinstance(exc, SampromptError):
         rec.update(status="failed", error=str(exc))
     elif isinstance(exc, OSError):
@@ -94,8 +135,7 @@ def _failed(rec: dict, exc: Exception) -> None:
 def compute_item(seg, item: WorkItem, settings: JobSettings) -> tuple[dict, ItemResult | None]:
     """The model's part of an item: (its manifest line so far, its result or None when it failed)."""
     t0 = time.perf_counter()
-    rec: dict = {"id": item.id, "status": "done", "outputs": {}, "error": None, "n_masks": 0,
-                 "model_id": seg.model_id, "learned_id": seg.learned_id, "encoder": seg.encoder.id}
+    rec = new_record(seg, item)
     result = None
     try:
         image = to_rgb_uint8(item.input)
@@ -116,7 +156,7 @@ def compute_item(seg, item: WorkItem, settings: JobSettings) -> tuple[dict, Item
         rec["n_masks"] = int(len(masks))
         rec["scores"] = [round(float(v), 4) for v in scores]
     except Exception as exc:
-        _failed(rec, exc)
+        record_failure(rec, exc)
     rec["seconds"] = time.perf_counter() - t0
     return rec, result
 
@@ -129,8 +169,8 @@ def write_item(rec: dict, result: ItemResult | None, item: WorkItem, settings: J
             paths: list[Path] = []
             for writer in make_writers(settings.formats, settings.classes):
                 paths += writer.write(out, item, result)
-            rec["outputs"] = {p.relative_to(out).as_posix(): sha256_of(p) for p in paths}
+            record_outputs(rec, paths, out)
         except Exception as exc:
-            _failed(rec, exc)
+            record_failure(rec, exc)
     rec["seconds"] = round(rec["seconds"] + time.perf_counter() - t0, 4)
     return rec

@@ -1,0 +1,91 @@
+"""``samprompt medical``: 3D segmentation of CT/MR volumes from a few prompts per object, on the jobs engine."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .common import add_encoder_options, add_model_options, positive_int, segmenter_spec
+
+HELP = "segment NIfTI volumes or DICOM series from a box, clicks or a 3D box per object"
+DESCRIPTION = """Segment each object of each volume of INPUT (a .nii/.nii.gz file, a DICOM series folder, a
+folder of both, or a MONAI/MSD datalist JSON) from its prompt in --prompts, propagating
+from a key slice up and down. Writes OUT/NAME_seg.nii.gz (uint8, each object's label) on
+the input's own grid and affine, and a manifest.jsonl; rerunning resumes. A volume that
+fails is recorded in OUT/failures.json and the rest go on.
+
+--prompts (JSON): {"objects": [...]} for every volume, or {"NAME": {"objects": [...]}}
+per volume (NAME: the file name without .nii/.nii.gz, or the series folder's name).
+Each object: "label" (its output value) and one of
+  "box": [x0, y0, x1, y1] + "slice": k   key-slice box (first/last voxel, inclusive)
+  "box3d": [x0, y0, z0, x1, y1, z1]      3D box
+  "points": [[x, y, z], ...] + "labels"  clicks (1 object, 0 background)
+  "mask": "coarse.nii.gz"                coarse mask on the same grid
+Coordinates are voxel indices in the file's array order (nibabel's for NIfTI); add
+"space": "world" for RAS millimetres (points, box3d). Full schema: docs/medical.md.
+
+Exit status: 0 every volume done; 1 some failed or had no prompts; 2 bad usage; 130 Ctrl-C."""
+
+
+def add_parser(sub, formatter) -> None:
+    from ..domains.medical.intensity import WINDOW_HELP
+
+    m = sub.add_parser("medical", help=HELP, description=DESCRIPTION, formatter_class=formatter)
+    m.add_argument("input", help="volume, DICOM series folder, folder of volumes, or datalist JSON")
+    m.add_argument("--prompts", metavar="JSON", required=True, help="objects per volume (see above)")
+    m.add_argument("--out", default="samprompt_medical", help="output folder")
+    m.add_argument("--window", default="auto", metavar="WINDOW", help=WINDOW_HELP)
+    p = m.add_argument_group("propagation")
+    p.add_argument("--fuse", action="store_true", help="add coronal and sagittal passes and keep voxels 2 of 3 "
+                                                       "passes agree on (about 3x slower)")
+    p.add_argument("--min-agree", type=float, default=0.6,
+                   help="stop an object when less than this fraction of its mask lies in its key-slice "
+                        "intensity band")
+    p.add_argument("--stop-iou", type=float, default=0.5, help="stop an object when its predicted IoU drops below")
+    add_model_options(m)
+    add_encoder_options(m)
+    m.add_argument("--overwrite", action="store_true", help="start a new manifest and redo every volume")
+    c = m.add_argument_group("cluster")
+    c.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="run on a local Dask cluster of N worker processes (one thread each)")
+    c.add_argument("--scheduler", metavar="ADDRESS", default=None, help="run on a running Dask cluster")
+    m.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    m.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..domains.medical import PropagationSettings, VolumeJob, parse_window, volume_items
+    from ..errors import ConfigError, require
+    from ..jobs import run_job
+
+    require("monai", "medical")
+    parse_window(args.window)  # a bad window is usage, before any volume is read
+    for name in ("min_agree", "stop_iou"):
+        if not 0 <= getattr(args, name) <= 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be between 0 and 1, got {getattr(args, name)}")
+    items = volume_items(args.input, args.prompts)
+    settings = VolumeJob(window=args.window, propagation=PropagationSettings(
+        fuse=args.fuse, min_agree=args.min_agree, stop_iou=args.stop_iou))
+    spec = segmenter_spec(args)
+    segmenter = spec if (args.workers or args.scheduler) else spec.build()
+    summary = run_job(items, args.out, segmenter=segmenter, settings=settings, overwrite=args.overwrite,
+                      workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
+    out = Path(args.out)
+    for rec in summary.records:
+        if rec["status"] == "failed":
+            print(f"samprompt: {rec['id']}: {rec['error']}", file=sys.stderr)
+        elif rec["status"] == "no_prompts":
+            print(f"samprompt: {rec['id']}: no objects for it in {args.prompts}", file=sys.stderr)
+        elif not args.quiet:
+            objs = ", ".join(f"{o['label']}{'/' + o['name'] if o['name'] else ''}: {o['ml']} ml, slices "
+                             f"{o['slices'][0]}-{o['slices'][1]}" if o["slices"] else f"{o['label']}: empty"
+                             for o in rec.get("objects", []))
+            print(f"{rec['id']}: {rec.get('window')}; {objs}")
+    if not args.quiet:
+        parts = [f"{summary.done} done", f"{summary.skipped} already done" if summary.skipped else "",
+                 f"{summary.failed} failed (see {out / 'failures.json'})" if summary.failed else "",
+                 f"{summary.no_prompts} without prompts" if summary.no_prompts else ""]
+        print(f"{len(items)} volume(s): " + ", ".join(p for p in parts if p) + f"; outputs in {out}")
+    if summary.interrupted:
+        print("samprompt: interrupted; run the same command again to resume", file=sys.stderr)
+    return summary.exit_code

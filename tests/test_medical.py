@@ -1,0 +1,363 @@
+"""Medical volumes: loading in RAS, prompts in voxels and millimetres, propagation, NIfTI out, metrics, jobs."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+nib = pytest.importorskip("nibabel")
+pytest.importorskip("monai")
+pydicom = pytest.importorskip("pydicom")
+
+from samprompt import Segmenter, cli  # noqa: E402
+from samprompt.domains.medical import (  # noqa: E402
+    VolumeObject,
+    choose_window,
+    dice_3d,
+    load_volume,
+    parse_objects,
+    save_segmentation,
+    segment_volume,
+    surface_dice,
+)
+from samprompt.errors import ConfigError, ImageError, PromptError  # noqa: E402
+from samprompt.synthetic.volumes import make_volume, save_nifti, write_dicom_series  # noqa: E402
+
+SHAPE = (64, 64, 20)
+DICOMDIR_TESTS = Path(pydicom.__file__).parent / "data" / "test_files" / "dicomdirtests"
+
+
+@pytest.fixture(scope="module")
+def seg():
+    return Segmenter("tiny")
+
+
+@pytest.fixture(scope="module")
+def vols(tmp_path_factory):
+    """The same generated volume as RAS, LPS and oblique NIfTI files, plus a DICOM series of the RAS one."""
+    d = tmp_path_factory.mktemp("vols")
+    out = {}
+    for o in ("RAS", "LPS", "oblique"):
+        v = make_volume(3, SHAPE, orientation=o)
+        out[o] = (save_nifti(d / f"ct_{o}.nii.gz", v.data, v.affine), v)
+    ras = out["RAS"][1]
+    out["dicom"] = (write_dicom_series(d / "series", ras.data, ras.affine, seed=3), ras)
+    return out
+
+
+def _key_box(truth: np.ndarray, label: int) -> VolumeObject:
+    m = truth == label
+    k = int(m.sum(axis=(0, 1)).argmax())
+    ii, jj = np.nonzero(m[:, :, k])
+    return VolumeObject(label, "box", box=(ii.min(), jj.min(), ii.max(), jj.max()), slice=k)
+
+
+def _run(seg, path, objects):
+    vol = load_volume(path)
+    window, _ = choose_window(vol.data, "auto", vol.modality)
+    return vol, segment_volume(seg, vol, objects, window)
+
+
+# ---------------------------------------------------------------- loading and writing
+@pytest.mark.parametrize("orientation", ["RAS", "LPS", "oblique"])
+def test_output_is_on_the_input_grid_with_its_affine_and_codes(seg, vols, tmp_path, orientation):
+    path, v = vols[orientation]
+    vol, res = _run(seg, path, [_key_box(v.labels, 5)])
+    out = save_segmentation(tmp_path / "seg.nii.gz", res.labels, vol)
+    src, got = nib.load(str(path)), nib.load(str(out))
+    assert got.shape == src.shape and got.get_data_dtype() == np.uint8
+    np.testing.assert_allclose(got.affine, src.affine, atol=1e-6)
+    np.testing.assert_allclose(got.get_sform(), src.get_sform(), atol=1e-6)
+    assert int(got.header["qform_code"]) == int(src.header["qform_code"]) == 1
+    assert int(got.header["sform_code"]) == int(src.header["sform_code"]) == 1
+    pred = np.asarray(got.dataobj) == 5
+    assert dice_3d(pred, v.labels == 5) > 0.8  # the aorta, on the file's own grid
+
+
+def test_ras_working_copy_round_trips_to_the_file_order(vols):
+    for o in ("RAS", "LPS", "oblique"):
+        path, v = vols[o]
+        vol = load_volume(path)
+        assert np.array_equal(vol.to_file_order(vol.data), v.data.astype(np.float32))
+        np.testing.assert_array_equal(vol.to_file_order(vol.from_file_order(v.labels)), v.labels)
+    lps = load_volume(vols["LPS"][0])
+    np.testing.assert_allclose(lps.affine, load_volume(vols["RAS"][0]).affine, atol=1e-5)  # both end in RAS
+
+
+def test_lps_file_and_its_ras_copy_give_the_same_result_each_on_its_grid(seg, vols):
+    p_ras, v_ras = vols["RAS"]
+    p_lps, v_lps = vols["LPS"]
+    vr, rr = _run(seg, p_ras, [_key_box(v_ras.labels, 1)])
+    vl, rl = _run(seg, p_lps, [_key_box(v_lps.labels, 1)])  # the same box, in the LPS file's own voxels
+    assert rr.labels.any()
+    np.testing.assert_array_equal(rr.labels, rl.labels)  # identical in RAS
+    np.testing.assert_array_equal(vl.to_file_order(rl.labels), vr.to_file_order(rr.labels)[::-1, ::-1])
+
+
+def test_voxel_and_world_prompts_give_the_same_mask(seg, vols):
+    path, v = vols["oblique"]
+    aff = v.affine
+    m = v.labels == 2
+    idx = np.argwhere(m)
+    centre = idx[np.argmin(np.abs(idx - idx.mean(0)).sum(1))].astype(float)
+    lo, hi = idx.min(0).astype(float), idx.max(0).astype(float)
+    world = lambda p: (aff[:3, :3] @ np.asarray(p) + aff[:3, 3]).tolist()  # noqa: E731
+    voxel_objs = [VolumeObject(1, "points", points=(tuple(centre),), labels=(1,)),
+                  VolumeObject(2, "box3d", box3d=(*lo, *hi))]
+    # world-space box3d corners: the voxel box's corners mapped by an oblique affine, so take the extremes
+    corners = np.array([world([lo[0] if c & 1 == 0 else hi[0], lo[1] if c & 2 == 0 else hi[1],
+                               lo[2] if c & 4 == 0 else hi[2]]) for c in range(8)])
+    world_objs = [VolumeObject(1, "points", points=(tuple(world(centre)),), labels=(1,), space="world"),
+                  VolumeObject(2, "box3d", box3d=(*corners.min(0), *corners.max(0)), space="world")]
+    _, a = _run(seg, path, voxel_objs[:1])
+    _, b = _run(seg, path, world_objs[:1])
+    assert a.labels.any()
+    np.testing.assert_array_equal(a.labels, b.labels)
+    ras_vol = make_volume(3, SHAPE, orientation="RAS")  # box3d: an axis-aligned affine, so corners are exact
+    path_r = vols["RAS"][0]
+    w = lambda p: (ras_vol.affine[:3, :3] @ np.asarray(p) + ras_vol.affine[:3, 3]).tolist()  # noqa: E731
+    _, c = _run(seg, path_r, [voxel_objs[1]])
+    _, d = _run(seg, path_r, [VolumeObject(2, "box3d", box3d=(*w(lo), *w(hi)), space="world")])
+    assert c.labels.any()
+    np.testing.assert_array_equal(c.labels, d.labels)
+
+
+def test_dicom_series_and_the_nifti_of_the_same_data_give_the_same_mask(seg, vols, tmp_path):
+    (p_nii, v), (p_dcm, _) = vols["RAS"], vols["dicom"]
+    vn, vd = load_volume(p_nii), load_volume(p_dcm)
+    assert vd.modality == "CT" and vn.modality is None
+    np.testing.assert_allclose(vd.affine, vn.affine, atol=1e-4)
+    np.testing.assert_array_equal(vd.data, vn.data)
+    objs = [_key_box(v.labels, 1), _key_box(v.labels, 5)]
+    rn, rd = segment_volume(seg, vn, objs, choose_window(vn.data)[0]), segment_volume(seg, vd, objs,
+                                                                                       choose_window(vd.data)[0])
+    np.testing.assert_array_equal(rn.labels, rd.labels)
+    out = save_segmentation(tmp_path / "series_seg.nii.gz", rd.labels, vd)
+    np.testing.assert_allclose(nib.load(str(out)).affine, v.affine, atol=1e-4)
+
+
+def test_real_dicom_series_from_pydicom_load_with_their_modality():
+    ct = load_volume(DICOMDIR_TESTS / "98892001" / "CT5N")
+    assert ct.modality == "CT" and ct.shape == (16, 16, 5)
+    assert choose_window(ct.data, "auto", ct.modality)[1].startswith("auto: CT (DICOM Modality CT)")
+    mr = load_volume(DICOMDIR_TESTS / "98892003" / "MR700")
+    assert mr.modality == "MR" and sorted(mr.shape) == [7, 16, 16]
+    assert "MR-like (DICOM Modality MR)" in choose_window(mr.data, "auto", mr.modality)[1]
+
+
+def test_real_mr_from_nibabel_segments_and_keeps_its_affine(seg, tmp_path):
+    path = Path(nib.__file__).parent / "tests" / "data" / "anatomical.nii"
+    vol = load_volume(path)
+    window, why = choose_window(vol.data, "auto")
+    assert "MR-like" in why
+    x, y, z = vol.file_shape
+    res = segment_volume(seg, vol, [VolumeObject(1, "box3d", box3d=(x / 4, y / 4, z / 3, 3 * x / 4, 3 * y / 4,
+                                                                     2 * z / 3))], window)
+    out = save_segmentation(tmp_path / "anat_seg.nii.gz", res.labels, vol)
+    got, src = nib.load(str(out)), nib.load(str(path))
+    assert got.shape == src.shape
+    np.testing.assert_allclose(got.affine, src.affine, atol=1e-5)
+    assert int(got.header["qform_code"]) == int(src.header["qform_code"]) == 2  # aligned-anat codes kept
+
+
+# ---------------------------------------------------------------- bad input
+def test_bad_volumes_give_clear_errors(tmp_path):
+    flat = tmp_path / "flat.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((8, 8), np.int16), np.eye(4)), str(flat))
+    with pytest.raises(ImageError, match="2D image"):
+        load_volume(flat)
+    nocode = tmp_path / "nocode.nii.gz"
+    img = nib.Nifti1Image(np.zeros((8, 8, 4), np.int16), np.eye(4))
+    img.set_qform(None, code=0)
+    img.set_sform(None, code=0)
+    nib.save(img, str(nocode))
+    with pytest.raises(ImageError, match="no usable affine"):
+        load_volume(nocode)
+    corrupt = tmp_path / "corrupt.nii.gz"
+    corrupt.write_bytes(b"\x1f\x8b not really gzip")
+    with pytest.raises(ImageError, match="cannot read"):
+        load_volume(corrupt)
+    with pytest.raises(ImageError, match="mixes 3 DICOM series"):
+        load_volume(DICOMDIR_TESTS / "98892003" / "MR1")
+    with pytest.raises(ImageError, match="not a volume"):
+        (tmp_path / "x.png").write_bytes(b"png")
+        load_volume(tmp_path / "x.png")
+
+
+def test_prompts_outside_the_volume_or_slice_out_of_range_are_named(seg, vols):
+    path, _ = vols["RAS"]
+    vol = load_volume(path)
+    win = choose_window(vol.data)[0]
+    with pytest.raises(PromptError, match=r"label 7.*slice 20 is out of range; axis 2 has 20 slices"):
+        segment_volume(seg, vol, [VolumeObject(7, "box", box=(1, 1, 5, 5), slice=20)], win)
+    with pytest.raises(PromptError, match=r"label 3.*point \[70.0, 5.0, 5.0\] \(voxel\) lies outside the volume"):
+        segment_volume(seg, vol, [VolumeObject(3, "points", points=((70.0, 5.0, 5.0),), labels=(1,))], win)
+    with pytest.raises(PromptError, match="box3d .* lies outside the volume"):
+        segment_volume(seg, vol, [VolumeObject(3, "box3d", box3d=(100, 100, 100, 110, 110, 110))], win)
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"objects": [{"box": [1, 2, 3, 4], "slice": 1}]}, "label must be an integer"),
+    ({"objects": [{"label": 1, "box": [1, 2, 3, 4]}]}, "a box needs 'slice'"),
+    ({"objects": [{"label": 1, "box": [1, 2, 3, 4], "slice": 0, "space": "world"}]}, "voxel space"),
+    ({"objects": [{"label": 1, "box3d": [1, 2, 3, 4, 5, 6], "points": [[1, 2, 3]]}]}, "exactly one of"),
+    ({"objects": [{"label": 1, "points": [[1, 2, 3]], "labels": [0]}]}, "at least one positive"),
+    ({"objects": [{"label": 1, "box3d": [5, 2, 3, 4, 5, 6]}]}, "x0 <= x1"),
+    ({"objects": [{"label": 1, "box3d": [1, 2, 3, 4, 5, 6]}, {"label": 1, "mask": "m.nii.gz"}]}, "used by two"),
+    ({"objects": [{"label": 1, "points": [[1, 2]]}]}, r"points\[0\] \[x, y, z\]"),
+    ({"objects": [{"label": 1, "box3d": [1, 2, 3, 4, 5, 6], "spcae": "world"}]}, "unknown key"),
+])
+def test_prompt_schema_errors(doc, message):
+    with pytest.raises(PromptError, match=message):
+        parse_objects(doc, "prompts.json")
+
+
+# ---------------------------------------------------------------- intensity, metrics
+def test_windows_presets_and_auto():
+    hu = make_volume(0, (32, 32, 8)).data.astype(np.float32)
+    w, why = choose_window(hu, "auto")
+    assert "CT" in why and (w.lo, w.hi) == (-160.0, 240.0)
+    w, why = choose_window(hu, "1500,-600")
+    assert (w.lo, w.hi) == (-1350.0, 150.0)
+    assert choose_window(hu, "bone")[0].lo == -500.0
+    with pytest.raises(ConfigError, match="unknown window 'soft-tissue'"):
+        choose_window(hu, "soft-tissue")
+    mr = np.random.default_rng(0).gamma(2.0, 100.0, (32, 32, 8)).astype(np.float32)
+    mr[:, :, 4] *= 3  # one bright slice: a per-slice stretch would hide it, a volume window does not
+    w, why = choose_window(mr, "auto")
+    assert "MR-like" in why
+    assert w(mr[:, :, 4]).mean() > 1.5 * w(mr[:, :, 3]).mean()
+
+
+def test_dice_and_nsd_on_hand_built_masks():
+    a = np.zeros((20, 20, 20), bool)
+    a[5:15, 5:15, 5:15] = True
+    b = np.zeros_like(a)
+    b[5:15, 5:15, 6:16] = True  # shifted one voxel along z: 900 of 1000 voxels shared
+    assert dice_3d(a, a) == 1.0
+    assert dice_3d(a, b) == pytest.approx(0.9, abs=1e-6)
+    # 488 surface voxels each; the 100 on the outer face and the 64 inside the far face are 1 voxel off
+    assert surface_dice(a, b, (1, 1, 1), tolerance=0.5) == pytest.approx(324 / 488, abs=1e-4)
+    assert surface_dice(a, b, (1, 1, 1), tolerance=1.0) == pytest.approx(1.0)
+    c = np.zeros_like(a)
+    c[6:16, 5:15, 5:15] = True  # shifted along x, where voxels are 0.5 mm: within 0.6 mm, not within 0.4 mm
+    assert surface_dice(a, c, (0.5, 1, 1), tolerance=0.6) == pytest.approx(1.0)
+    assert surface_dice(a, c, (0.5, 1, 1), tolerance=0.4) == pytest.approx(324 / 488, abs=1e-4)
+    assert dice_3d(np.zeros_like(a), np.zeros_like(a)) == 1.0 and surface_dice(a, np.zeros_like(a), (1, 1, 1)) == 0
+
+
+def test_propagation_follows_the_object_and_stops_where_it_ends(seg, vols):
+    path, v = vols["RAS"]
+    vol, res = _run(seg, path, [_key_box(v.labels, 5), _key_box(v.labels, 4)])
+    spleen = v.labels == 4
+    zs = np.nonzero(spleen.any(axis=(0, 1)))[0]
+    got = np.nonzero((res.labels == 4).any(axis=(0, 1)))[0]
+    assert dice_3d(res.labels == 5, v.labels == 5) > 0.85
+    assert dice_3d(res.labels == 4, spleen) > 0.7
+    assert zs.min() - 1 <= got.min() and got.max() <= zs.max() + 1  # stopped at the spleen's ends
+    assert len(got) >= len(zs) - 2
+    assert res.encoder_passes <= SHAPE[2]  # one encoder pass per slice for both objects together
+
+
+# ---------------------------------------------------------------- jobs and CLI
+def _folder(tmp_path, vols):
+    d = tmp_path / "in"
+    d.mkdir()
+    for o in ("RAS", "LPS"):
+        shutil.copy(vols[o][0], d / f"ct_{o}.nii.gz")
+    shutil.copytree(vols["dicom"][0], d / "series")
+    (d / "flat.nii.gz").write_bytes((vols["RAS"][0]).read_bytes()[:200])  # a truncated file
+    prompts = {n: {"objects": [{"label": 5, "name": "aorta", **_as_json(_key_box(vols[o][1].labels, 5))}]}
+               for n, o in (("ct_RAS", "RAS"), ("ct_LPS", "LPS"), ("series", "RAS"), ("flat", "RAS"))}
+    (tmp_path / "prompts.json").write_text(json.dumps(prompts))
+    return d, tmp_path / "prompts.json"
+
+
+def _as_json(o: VolumeObject) -> dict:
+    return {"box": [int(v) for v in o.box], "slice": int(o.slice)}
+
+
+def test_medical_command_runs_a_folder_records_the_bad_volume_and_resumes(vols, tmp_path, capsys):
+    d, prompts = _folder(tmp_path, vols)
+    out = tmp_path / "out"
+    args = ["medical", str(d), "--prompts", str(prompts), "--out", str(out), "--threads", "1"]
+    assert cli.main(args) == 1  # the truncated file fails; the rest are done
+    failures = json.loads((out / "failures.json").read_text())
+    assert list(failures) == ["flat.nii.gz"] and "cannot read" in failures["flat.nii.gz"]
+    for name in ("ct_RAS", "ct_LPS", "series"):
+        img = nib.load(str(out / f"{name}_seg.nii.gz"))
+        assert (np.asarray(img.dataobj) == 5).sum() > 100
+    assert json.loads((out / "labels.json").read_text()) == {"5": "aorta"}
+    text = capsys.readouterr().out
+    assert "series: auto: CT (DICOM Modality CT)" in text and "5/aorta" in text
+    lines = (out / "manifest.jsonl").read_text().splitlines()
+    assert cli.main(args) == 1
+    assert len((out / "manifest.jsonl").read_text().splitlines()) == len(lines) + 1  # only the failed one reran
+    assert "3 already done" in capsys.readouterr().out
+
+
+def test_medical_command_usage_errors(vols, tmp_path, capsys):
+    path = vols["RAS"][0]
+    p = tmp_path / "p.json"
+    p.write_text(json.dumps({"objects": [{"label": 1, "box3d": [1, 1, 1, 9, 9, 9]}]}))
+    assert cli.main(["medical", str(path), "--prompts", str(p), "--window", "lungs", "--out", str(tmp_path / "o")]) == 2
+    assert "unknown window 'lungs'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    p.write_text(json.dumps({"other": {"objects": [{"label": 1, "box3d": [1, 1, 1, 9, 9, 9]}]}}))
+    assert cli.main(["medical", str(path), "--prompts", str(p), "--out", str(tmp_path / "o")]) == 2
+    assert "none of its volume names (other)" in capsys.readouterr().err
+
+
+def test_kill_then_rerun_gives_the_uninterrupted_outputs(vols, tmp_path):
+    d = tmp_path / "many"
+    d.mkdir()
+    for i in range(8):
+        shutil.copy(vols["RAS"][0], d / f"v{i}.nii.gz")
+    p = tmp_path / "p.json"
+    p.write_text(json.dumps({"objects": [{"label": 5, **_as_json(_key_box(vols["RAS"][1].labels, 5))}]}))
+    args = ["medical", str(d), "--prompts", str(p), "--quiet", "--threads", "1"]
+    ref, out = tmp_path / "ref", tmp_path / "killed"
+    assert cli.main([*args, "--out", str(ref)]) == 0
+    proc = subprocess.Popen([sys.executable, "-m", "samprompt.cli", *args, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    manifest = out / "manifest.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if manifest.exists() and len(manifest.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 2 <= len(manifest.read_text().splitlines()) < 8, "the run should have been killed part-way"
+    assert cli.main([*args, "--out", str(out)]) == 0
+    for i in range(8):
+        assert (out / f"v{i}_seg.nii.gz").read_bytes() == (ref / f"v{i}_seg.nii.gz").read_bytes()
+    assert not [f for f in os.listdir(out) if ".tmp" in f]
+
+
+def test_eval_on_a_volume_folder_reports_dice_nsd_and_the_oracle(tmp_path, capsys):
+    from samprompt.synthetic.volumes import write_volume_dataset
+
+    data = write_volume_dataset(tmp_path / "v", 1, seed=7, shape=(48, 48, 12))
+    assert cli.main(["eval", str(data), "--json", "--threads", "1"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["modes"]) == {"key_box", "box3d", "points", "oracle_box"}
+    assert report["dice"] == report["modes"]["key_box"]["dice"] and 0 < report["nsd"] <= 1
+    assert report["modes"]["oracle_box"]["objects"] == report["modes"]["key_box"]["objects"] >= 5
+    assert report["modes"]["oracle_box"]["dice"] > 0.5
+
+
+def test_synth_writes_volumes_and_a_dicom_series_that_load_alike(tmp_path, capsys):
+    assert cli.main(["synth", str(tmp_path / "s"), "--volumes", "-n", "1", "--shape", "24,20,6", "--dicom"]) == 0
+    a = load_volume(tmp_path / "s" / "images" / "ct_0000.nii.gz")
+    b = load_volume(tmp_path / "s" / "dicom" / "ct_0000")
+    np.testing.assert_array_equal(a.data, b.data)
+    np.testing.assert_allclose(a.affine, b.affine, atol=1e-4)
+    assert nib.load(str(tmp_path / "s" / "masks" / "ct_0000.nii.gz")).get_data_dtype() == np.uint8
