@@ -266,6 +266,72 @@ def test_propagation_follows_the_object_and_stops_where_it_ends(seg, vols):
     assert res.encoder_passes <= SHAPE[2]  # one encoder pass per slice for both objects together
 
 
+def test_fusion_votes_three_planes_and_survives_an_object_found_nowhere(seg, vols):
+    from samprompt.domains.medical import PropagationSettings
+
+    path, v = vols["LPS"]
+    vol = load_volume(path)
+    window = choose_window(vol.data)[0]
+    air = VolumeObject(9, "box", box=(0, 0, 2, 2), slice=0)  # a corner of air: SAM finds little or nothing there
+    objs = [_key_box(v.labels, 4), air]
+    one = segment_volume(seg, vol, objs, window)
+    fused = segment_volume(seg, vol, objs, window, PropagationSettings(fuse=True))
+    assert fused.encoder_passes > one.encoder_passes  # the coronal and sagittal passes ran
+    truth = vol.from_file_order(v.labels == 4)
+    assert dice_3d(fused.masks[4], truth) > max(0.75, dice_3d(one.masks[4], truth) - 0.02)  # a large organ
+    assert fused.masks[9].sum() <= one.masks[9].sum() + 50
+
+
+def test_a_coarse_mask_prompt_is_refined_inside_its_slices(seg, vols, tmp_path):
+    import cv2
+
+    path, v = vols["LPS"]
+    spleen = v.labels == 4
+    coarse = np.stack([cv2.dilate(spleen[:, :, k].astype(np.uint8), np.ones((5, 5), np.uint8))
+                       for k in range(SHAPE[2])], axis=2)
+    mask_file = save_nifti(tmp_path / "coarse.nii.gz", coarse, v.affine)
+    doc = {"objects": [{"label": 4, "mask": "coarse.nii.gz"}]}
+    (obj,) = parse_objects(doc, "p.json", base=tmp_path)
+    assert obj.mask == str(mask_file)
+    vol, res = _run(seg, path, [obj])
+    got = vol.to_file_order(res.masks[4])
+    assert dice_3d(got, spleen) > 0.7
+    on = coarse.any(axis=(0, 1))
+    assert not got[:, :, ~on].any()  # nothing on slices the coarse mask leaves empty
+    ii, jj = np.nonzero(coarse.any(axis=2))
+    assert not got[: ii.min()].any() and not got[ii.max() + 1 :].any()  # nor outside its extent
+    assert not got[:, : jj.min()].any() and not got[:, jj.max() + 1 :].any()
+    wrong = save_nifti(tmp_path / "wrong.nii.gz", coarse[:-1], v.affine)
+    with pytest.raises(PromptError, match="must be on the volume's grid"):
+        _run(seg, path, [VolumeObject(4, "mask", mask=str(wrong))])
+
+
+def test_a_datalist_json_and_a_dask_cluster_run_like_a_folder(vols, tmp_path):
+    pytest.importorskip("distributed")
+    from samprompt.domains.medical import VolumeJob, volume_items
+    from samprompt.jobs import SegmenterSpec, run_job
+
+    (tmp_path / "imagesTr").mkdir()
+    for o in ("RAS", "LPS"):
+        shutil.copy(vols[o][0], tmp_path / "imagesTr" / f"ct_{o}.nii.gz")
+    datalist = {"training": [{"image": f"./imagesTr/ct_{o}.nii.gz", "label": "unused"} for o in ("RAS", "LPS")],
+                "test": []}
+    (tmp_path / "dataset.json").write_text(json.dumps(datalist))
+    prompts = tmp_path / "p.json"
+    prompts.write_text(json.dumps({f"ct_{o}": {"objects": [{"label": 5, **_as_json(_key_box(vols[o][1].labels, 5))}]}
+                                   for o in ("RAS", "LPS")}))
+    items = volume_items(tmp_path / "dataset.json", prompts)
+    assert [i.id for i in items] == ["ct_RAS", "ct_LPS"]
+    local = run_job(items, tmp_path / "local", segmenter=SegmenterSpec(threads=1), settings=VolumeJob(),
+                    progress=False)
+    dask = run_job(items, tmp_path / "dask", segmenter=SegmenterSpec(), settings=VolumeJob(), workers=1,
+                   progress=False)
+    assert local.done == dask.done == 2
+    for i in items:
+        assert (tmp_path / "dask" / f"{i.id}_seg.nii.gz").read_bytes() == \
+            (tmp_path / "local" / f"{i.id}_seg.nii.gz").read_bytes()
+
+
 # ---------------------------------------------------------------- jobs and CLI
 def _folder(tmp_path, vols):
     d = tmp_path / "in"
@@ -355,9 +421,15 @@ def test_eval_on_a_volume_folder_reports_dice_nsd_and_the_oracle(tmp_path, capsy
 
 
 def test_synth_writes_volumes_and_a_dicom_series_that_load_alike(tmp_path, capsys):
-    assert cli.main(["synth", str(tmp_path / "s"), "--volumes", "-n", "1", "--shape", "24,20,6", "--dicom"]) == 0
-    a = load_volume(tmp_path / "s" / "images" / "ct_0000.nii.gz")
-    b = load_volume(tmp_path / "s" / "dicom" / "ct_0000")
-    np.testing.assert_array_equal(a.data, b.data)
-    np.testing.assert_allclose(a.affine, b.affine, atol=1e-4)
+    assert cli.main(["synth", str(tmp_path / "s"), "--volumes", "-n", "3", "--shape", "24,20,6", "--dicom"]) == 0
+    for i in range(3):  # RAS, LPS, oblique: the series holds the same voxels in the same order
+        a = load_volume(tmp_path / "s" / "images" / f"ct_{i:04d}.nii.gz")
+        b = load_volume(tmp_path / "s" / "dicom" / f"ct_{i:04d}")
+        np.testing.assert_array_equal(a.data, b.data)
+        np.testing.assert_allclose(a.affine, b.affine, atol=1e-4)
+        np.testing.assert_allclose(a.file_affine, b.file_affine, atol=1e-4)
     assert nib.load(str(tmp_path / "s" / "masks" / "ct_0000.nii.gz")).get_data_dtype() == np.uint8
+    prompts = json.loads((tmp_path / "s" / "prompts.json").read_text())
+    assert sorted(prompts) == ["ct_0000", "ct_0001", "ct_0002"]
+    assert {o["name"] for o in prompts["ct_0000"]["objects"]} <= {"liver", "kidney_right", "kidney_left", "spleen",
+                                                                   "aorta", "lesion"}

@@ -74,6 +74,17 @@ def load_segmenter(args: argparse.Namespace):
     return segmenter_spec(args).build()
 
 
+def summary_line(summary, n_items: int, noun: str, out) -> str:
+    """``3 image(s): 2 done, 1 failed (see OUT/failures.json); outputs in OUT`` for a finished job."""
+    from pathlib import Path
+
+    out = Path(out)
+    parts = [f"{summary.done} done", f"{summary.skipped} already done" if summary.skipped else "",
+             f"{summary.failed} failed (see {out / 'failures.json'})" if summary.failed else "",
+             f"{summary.no_prompts} without prompts" if summary.no_prompts else ""]
+    return f"{n_items} {noun}(s): " + ", ".join(p for p in parts if p) + f"; outputs in {out}"
+
+
 def threads_option(p: argparse.ArgumentParser, default) -> None:
     p.add_argument("--threads", type=positive_int, default=default, metavar="N",
                    help="torch CPU threads (default: torch's choice); use 1 per process when running "

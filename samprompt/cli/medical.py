@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from .common import add_encoder_options, add_model_options, positive_int, segmenter_spec
+from .common import add_encoder_options, add_model_options, positive_int, segmenter_spec, summary_line
 
 HELP = "segment NIfTI volumes or DICOM series from a box, clicks or a 3D box per object"
 DESCRIPTION = """Segment each object of each volume of INPUT (a .nii/.nii.gz file, a DICOM series folder, a
@@ -38,7 +37,7 @@ def add_parser(sub, formatter) -> None:
     p = m.add_argument_group("propagation")
     p.add_argument("--fuse", action="store_true", help="add coronal and sagittal passes and keep voxels 2 of 3 "
                                                        "passes agree on (about 3x slower)")
-    p.add_argument("--min-agree", type=float, default=0.6,
+    p.add_argument("--min-agree", type=float, default=0.5,
                    help="stop an object when less than this fraction of its mask lies in its key-slice "
                         "intensity band")
     p.add_argument("--stop-iou", type=float, default=0.5, help="stop an object when its predicted IoU drops below")
@@ -70,7 +69,6 @@ def run(args) -> int:
     segmenter = spec if (args.workers or args.scheduler) else spec.build()
     summary = run_job(items, args.out, segmenter=segmenter, settings=settings, overwrite=args.overwrite,
                       workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
-    out = Path(args.out)
     for rec in summary.records:
         if rec["status"] == "failed":
             print(f"samprompt: {rec['id']}: {rec['error']}", file=sys.stderr)
@@ -82,10 +80,7 @@ def run(args) -> int:
                              for o in rec.get("objects", []))
             print(f"{rec['id']}: {rec.get('window')}; {objs}")
     if not args.quiet:
-        parts = [f"{summary.done} done", f"{summary.skipped} already done" if summary.skipped else "",
-                 f"{summary.failed} failed (see {out / 'failures.json'})" if summary.failed else "",
-                 f"{summary.no_prompts} without prompts" if summary.no_prompts else ""]
-        print(f"{len(items)} volume(s): " + ", ".join(p for p in parts if p) + f"; outputs in {out}")
+        print(summary_line(summary, len(items), "volume", args.out))
     if summary.interrupted:
         print("samprompt: interrupted; run the same command again to resume", file=sys.stderr)
     return summary.exit_code

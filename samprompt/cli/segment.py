@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..errors import SampromptError
-from .common import add_encoder_options, add_model_options, numbers, positive_int, segmenter_spec
+from .common import add_encoder_options, add_model_options, numbers, positive_int, segmenter_spec, summary_line
 
 HELP = "segment an image or a folder from prompts (or --auto)"
 DESCRIPTION = """Segment IMAGE (a file, a folder, or a labelled folder's images/) from point/box prompts,
@@ -129,10 +129,7 @@ def run(args) -> int:
         if len(items) == 1 and summary.records and summary.records[0]["status"] == "done":
             rec = summary.records[0]
             print(f"{Path(items[0].input).name}: {rec['n_masks']} mask(s), scores {rec.get('scores')}")
-        parts = [f"{summary.done} done", f"{summary.skipped} already done" if summary.skipped else "",
-                 f"{summary.failed} failed (see {out / 'failures.json'})" if summary.failed else "",
-                 f"{summary.no_prompts} without prompts" if summary.no_prompts else ""]
-        print(f"{len(items)} image(s): " + ", ".join(p for p in parts if p) + f"; outputs in {out}")
+        print(summary_line(summary, len(items), "image", out))
     if args.auto and summary.empty_auto:
         print(f"samprompt: --auto found no mask in {summary.empty_auto} image(s). The built-in tiny model knows "
               "only generated shapes; for photos run 'samprompt weights download vit_b' and use --model vit_b, "

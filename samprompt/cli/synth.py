@@ -7,8 +7,9 @@ from .common import positive_int
 HELP = "write a labelled folder of generated scenes or volumes"
 DESCRIPTION = """Generate seeded scenes as OUT/images/ + OUT/masks/ (label maps), for tests, demos and tuning.
 With --volumes: CT-like volumes in HU as OUT/images/ct_SEED.nii.gz + OUT/masks/ct_SEED.nii.gz
-(labels: OUT/labels.json), cycling through RAS, LPS and oblique affines; --dicom also writes
-each volume as a DICOM series in OUT/dicom/ct_SEED/."""
+(labels: OUT/labels.json), cycling through RAS, LPS and oblique affines, and OUT/prompts.json
+(a key-slice box per structure, for samprompt medical); --dicom also writes each volume as a
+DICOM series in OUT/dicom/ct_SEED/ (the same voxels and affine)."""
 STYLES = ["default", "ultrasound", "rooftops", "scratches"]
 
 
@@ -44,16 +45,17 @@ def run(args) -> int:
         if not args.volumes:
             raise SampromptError("--dicom goes with --volumes")
         require("nibabel", "medical")
-        from ..synthetic.volumes import make_volume, write_dicom_series, write_volume_dataset
+        from ..synthetic.volumes import ORIENTATIONS, make_volume, write_dicom_series, write_volume_dataset
 
         out = write_volume_dataset(args.out, args.n, seed=args.seed, shape=args.shape)
-        print(f"wrote {args.n} CT-like volumes to {out / 'images'} (labels in {out / 'masks'})")
+        print(f"wrote {args.n} CT-like volumes to {out / 'images'} (labels in {out / 'masks'}, example prompts "
+              f"in {out / 'prompts.json'})")
         if args.dicom:
             require("pydicom", "medical")
             for i in range(args.seed, args.seed + args.n):
-                vol = make_volume(i, args.shape, orientation="RAS")
+                vol = make_volume(i, args.shape, orientation=ORIENTATIONS[(i - args.seed) % len(ORIENTATIONS)])
                 write_dicom_series(out / "dicom" / f"ct_{i:04d}", vol.data, vol.affine, seed=i)
-            print(f"wrote {args.n} DICOM series (RAS copies) to {out / 'dicom'}")
+            print(f"wrote the same volumes as DICOM series to {out / 'dicom'}")
         return 0
     from ..synthetic import write_dataset
 

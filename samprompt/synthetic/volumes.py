@@ -11,7 +11,7 @@ and k towards superior. It is written with one of three affines:
 
 Contents, as in a contrast-enhanced (portal venous) CT: air (-1000 HU) around an
 elliptic body of fat (-100) and soft tissue (40), a spine (700), an aorta and a
-vena cava as tubes (220, 160), a liver (120) with round hypodense lesions (45),
+vena cava as tubes (220, 160), a liver (120) with a round hypodense lesion (45),
 two kidneys (190), a spleen (150), Gaussian noise (8 HU). The
 label volume numbers each structure as :data:`LABELS` says. Spacing is
 anisotropic by default (0.8 x 0.8 x 2.5 mm), as in clinical CT.
@@ -102,13 +102,11 @@ def make_volume(
     hu[cava] = 160
     labels[cava] = 0
     cand = np.argwhere(liver)
-    for _ in range(int(rng.integers(1, 3))):
-        c = cand[rng.integers(len(cand))]
-        centre = [grid[d][tuple(c)] for d in range(3)]
-        r = float(rng.uniform(5, 9))
-        m = _ellipsoid(grid, centre, (r, r, r)) & liver
-        hu[m] = 45
-        labels[m] = 6
+    c = cand[rng.integers(len(cand))]  # one lesion, so that one prompt names it
+    r = float(rng.uniform(5, 9))
+    lesion = _ellipsoid(grid, [grid[d][tuple(c)] for d in range(3)], (r, r, r)) & liver
+    hu[lesion] = 45
+    labels[lesion] = 6
     hu += rng.normal(0, noise, shape)
     data = np.clip(np.round(hu), -1024, 3071).astype(np.int16)
 
@@ -157,15 +155,27 @@ def write_volume_dataset(
     orientations: tuple[str, ...] = ORIENTATIONS,
 ) -> Path:
     """Write ``n`` volumes as ``images/ct_SEED.nii.gz`` + ``masks/ct_SEED.nii.gz`` (label volumes),
-    cycling through ``orientations``, and ``labels.json`` ({value: name})."""
+    cycling through ``orientations``; ``labels.json`` ({value: name}); and ``prompts.json``, an
+    example for ``samprompt medical``: per volume, a key-slice box on each structure's largest slice."""
     import json
 
     out = Path(out_dir)
+    prompts = {}
     for i in range(seed, seed + n):
         vol = make_volume(i, shape, spacing, orientations[(i - seed) % len(orientations)])
         save_nifti(out / "images" / f"ct_{i:04d}.nii.gz", vol.data, vol.affine)
         save_nifti(out / "masks" / f"ct_{i:04d}.nii.gz", vol.labels, vol.affine)
+        objects = []
+        for label, name in LABELS.items():
+            m = vol.labels == label
+            if m.any():
+                k = int(m.sum(axis=(0, 1)).argmax())
+                ii, jj = np.nonzero(m[:, :, k])
+                objects.append({"label": label, "name": name,
+                                "box": [int(ii.min()), int(jj.min()), int(ii.max()), int(jj.max())], "slice": k})
+        prompts[f"ct_{i:04d}"] = {"objects": objects}
     (out / "labels.json").write_text(json.dumps({str(k): v for k, v in LABELS.items()}, indent=1) + "\n")
+    (out / "prompts.json").write_text(json.dumps(prompts, indent=1) + "\n")
     return out
 
 
@@ -182,6 +192,10 @@ def write_dicom_series(
     import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
+    from pydicom.valuerep import DSfloat
+
+    def ds_values(values):  # decimal strings that fit DICOM's 16 characters
+        return [DSfloat(float(v), auto_format=True) for v in values]
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -208,10 +222,10 @@ def write_dicom_series(
         ds.PatientName, ds.PatientID = "Synthetic^Volume", f"SYN{seed:04d}"
         ds.SeriesDescription = series_description
         ds.SeriesNumber, ds.InstanceNumber = 1, k + 1
-        ds.ImagePositionPatient = [float(v) for v in lps[:3, :3] @ [0, 0, k] + lps[:3, 3]]
-        ds.ImageOrientationPatient = [float(v) for v in (*(col_step / dx), *(row_step / dy))]
-        ds.PixelSpacing = [dy, dx]  # row spacing (between rows), column spacing
-        ds.SliceThickness = dz
+        ds.ImagePositionPatient = ds_values(lps[:3, :3] @ [0, 0, k] + lps[:3, 3])
+        ds.ImageOrientationPatient = ds_values((*(col_step / dx), *(row_step / dy)))
+        ds.PixelSpacing = ds_values([dy, dx])  # row spacing (between rows), column spacing
+        ds.SliceThickness = ds_values([dz])[0]
         ds.Rows, ds.Columns = data.shape[1], data.shape[0]
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
