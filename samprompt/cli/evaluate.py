@@ -15,7 +15,8 @@ and report mIoU and Dice, overall, per click and by object size.
 For volumes (images/NAME.nii.gz + masks/NAME.nii.gz label volumes), report 3D Dice and
 normalised surface Dice (--tolerance mm) per label and mean, for a key-slice box on each
 object's largest slice (propagated), its 3D box, one centre point, and the per-slice true
-box (the oracle: the ceiling for propagation); the JSON's "dice" and "nsd" are the key-slice box's."""
+box (the oracle: the ceiling for propagation); the JSON's "dice" and "nsd" are the key-slice box's.
+--prompt, --clicks, --jitter and --plot are for images; --per-image adds per-volume scores."""
 
 
 def add_parser(sub, formatter) -> None:
@@ -104,6 +105,8 @@ def _run_volumes(args) -> int:
         for mode, r in report["modes"].items():
             if r["dice"] is not None:
                 print(f"  {mode:<10} Dice {r['dice']:.4f}  NSD {r['nsd']:.4f}  ({r['objects']} objects)")
+                print("             per label: " + "  ".join(f"{k}: {v['dice']:.3f}/{v['nsd']:.3f}"
+                                                        for k, v in r["per_label"].items()))
         if "key_box_vs_oracle" in report:
             print(f"  key-slice box reaches {100 * report['key_box_vs_oracle']:.1f}% of the oracle's Dice")
         for name, err in report["failed"].items():
