@@ -6,8 +6,13 @@ edit goes through it, so undo/redo, saving and resuming work the same from the
 Gradio annotator, a notebook or a test. Masks are recomputed from the cached
 image embedding after each edit: the encoder runs once per image.
 
-Saved state (``NAME.annotation.json``) is the prompts JSON schema plus, per
+Saved state (``KEY.annotation.json``) is the prompts JSON schema plus, per
 object, the accepted mask as COCO RLE, so a session can be replayed or resumed.
+KEY is unique per image (the annotator derives it from the path in the folder,
+or from an upload's content); the file also records the image's ``file_name``
+and a ``revision``: a save based on an older revision than the file's is
+refused (:class:`StaleSaveError`), so two tabs on one image never overwrite
+each other's objects.
 """
 
 from __future__ import annotations
@@ -15,13 +20,14 @@ from __future__ import annotations
 import copy
 import json
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .errors import PromptError
+from .errors import PromptError, SampromptError
 from .export import CocoWriter, export_png, export_yolo
 from .io import atomic_write_text
 from .masks import mask_to_rle, rle_to_mask
@@ -29,6 +35,11 @@ from .prompts import SCHEMA_VERSION, Prompt
 from .segmenter import Segmenter
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_SAVE_LOCK = threading.Lock()  # saves of every image are checked and written one at a time
+
+
+class StaleSaveError(SampromptError):
+    """The save file changed since this annotation was loaded (another tab saved it)."""
 
 
 def safe_name(name: str, default: str = "image") -> str:
@@ -53,6 +64,14 @@ class AnnotatedObject:
         if not self.points and self.box is None:
             return None
         return Prompt(points=self.points, labels=self.point_labels, box=self.box, mask=logits, label=self.label)
+
+
+def _revision_of(path: Path) -> int:
+    """The revision a save file holds (0 for none, or for files written before revisions existed)."""
+    try:
+        return int(json.loads(path.read_text()).get("revision", 0))
+    except (OSError, ValueError, AttributeError):
+        return 0
 
 
 def read_saved(path: str | Path) -> tuple[str, tuple[int, int], list[AnnotatedObject]]:
@@ -85,10 +104,14 @@ class ImageAnnotation:
         max_history: undo depth.
     """
 
-    def __init__(self, segmenter: Segmenter, image: np.ndarray, name: str, max_history: int = 100) -> None:
+    def __init__(self, segmenter: Segmenter, image: np.ndarray, name: str, max_history: int = 100,
+                 key: str | None = None) -> None:
         self.seg = segmenter
         self.image = image
-        self.name = safe_name(Path(str(name).replace("\\", "/")).stem)
+        self.file_name = Path(str(name).replace("\\", "/")).name
+        self.name = key or safe_name(Path(self.file_name).stem)  # the save file's and the exports' stem
+        self.revision = 0
+        self.source = "folder"
         self.objects: list[AnnotatedObject] = []
         self.current: int | None = None
         self.proposals: list[np.ndarray] = []
@@ -220,18 +243,36 @@ class ImageAnnotation:
             p = o.prompt()
             objects.append({**(p.to_dict() if p is not None else empty), "label": o.label, "score": o.score,
                             "accepted_mask": None if o.mask is None else mask_to_rle(o.mask)})
-        return {"version": SCHEMA_VERSION, "image": self.name, "image_size": list(self.size), "objects": objects}
+        return {"version": SCHEMA_VERSION, "image": self.name, "file_name": self.file_name, "source": self.source,
+                "revision": self.revision, "image_size": list(self.size), "objects": objects}
 
     def save(self, folder: str | Path) -> Path:
-        """Write the annotation state (atomically) to ``folder/NAME.annotation.json``."""
-        return atomic_write_text(Path(folder) / f"{self.name}.annotation.json", json.dumps(self.to_json()))
+        """Write the annotation state (atomically) to ``folder/KEY.annotation.json`` as the next revision.
+
+        Raises :class:`StaleSaveError`, writing nothing, when the file holds a newer revision than the
+        one this annotation was loaded from (another tab saved the image meanwhile).
+        """
+        path = Path(folder) / f"{self.name}.annotation.json"
+        with _SAVE_LOCK:
+            on_disk = _revision_of(path)
+            if on_disk > self.revision:
+                raise StaleSaveError(f"{self.file_name} was saved from another tab meanwhile (revision {on_disk}); "
+                                     "reopen the image to see its objects: your last change was not saved")
+            self.revision = on_disk + 1
+            return atomic_write_text(path, json.dumps(self.to_json()))
 
     def load(self, folder: str | Path) -> bool:
-        """Resume from ``folder/NAME.annotation.json`` if it exists; returns whether it did."""
+        """Resume from ``folder/KEY.annotation.json`` if it exists; returns whether it did."""
         path = Path(folder) / f"{self.name}.annotation.json"
         if not path.exists():
             return False
-        _, _, self.objects = read_saved(path)
+        with _SAVE_LOCK:
+            _, size, objects = read_saved(path)
+            if tuple(size) != tuple(self.size):
+                raise SampromptError(f"{path.name} is for an image of {size[1]}x{size[0]}, not this "
+                                     f"{self.size[1]}x{self.size[0]} {self.file_name}; move it away to start anew")
+            self.objects = objects
+            self.revision = _revision_of(path)
         self.current = len(self.objects) - 1 if self.objects else None
         return True
 
@@ -244,7 +285,7 @@ class ImageAnnotation:
         written = [self.save(folder)]
         if "png" in formats:
             written += export_png(folder, self.name, self.image, masks)
-        cats = list(categories) + [c for c in labels if c not in categories]
+        cats = list(dict.fromkeys([*categories, *labels]))
         if "yolo" in formats:
             written.append(export_yolo(folder / "labels" / f"{self.name}.txt", masks, [cats.index(c) for c in labels]))
         if "coco" in formats:

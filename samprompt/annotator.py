@@ -9,18 +9,27 @@ to accept or discard; export COCO / PNG / YOLO-seg plus the prompts. With a
 FOLDER, saved annotations in the output folder are resumed on reopening.
 
 Each browser tab has its own state (``gr.State``); the model and its
-content-keyed embedding cache are shared.
+content-keyed embedding cache are shared. Edits run one at a time in arrival
+order (one Gradio concurrency group), so a click followed at once by ``z`` undoes
+that click. The class list is the folder's (``OUT/classes.json``), the same in
+every tab and after a restart. Each image saves under a unique key: its stem,
+or its path with a hash where two names of the folder clean up alike; an upload
+under its stem and a hash of its content.
 """
 
 
 import argparse
-from dataclasses import dataclass, field
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .annotation import ImageAnnotation, read_saved, safe_name
-from .errors import SampromptError
+from .annotation import ImageAnnotation, StaleSaveError, read_saved, safe_name
+from .errors import ImageError, SampromptError
+from .io import atomic_write_text
 from .images import IMAGE_SUFFIXES, list_images, to_rgb_uint8
 from .masks import overlay
 from .segmenter import Segmenter
@@ -31,6 +40,8 @@ MODES = ("positive point", "negative point", "box (two clicks)")
 SHORTCUTS = {"n": "new", "z": "undo", "y": "redo", "e": "export", "a": "accept", "d": "discard",
              "ArrowRight": "next", "ArrowLeft": "prev"}
 MODE_KEYS = {"1": 0, "2": 1, "3": 2}
+# Every event that reads or edits annotations runs in one queue, one at a time, in arrival order.
+EDITS = {"concurrency_id": "edits", "concurrency_limit": 1}
 _SHORTCUT_JS = """
 <script>
 document.addEventListener('keydown', (ev) => {
@@ -59,7 +70,28 @@ class SessionState:
     index: int = 0
     box_start: tuple[float, float] | None = None
     proposal: int = 0
-    classes: list[str] = field(default_factory=lambda: ["object"])
+
+
+def folder_keys(images: list[Path], folder: Path) -> dict[Path, str]:
+    """A unique save key per image: its cleaned stem, or, where two images clean up to the same
+    stem (``x y.png`` and ``x_y.png``, ``a.png`` and ``a.jpg``), the cleaned relative path and a hash of it."""
+    rel = {p: p.relative_to(folder).as_posix() if p.is_relative_to(folder) else p.name for p in images}
+    plain = {p: safe_name(Path(r).stem) for p, r in rel.items()}
+    counts = Counter(plain.values())
+    return {p: plain[p] if counts[plain[p]] == 1 else
+            f"{safe_name(rel[p])}-{hashlib.sha1(rel[p].encode()).hexdigest()[:8]}" for p in images}
+
+
+def image_size_from_header(path: str | Path) -> tuple[int, int] | None:
+    """(W, H) from the file's header, without decoding the pixels; None when the header cannot be read."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None  # we check the size ourselves, before any decoding
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except Exception:
+        return None
 
 
 class Annotator:
@@ -73,32 +105,91 @@ class Annotator:
         if self.folder is not None:
             self.images = list_images(self.folder)
         self.out = Path(out) if out else (self.folder / "annotations" if self.folder else Path("annotations"))
+        self.keys = folder_keys(self.images, self.folder) if self.folder is not None else {}
         self.max_side = max_side
         self.prefetched = None  # the background thread encoding the next image, if any
+        self.classes = self._read_classes()
+
+    # ---------------------------------------------------------------- classes
+    @property
+    def classes_file(self) -> Path:
+        return self.out / "classes.json"
+
+    def _read_classes(self) -> list[str]:
+        try:
+            names = json.loads(self.classes_file.read_text())
+        except (OSError, ValueError):
+            return ["object"]
+        return [str(n) for n in names if str(n).strip()] or ["object"] if isinstance(names, list) else ["object"]
+
+    def set_classes(self, names: list[str]) -> list[str]:
+        """Replace the folder's class list (order = class ids); classes in use are kept, at the end."""
+        keep = list(dict.fromkeys(n.strip() for n in names if n.strip())) or ["object"]
+        self.classes = list(dict.fromkeys([*keep, *[c for c in self.classes if c not in keep and self._in_use(c)]]))
+        self._write_classes()
+        return self.classes
+
+    def add_class(self, name: str) -> None:
+        if name and name not in self.classes:
+            self.classes.append(name)
+            self._write_classes()
+
+    def _in_use(self, name: str) -> bool:
+        for path in self.out.glob("*.annotation.json"):
+            try:
+                if any(o.get("label") == name for o in json.loads(path.read_text()).get("objects", [])):
+                    return True
+            except (OSError, ValueError):
+                continue
+        return False
+
+    def _write_classes(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.classes_file, json.dumps(self.classes, indent=1) + "\n")
 
     # ---------------------------------------------------------------- images
-    def _open(self, state: SessionState, image: np.ndarray, name: str) -> str:
+    def _read(self, path: str | Path, shown: str) -> np.ndarray:
+        """Decode an image after checking its size from the header; errors name it as ``shown``."""
+        size = image_size_from_header(path)
+        if size is not None and max(size) > self.max_side:
+            raise SampromptError(f"{shown} is {size[0]}x{size[1]}; the limit is {self.max_side} px a side")
+        try:
+            return to_rgb_uint8(path)
+        except ImageError:
+            raise SampromptError(f"cannot decode {shown} (corrupt or unsupported format)") from None
+
+    def _open(self, state: SessionState, image: np.ndarray, name: str, key: str, source: str = "folder") -> str:
         rgb = to_rgb_uint8(image)
         if max(rgb.shape[:2]) > self.max_side:
             raise SampromptError(f"image is {rgb.shape[1]}x{rgb.shape[0]}; the limit is {self.max_side} px a side")
-        state.ann = ImageAnnotation(self.seg, rgb, name)
+        ann = ImageAnnotation(self.seg, rgb, name, key=key)
+        ann.source = source
+        resumed = ann.load(self.out)
+        state.ann = ann
         state.box_start, state.proposal = None, 0
-        resumed = state.ann.load(self.out)
         self.seg.embed(rgb)  # encode once, now, so clicks are instant
-        return f"opened {state.ann.name}" + (f" (resumed {len(state.ann.objects)} objects)" if resumed else "")
+        return f"opened {ann.file_name}" + (f" (resumed {len(ann.objects)} objects)" if resumed else "")
 
     def open_upload(self, state: SessionState, path: str | None) -> str:
         if not path:
             raise SampromptError("no file uploaded")
-        return self._open(state, to_rgb_uint8(path), Path(path).name)
+        name = Path(path).name
+        image = self._read(path, name)
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+        return self._open(state, image, name, f"{safe_name(Path(name).stem)}-{digest}", source="upload")
 
     def open_index(self, state: SessionState, index: int) -> str:
         if not self.images:
             raise SampromptError("no folder of images was given; upload an image instead")
         if state.ann is not None and state.ann.objects:
-            state.ann.save(self.out)  # never lose work when stepping away
+            try:
+                state.ann.save(self.out)  # never lose work when stepping away
+            except StaleSaveError:
+                pass  # another tab saved this image; this tab was told at its edit, and reopening shows theirs
         state.index = int(np.clip(index, 0, len(self.images) - 1))
-        message = self._open(state, to_rgb_uint8(self.images[state.index]), self.images[state.index].name)
+        path = self.images[state.index]
+        rel = path.relative_to(self.folder).as_posix() if self.folder and path.is_relative_to(self.folder) else path.name
+        message = self._open(state, self._read(path, path.name), rel, self.keys[path])
         if state.index + 1 < len(self.images):  # encode the next image while the user works on this one
             self.prefetched = self.seg.prefetch(self.images[state.index + 1])
         return message
@@ -106,7 +197,7 @@ class Annotator:
     def progress(self, state: SessionState) -> str:
         if not self.images:
             return "upload an image to start"
-        done = sum((self.out / f"{safe_name(p.stem)}.annotation.json").exists() for p in self.images)
+        done = sum((self.out / f"{self.keys[p]}.annotation.json").exists() for p in self.images)
         return f"image {state.index + 1} / {len(self.images)} ({done} with saved annotations)"
 
     # ---------------------------------------------------------------- clicks
@@ -158,18 +249,36 @@ class Annotator:
 
     def export(self, state: SessionState) -> list[str]:
         ann = self._need(state)
-        return [str(p) for p in ann.export(self.out, categories=state.classes)]
+        for o in ann.objects:
+            self.add_class(o.label)
+        paths = ann.export(self.out, categories=self.classes)
+        if "labels" in {p.parent.name for p in paths}:
+            paths += self._yolo_dataset_files()
+        return [str(p) for p in paths]
+
+    def _yolo_dataset_files(self) -> list[Path]:
+        """``classes.txt`` (one name a line, id = line) and a ``data.yaml`` naming the same ids."""
+        names = "\n".join(f"  {i}: {json.dumps(n)}" for i, n in enumerate(self.classes))
+        return [atomic_write_text(self.out / "classes.txt", "\n".join(self.classes) + "\n"),
+                atomic_write_text(self.out / "data.yaml", f"path: .\ntrain: images\nval: images\nnames:\n{names}\n")]
 
     def export_all(self, state: SessionState) -> str:
-        """COCO for every saved annotation of the folder in one file."""
+        """COCO for every saved annotation of the folder's images in one file (uploads are not part of it)."""
         from .export import CocoWriter
 
-        coco = CocoWriter(state.classes)
-        for path in sorted(self.out.glob("*.annotation.json")):
-            name, (h, w), objects = read_saved(path)
+        coco = CocoWriter(self.classes)
+        for path in self.images:
+            saved = self.out / f"{self.keys[path]}.annotation.json"
+            if not saved.exists():
+                continue
+            _, (h, w), objects = read_saved(saved)
             objs = [o for o in objects if o.mask is not None]
+            for o in objs:
+                self.add_class(o.label)
             masks = np.stack([o.mask for o in objs]) if objs else np.zeros((0, h, w), bool)
-            coco.add_image(name, masks, labels=[o.label for o in objs], height=h, width=w)
+            rel = path.relative_to(self.folder).as_posix() if self.folder and path.is_relative_to(self.folder) \
+                else path.name
+            coco.add_image(rel, masks, labels=[o.label for o in objs], height=h, width=w)
         return str(coco.write(self.out / "coco_all.json"))
 
 
@@ -209,8 +318,10 @@ def build_app(annotator: Annotator):
                     next_b = gr.Button("next ▶", elem_id="next")
                 progress = gr.Markdown(annotator.progress(SessionState()))
                 mode = gr.Radio(list(MODES), value=MODES[0], label="click adds", elem_id="mode")
-                classes = gr.Textbox("object", label="classes (comma-separated, editable)", elem_id="classes")
-                label = gr.Dropdown(["object"], value="object", allow_custom_value=True, label="class", elem_id="label")
+                classes = gr.Textbox(", ".join(annotator.classes), label="classes of this folder (comma-separated)",
+                                     elem_id="classes")
+                label = gr.Dropdown(annotator.classes, value=annotator.classes[0], allow_custom_value=True,
+                                    label="class", elem_id="label")
                 objects = gr.Dropdown([], label="objects", elem_id="objects")
                 with gr.Row():
                     new_b = gr.Button("new object", elem_id="new")
@@ -239,7 +350,7 @@ def build_app(annotator: Annotator):
         def idx(o):
             return int(o.split(":")[0]) if o else -1
 
-        canvas.select(on_select, [state, mode, label], outs, api_name=False)
+        canvas.select(on_select, [state, mode, label], outs, **EDITS, api_name=False)
         # The same action without a browser: "x,y" text (used by scripts and gradio_client).
         xy = gr.Textbox(visible=False)
         xy_b = gr.Button(visible=False)
@@ -251,22 +362,22 @@ def build_app(annotator: Annotator):
                 raise SampromptError(f"expected 'x,y' in pixels, got {text!r}") from None
             return annotator.click(st, x, y, mode_v, label_v or "object")
 
-        xy_b.click(guard(on_xy), [state, xy, mode, label], outs, api_name="click")
-        upload.upload(guard(lambda st, f: annotator.open_upload(st, f)), [state, upload], outs, api_name="upload")
-        prev_b.click(guard(lambda st: annotator.open_index(st, st.index - 1)), [state], outs, api_name="previous")
+        xy_b.click(guard(on_xy), [state, xy, mode, label], outs, **EDITS, api_name="click")
+        upload.upload(guard(lambda st, f: annotator.open_upload(st, f)), [state, upload], outs, **EDITS, api_name="upload")
+        prev_b.click(guard(lambda st: annotator.open_index(st, st.index - 1)), [state], outs, **EDITS, api_name="previous")
         next_b.click(guard(lambda st: annotator.open_index(st, st.index + 1 if st.ann else 0)), [state], outs,
-                     api_name="next")
+                     **EDITS, api_name="next")
         new_b.click(guard(lambda st, lab: f"object {annotator._need(st).new_object(lab or 'object')}"), [state, label], outs,
-                    api_name="new_object")
-        objects.input(guard(lambda st, o: annotator._need(st).select(idx(o))), [state, objects], outs, api_name="select")
+                    **EDITS, api_name="new_object")
+        objects.input(guard(lambda st, o: annotator._need(st).select(idx(o))), [state, objects], outs, **EDITS, api_name="select")
         rename_b.click(guard(lambda st, o, lab: annotator._need(st).rename(idx(o), lab)), [state, objects, label], outs,
-                       api_name="rename")
-        delete_b.click(guard(lambda st, o: annotator._need(st).delete(idx(o))), [state, objects], outs, api_name="delete")
+                       **EDITS, api_name="rename")
+        delete_b.click(guard(lambda st, o: annotator._need(st).delete(idx(o))), [state, objects], outs, **EDITS, api_name="delete")
         undo_b.click(guard(lambda st: "undone" if annotator._need(st).undo() else "nothing to undo"), [state], outs,
-                     api_name="undo")
+                     **EDITS, api_name="undo")
         redo_b.click(guard(lambda st: "redone" if annotator._need(st).redo() else "nothing to redo"), [state], outs,
-                     api_name="redo")
-        clear_b.click(guard(lambda st: annotator._need(st).clear()), [state], outs, api_name="clear")
+                     **EDITS, api_name="redo")
+        clear_b.click(guard(lambda st: annotator._need(st).clear()), [state], outs, **EDITS, api_name="clear")
 
         def propose(st):
             n = len(annotator._need(st).propose())
@@ -288,19 +399,17 @@ def build_app(annotator: Annotator):
             return f"discarded; {len(ann.proposals)} left"
 
         def set_classes(st, text, current):
-            names = [c.strip() for c in str(text).split(",") if c.strip()] or ["object"]
-            st.classes = list(dict.fromkeys(names))
-            value = current if current in st.classes else st.classes[0]
-            return st, gr.update(choices=st.classes, value=value)
+            names = annotator.set_classes(str(text).split(","))
+            value = current if current in names else names[0]
+            return st, gr.update(choices=names, value=value)
 
-        classes.change(set_classes, [state, classes, label], [state, label], api_name="classes")
-        propose_b.click(guard(propose), [state], outs, api_name="propose")
-        accept_b.click(guard(accept), [state, label], outs, api_name="accept")
-        discard_b.click(guard(discard), [state], outs, api_name="discard")
+        classes.change(set_classes, [state, classes, label], [state, label], **EDITS, api_name="classes")
+        propose_b.click(guard(propose), [state], outs, **EDITS, api_name="propose")
+        accept_b.click(guard(accept), [state, label], outs, **EDITS, api_name="accept")
+        discard_b.click(guard(discard), [state], outs, **EDITS, api_name="discard")
 
         def export(st, lab):
-            if lab and lab not in st.classes:
-                st.classes.append(lab)
+            annotator.add_class(lab)
             return annotator.export(st)
 
         def wrap_export(st, lab):
@@ -310,11 +419,11 @@ def build_app(annotator: Annotator):
             except SampromptError as exc:
                 return None, f"⚠️ {exc}"
 
-        export_b.click(wrap_export, [state, label], [files, status], api_name="export")
+        export_b.click(wrap_export, [state, label], [files, status], **EDITS, api_name="export")
         export_all_b.click(lambda st: ([annotator.export_all(st)], "exported the folder"), [state], [files, status],
-                           api_name="export_all")
+                           **EDITS, api_name="export_all")
         if annotator.images:
-            app.load(guard(lambda st: annotator.open_index(st, 0)), [state], outs)
+            app.load(guard(lambda st: annotator.open_index(st, 0)), [state], outs, **EDITS)
     return app
 
 

@@ -74,7 +74,7 @@ class CocoWriter:
     """
 
     def __init__(self, categories: Sequence[str] = ("object",)) -> None:
-        self.categories = list(categories)
+        self.categories = list(dict.fromkeys(categories))  # a name once, whatever the caller passed
         self.images: list[dict] = []
         self.annotations: list[dict] = []
 

@@ -2,6 +2,7 @@
 
 import json
 import socket
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -106,3 +107,152 @@ def test_client_bad_upload_keeps_app_alive(server, tmp_path):
     cv2.imwrite(str(good), np.full((40, 50, 3), 128, np.uint8))
     res = c.predict(gradio_client.handle_file(str(good)), api_name="/upload")
     assert "opened good" in str(res) and str(res[0]).endswith('.png')
+
+
+# ---------------------------------------------------------------- work that must never be lost
+def _png(path, value, size=(40, 50)):
+    cv2.imwrite(str(path), np.full((*size, 3), value, np.uint8))
+    return path
+
+
+def test_images_whose_names_clean_up_alike_keep_separate_saves(random_sam, tmp_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    _png(d / "x y.png", 60)
+    _png(d / "x_y.png", 200, size=(48, 64))  # another size too: a shared file would mix them up
+    app = Annotator(Segmenter(random_sam), d, tmp_path / "ann")
+    a, b = SessionState(), SessionState()
+    app.open_index(a, 0)
+    app.click(a, 10, 10, MODES[0], "object")
+    app.autosave(a)
+    app.open_index(b, 1)  # the other image opens fresh, with no IndexError and no borrowed objects
+    assert b.ann.objects == [] and b.ann.size == (48, 64)
+    app.click(b, 20, 20, MODES[0], "object")
+    app.autosave(b)
+    saves = sorted(p.name for p in (tmp_path / "ann").glob("*.annotation.json"))
+    assert len(saves) == 2
+    docs = [json.loads((tmp_path / "ann" / n).read_text()) for n in saves]
+    assert sorted(d_["file_name"] for d_ in docs) == ["x y.png", "x_y.png"]
+    assert {tuple(d_["image_size"]) for d_ in docs} == {(40, 50), (48, 64)}
+    u1, u2 = _png(tmp_path / "u1.png", 10), _png(tmp_path / "u2.png", 250)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    s1, s2 = SessionState(), SessionState()  # two uploads both named snap.png, different pictures
+    app.open_upload(s1, str(u1.rename(tmp_path / "a" / "snap.png")))
+    app.open_upload(s2, str(u2.rename(tmp_path / "b" / "snap.png")))
+    assert s1.ann.name != s2.ann.name and s1.ann.file_name == s2.ann.file_name == "snap.png"
+    app.click(s1, 5, 5, MODES[0], "object")
+    app.autosave(s1)
+    app.export_all(a)
+    coco = json.loads((tmp_path / "ann" / "coco_all.json").read_text())
+    assert sorted(im["file_name"] for im in coco["images"]) == ["x y.png", "x_y.png"]  # extensions kept, no uploads
+
+
+def test_a_stale_tab_cannot_overwrite_another_tabs_objects(random_sam, tmp_path):
+    from samprompt.annotation import StaleSaveError
+
+    d = tmp_path / "imgs"
+    d.mkdir()
+    _png(d / "one.png", 90)
+    app = Annotator(Segmenter(random_sam), d, tmp_path / "ann")
+    a, b = SessionState(), SessionState()
+    app.open_index(a, 0)
+    app.open_index(b, 0)  # both tabs on the same image
+    app.click(a, 10, 10, MODES[0], "cat")
+    app.autosave(a)
+    app.click(b, 30, 30, MODES[0], "dog")
+    with pytest.raises(StaleSaveError, match="another tab"):
+        app.autosave(b)
+    saved = json.loads((tmp_path / "ann" / "one.annotation.json").read_text())
+    assert [o["label"] for o in saved["objects"]] == ["cat"] and saved["revision"] == 1
+    app.open_index(b, 0)  # reopening shows the other tab's object and saves on top of it
+    assert [o.label for o in b.ann.objects] == ["cat"]
+    app.click(b, 30, 30, MODES[0], "dog")
+    app.autosave(b)
+    assert json.loads((tmp_path / "ann" / "one.annotation.json").read_text())["revision"] == 2
+    legacy = {"version": 1, "image": "one", "image_size": [40, 50], "objects": []}  # a file from before revisions
+    (tmp_path / "ann" / "one.annotation.json").write_text(json.dumps(legacy))
+    fresh = SessionState()
+    app.open_index(fresh, 0)
+    assert fresh.ann.objects == [] and fresh.ann.revision == 0
+    app.click(fresh, 10, 10, MODES[0], "cat")
+    app.autosave(fresh)
+    assert json.loads((tmp_path / "ann" / "one.annotation.json").read_text())["revision"] == 1
+
+
+def test_the_class_list_is_the_folders_and_survives_a_restart(random_sam, tmp_path):
+    import os
+
+    from samprompt.synthetic import make_scene
+
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(d / f"im{i}.png"), make_scene(i, size=(96, 128)).image[..., ::-1])
+    out = tmp_path / "ann"
+    app = Annotator(Segmenter("tiny"), d, out)
+    app.set_classes(["object", "bar", "bar", " cat "])
+    assert app.classes == ["object", "bar", "cat"]
+    st = SessionState()
+    app.open_index(st, 0)
+    app.click(st, 0, 0, MODES[2], "bar")
+    app.click(st, 128, 96, MODES[2], "bar")  # a whole-image box: a mask for sure
+    first = app.export(st)
+    again = Annotator(Segmenter("tiny"), d, out)  # a restart: a new process on the same folder
+    assert again.classes == ["object", "bar", "cat"]
+    st2 = SessionState()
+    again.open_index(st2, 1)
+    again.click(st2, 0, 0, MODES[2], "bar")
+    again.click(st2, 128, 96, MODES[2], "bar")
+    second = again.export(st2)
+    ids = [int((out / "labels" / f"im{i}.txt").read_text().split()[0]) for i in range(2)]
+    assert ids == [1, 1]  # bar is class 1 in both files
+    assert (out / "classes.txt").read_text().splitlines() == ["object", "bar", "cat"]
+    assert '1: "bar"' in (out / "data.yaml").read_text()
+    coco = json.loads(Path(next(p for p in second if p.endswith(".coco.json"))).read_text())
+    names = [c["name"] for c in coco["categories"]]
+    assert len(names) == len(set(names))
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in first + second:
+        assert (os.stat(p).st_mode & 0o777) == 0o666 & ~umask, p  # the usual mode, not 0600
+
+
+def test_a_huge_image_is_refused_from_its_header_before_decoding(random_sam, tmp_path):
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = tmp_path / "bomb.png"  # a valid PNG header claiming 20000 x 20000 px, and almost no data
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
+    app = Annotator(Segmenter(random_sam), None, tmp_path / "ann")
+    with pytest.raises(Exception, match="bomb.png is 20000x20000; the limit is 4096"):
+        app.open_upload(SessionState(), str(bomb))
+    corrupt = tmp_path / "deep" / "server-temp-path"
+    corrupt.mkdir(parents=True)
+    (corrupt / "broken.png").write_bytes(b"\x89PNG not really")
+    with pytest.raises(Exception) as err:
+        app.open_upload(SessionState(), str(corrupt / "broken.png"))
+    assert "cannot decode broken.png" in str(err.value) and "server-temp-path" not in str(err.value)
+
+
+def test_a_click_then_undo_at_once_are_handled_in_order(server):
+    url, _ = server
+    c = gradio_client.Client(url, verbose=False)
+    import time
+
+    blocks = build_app(Annotator(Segmenter("tiny"), None, None))
+    fns = list(blocks.fns.values()) if isinstance(blocks.fns, dict) else list(blocks.fns)
+    edits = [f for f in fns if f.api_name in ("click", "undo", "redo", "upload", "accept", "export", "new_object")]
+    assert len(edits) == 7 and {(f.concurrency_id, f.concurrency_limit) for f in edits} == {("edits", 1)}
+    c.predict(api_name="/next")
+    for _ in range(3):
+        click = c.submit("30,30", MODES[0], "object", api_name="/click")
+        while click.status().code.name in ("STARTING", "JOINING_QUEUE"):
+            time.sleep(0.005)
+        undo = c.submit(api_name="/undo")  # sent while the click is queued or running, as a quick 'z' is
+        click.result()
+        assert "undone" in str(undo.result())  # never "nothing to undo" or a half-applied click

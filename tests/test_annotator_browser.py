@@ -76,7 +76,8 @@ def test_upload_click_mask_second_object_undo_export(tmp_path, tiny_or_random_sa
             browser.close()
     finally:
         app.close()
-    api = COCO(str(out / "scene.coco.json"))
+    (exported,) = out.glob("scene-*.coco.json")  # an upload saves under its stem and a hash of its content
+    api = COCO(str(exported))
     anns = api.loadAnns(api.getAnnIds())
     assert len(anns) == 2
     for a in anns:
