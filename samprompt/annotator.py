@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .annotation import ImageAnnotation, StaleSaveError, read_saved, safe_name
+from .annotation import AnnotatedObject, ImageAnnotation, StaleSaveError, read_saved, safe_name
 from .errors import ImageError, SampromptError
 from .io import atomic_write_text
 from .images import IMAGE_SUFFIXES, list_images, to_rgb_uint8
@@ -98,8 +98,11 @@ class Annotator:
     """The app's logic, UI-free so it can be tested directly and through Gradio."""
 
     def __init__(self, segmenter: Segmenter, folder: str | Path | None = None, out: str | Path | None = None,
-                 max_side: int = 4096) -> None:
+                 max_side: int = 4096, imports: str | Path | None = None) -> None:
+        from .label_import import open_labels
+
         self.seg = segmenter
+        self.imports = open_labels(imports) if imports else None  # existing labels, for images not yet saved
         self.folder = Path(folder) if folder else None
         self.images: list[Path] = []
         if self.folder is not None:
@@ -165,10 +168,18 @@ class Annotator:
         ann = ImageAnnotation(self.seg, rgb, name, key=key)
         ann.source = source
         resumed = ann.load(self.out)
+        imported = 0
+        if not resumed and self.imports is not None:
+            for label, mask in self.imports.objects(ann.file_name, ann.size):
+                ann.objects.append(AnnotatedObject(label=label, mask=mask))
+                self.add_class(label)
+                imported += 1
+            ann.current = len(ann.objects) - 1 if ann.objects else None
         state.ann = ann
         state.box_start, state.proposal = None, 0
         self.seg.embed(rgb)  # encode once, now, so clicks are instant
-        return f"opened {ann.file_name}" + (f" (resumed {len(ann.objects)} objects)" if resumed else "")
+        note = f" (resumed {len(ann.objects)} objects)" if resumed else f" (imported {imported} objects)" if imported else ""
+        return f"opened {ann.file_name}" + note
 
     def open_upload(self, state: SessionState, path: str | None) -> str:
         if not path:
@@ -442,8 +453,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--max-upload-mb", type=float, default=25)
+    p.add_argument("--import", dest="imports", metavar="PATH",
+                   help="start images that have no saved annotation from existing labels: a folder of label-map "
+                        "PNGs (or one holding masks/), a COCO JSON file, or a folder of YOLO-seg .txt files")
     args = p.parse_args(argv)
-    annotator = Annotator(Segmenter(args.model), args.folder, args.out)
+    try:
+        annotator = Annotator(Segmenter(args.model), args.folder, args.out, imports=args.imports)
+    except SampromptError as exc:
+        p.error(str(exc))
     build_app(annotator).launch(server_name=args.host, server_port=args.port,
                                 max_file_size=f"{args.max_upload_mb}mb", show_error=True, head=shortcut_js())
 

@@ -256,3 +256,38 @@ def test_a_click_then_undo_at_once_are_handled_in_order(server):
         undo = c.submit(api_name="/undo")  # sent while the click is queued or running, as a quick 'z' is
         click.result()
         assert "undone" in str(undo.result())  # never "nothing to undo" or a half-applied click
+
+
+def test_existing_labels_import_as_objects_in_each_format(random_sam, tmp_path):
+    from samprompt.masks import iou
+
+    data = write_dataset(tmp_path / "data", 2, size=(96, 128))  # images/ + masks/ (label maps)
+    seg = Segmenter(random_sam)
+    truth = [cv2.imread(str(p), cv2.IMREAD_UNCHANGED) for p in sorted((data / "masks").glob("*.png"))]
+    st = SessionState()
+    maps = Annotator(seg, data / "images", tmp_path / "a1", imports=data)
+    assert "imported" in maps.open_index(st, 0)
+    got = np.stack([o.mask for o in st.ann.objects])
+    assert len(got) == truth[0].max() and all(o.points == [] and o.label == "object" for o in st.ann.objects)
+    np.testing.assert_array_equal(got, truth[0][None] == np.arange(1, truth[0].max() + 1)[:, None, None])
+    # exported as COCO and YOLO by the annotator, then imported again by a new one: the same objects come back
+    maps.set_classes(["object", "thing"])
+    st.ann.rename(0, "thing")
+    maps.export(st)
+    coco_file = tmp_path / "a1" / f"{st.ann.name}.coco.json"
+    for source in (coco_file, tmp_path / "a1" / "labels"):
+        other = Annotator(seg, data / "images", tmp_path / f"b_{source.name}", imports=source)
+        st2 = SessionState()
+        other.open_index(st2, 0)
+        assert [o.label for o in st2.ann.objects] == [o.label for o in st.ann.objects]
+        ious = [iou(a.mask, b.mask) for a, b in zip(st2.ann.objects, st.ann.objects)]
+        if source == coco_file:
+            assert min(ious) > 0.999, ious  # RLE is exact
+        else:  # YOLO-seg keeps one outer polygon per object: holes and extra pieces are lost
+            assert min(ious) > 0.5 and np.mean(ious) > 0.85, ious
+        assert "thing" in other.classes
+    saved = Annotator(seg, data / "images", tmp_path / "a1", imports=data)  # a saved annotation wins over imports
+    st3 = SessionState()
+    assert "resumed" in saved.open_index(st3, 0) and st3.ann.objects[0].label == "thing"
+    with pytest.raises(Exception, match="expected a folder of label-map PNGs"):
+        Annotator(seg, data / "images", tmp_path / "x", imports=tmp_path / "nothing_here")
