@@ -8,6 +8,32 @@ from samprompt.synthetic import make_scene
 torch.set_num_threads(2)
 
 
+def _kill_cli_after(args: list[str], manifest, lines: int, timeout: float = 120) -> int:
+    """Run ``samprompt ARGS`` in a child process, ``kill -9`` it once ``manifest`` has ``lines`` lines;
+    returns how many lines it had then (a kill mid-job, as a crash or an impatient user gives)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "samprompt.cli", *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if manifest.exists() and len(manifest.read_text().splitlines()) >= lines:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return len(manifest.read_text().splitlines()) if manifest.exists() else 0
+
+
+@pytest.fixture()
+def kill_cli_after():
+    """:func:`_kill_cli_after`: run a samprompt command and kill -9 it part-way through its job."""
+    return _kill_cli_after
+
+
 @pytest.fixture(scope="session")
 def random_sam():
     """A randomly initialised SAM of the tiny architecture (fixed seed)."""

@@ -2,10 +2,6 @@
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -105,25 +101,15 @@ def _umask():
     return m
 
 
-def test_kill_9_then_rerun_gives_the_uninterrupted_outputs(tmp_path, ckpt):
+def test_kill_9_then_rerun_gives_the_uninterrupted_outputs(tmp_path, ckpt, kill_cli_after):
     data = write_dataset(tmp_path / "d", 40, size=256)
     ref = tmp_path / "ref"
     args = ["segment", str(data), *BOXES, "--model", ckpt, "--format", "png", "--format", "coco", "--quiet",
             "--threads", "1"]
     assert cli.main([*args, "--out", str(ref)]) == 0
     out = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "samprompt.cli", *args, "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    manifest = out / "manifest.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if manifest.exists() and len(manifest.read_text().splitlines()) >= 5:
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    lines = manifest.read_text().splitlines()
-    assert 5 <= len(lines) < 40, "the run should have been killed part-way"
+    assert 5 <= kill_cli_after([*args, "--out", str(out)], out / "manifest.jsonl", 5) < 40, \
+        "the run should have been killed part-way"
     (out / "parts" / ".default_000039.coco.json.abcd1234.tmp.json").write_text("{")  # as a kill mid-write leaves
     assert cli.main([*args, "--out", str(out)]) == 0
     _same_outputs(ref, out)

@@ -3,10 +3,6 @@
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -381,7 +377,7 @@ def test_medical_command_usage_errors(vols, tmp_path, capsys):
     assert "none of its volume names (other)" in capsys.readouterr().err
 
 
-def test_kill_then_rerun_gives_the_uninterrupted_outputs(vols, tmp_path):
+def test_kill_then_rerun_gives_the_uninterrupted_outputs(vols, tmp_path, kill_cli_after):
     d = tmp_path / "many"
     d.mkdir()
     for i in range(8):
@@ -391,17 +387,8 @@ def test_kill_then_rerun_gives_the_uninterrupted_outputs(vols, tmp_path):
     args = ["medical", str(d), "--prompts", str(p), "--quiet", "--threads", "1"]
     ref, out = tmp_path / "ref", tmp_path / "killed"
     assert cli.main([*args, "--out", str(ref)]) == 0
-    proc = subprocess.Popen([sys.executable, "-m", "samprompt.cli", *args, "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    manifest = out / "manifest.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if manifest.exists() and len(manifest.read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert 2 <= len(manifest.read_text().splitlines()) < 8, "the run should have been killed part-way"
+    done_at_kill = kill_cli_after([*args, "--out", str(out)], out / "manifest.jsonl", 2)
+    assert 2 <= done_at_kill < 8, "the run should have been killed part-way"
     assert cli.main([*args, "--out", str(out)]) == 0
     for i in range(8):
         assert (out / f"v{i}_seg.nii.gz").read_bytes() == (ref / f"v{i}_seg.nii.gz").read_bytes()
