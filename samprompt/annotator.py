@@ -122,8 +122,10 @@ class Annotator:
         try:
             names = json.loads(self.classes_file.read_text())
         except (OSError, ValueError):
+            names = None
+        if not isinstance(names, list):
             return ["object"]
-        return [str(n) for n in names if str(n).strip()] or ["object"] if isinstance(names, list) else ["object"]
+        return [str(n) for n in names if str(n).strip()] or ["object"]
 
     def set_classes(self, names: list[str]) -> list[str]:
         """Replace the folder's class list (order = class ids); classes in use are kept, at the end."""

@@ -42,8 +42,12 @@ def _datalist(path: Path) -> list[Path]:
 
     doc = read_json(path)
     entries = []
-    sections = [doc] if isinstance(doc, list) else [v for v in doc.values() if isinstance(v, list)] \
-        if isinstance(doc, dict) else []
+    if isinstance(doc, list):
+        sections = [doc]
+    elif isinstance(doc, dict):
+        sections = [v for v in doc.values() if isinstance(v, list)]  # "training", "validation", "test", ...
+    else:
+        sections = []
     for sec in sections:
         for e in sec:
             img = e.get("image") if isinstance(e, dict) else e

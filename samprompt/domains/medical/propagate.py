@@ -31,6 +31,7 @@ from the first pass's 3D box) vote with the first, voxel by voxel (2 of 3).
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field
 
@@ -240,9 +241,8 @@ def _tracks(vol: MedicalVolume, objects: list[VolumeObject], axis: int, view: Sl
             key = int(lo3[axis])
             out.append(Track(obj.label, obj.name, key, Prompt(box=px_box(lo3, hi3)), 0, shape[axis] - 1))
         elif obj.kind == "box3d":
-            b = np.asarray(obj.box3d)
-            corners = np.array([[b[i] if (c >> d) & 1 == 0 else b[i + 3] for d, i in enumerate(range(3))]
-                                for c in range(8)])
+            b = obj.box3d
+            corners = np.array(list(itertools.product(*[(b[i], b[i + 3]) for i in range(3)])))  # all 8
             r = ras(corners, obj.space)
             lo_f, hi_f = r.min(0), r.max(0)
             lo3 = np.maximum(np.ceil(lo_f - 1e-6), 0).astype(int)
