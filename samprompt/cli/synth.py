@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from .common import positive_int
 
-HELP = "write a labelled folder of generated scenes or volumes"
+HELP = "write a labelled folder of generated scenes, volumes or a GeoTIFF"
 DESCRIPTION = """Generate seeded scenes as OUT/images/ + OUT/masks/ (label maps), for tests, demos and tuning.
 With --volumes: CT-like volumes in HU as OUT/images/ct_SEED.nii.gz + OUT/masks/ct_SEED.nii.gz
 (labels: OUT/labels.json), cycling through RAS, LPS and oblique affines, and OUT/prompts.json
 (a key-slice box per structure, for samprompt medical); --dicom also writes each volume as a
-DICOM series in OUT/dicom/ct_SEED/ (the same voxels and affine)."""
+DICOM series in OUT/dicom/ct_SEED/ (the same voxels and affine).
+With --raster: OUT/scene.tif, an orthophoto-like GeoTIFF of --size px a side (default 2048;
+tiled, overviews, UTM 33N at 0.5 m, a nodata border) with roofs, fields and trees, some on tile
+seams; OUT/scene_truth.tif (labels), OUT/scene_truth.geojson and OUT/prompts.geojson (each
+object's footprint in lon/lat, for samprompt geo)."""
 STYLES = ["default", "ultrasound", "rooftops", "scratches"]
 
 
@@ -29,16 +33,33 @@ def add_parser(sub, formatter) -> None:
     y.add_argument("out", help="output folder")
     y.add_argument("-n", type=positive_int, default=16, help="number of scenes or volumes")
     y.add_argument("--style", default="default", choices=STYLES, help="kind of scene")
-    y.add_argument("--size", type=positive_int, default=256, help="image side in pixels")
+    y.add_argument("--size", type=positive_int, default=None, help="image side in pixels (default 256; 2048 with --raster)")
     y.add_argument("--seed", type=int, default=0, help="seed of the first scene (then +1 each)")
     v = y.add_argument_group("volumes")
     v.add_argument("--volumes", action="store_true", help="write CT-like NIfTI volumes instead of scenes")
     v.add_argument("--shape", type=_shape, default=(96, 96, 40), metavar="X,Y,Z", help="voxels per volume")
     v.add_argument("--dicom", action="store_true", help="also write each volume as a DICOM series")
+    r = y.add_argument_group("raster")
+    r.add_argument("--raster", action="store_true", help="write one GeoTIFF with truth instead of scenes")
+    r.add_argument("--dtype", choices=["uint8", "uint16"], default="uint8", help="raster sample type")
+    r.add_argument("--bands", type=int, choices=[3, 4], default=3, help="3: R,G,B; 4: B,G,R,NIR")
     y.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.raster:
+        from ..errors import SampromptError, require
+
+        if args.volumes:
+            raise SampromptError("--raster and --volumes are separate datasets; give one")
+        require("rasterio", "geo")
+        from ..synthetic.rasters import write_raster_dataset
+
+        size = args.size or 2048
+        out = write_raster_dataset(args.out, size, seed=args.seed, dtype=args.dtype, bands=args.bands)
+        print(f"wrote a {size}x{size} px {args.bands}-band {args.dtype} GeoTIFF to {out / 'scene.tif'} (truth: "
+              f"scene_truth.tif, scene_truth.geojson; example prompts: prompts.geojson)")
+        return 0
     if args.volumes or args.dicom:
         from ..errors import SampromptError, require
 
@@ -59,6 +80,6 @@ def run(args) -> int:
         return 0
     from ..synthetic import write_dataset
 
-    out = write_dataset(args.out, args.n, style=args.style, size=args.size, seed=args.seed)
+    out = write_dataset(args.out, args.n, style=args.style, size=args.size or 256, seed=args.seed)
     print(f"wrote {args.n} {args.style} scenes to {out}")
     return 0

@@ -221,7 +221,8 @@ def _finish(manifest: Manifest, items: list[WorkItem], settings: JobSettings, ou
     """Job-wide files from every item whose last line says done; failures.json rewritten or removed."""
     done = {i.id: manifest.last[i.id] for i in items if manifest.last.get(i.id, {}).get("status") == "done"}
     settings.finalize(out, items, done)
-    failed = {Path(i.input).name: manifest.last[i.id]["error"] for i in items
+    by_name = len({i.name for i in items}) == len(items)  # else items share an input (tiles of a raster)
+    failed = {(i.name if by_name else i.id): manifest.last[i.id]["error"] for i in items
               if manifest.last.get(i.id, {}).get("status") == "failed"}
     if failed:
         atomic_write_text(out / FAILURES, json.dumps(failed, indent=1))

@@ -1,0 +1,205 @@
+"""A raster on the jobs engine: each work item is a window (a group of prompted objects, or a tile).
+
+An item reads only its window, segments it and writes its instances to
+``OUT/parts/ITEM.json`` (COCO RLE on the window, with the window's offset);
+when every item is finished, :meth:`GeoJob.finalize` assembles the raster's
+outputs from the parts (:mod:`.assemble`). A rerun skips finished items, so a
+killed job resumes where it stopped.
+
+Prompt checks happen when the job is planned: an object whose prompt lies off
+the raster or in nodata gets an item of its own, which fails with the reason,
+so the other objects go on.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import PromptError
+from ...jobs.items import WorkItem
+from ...jobs.worker import JobSettings, new_record, record_failure, record_outputs
+from ...jobs.writers import PARTS
+from .prompts import GeoObject
+from .raster import RasterInfo, open_raster, read_window
+from .tiles import Window, group_objects, inside, tile_grid
+
+AUTO_DEFAULTS = {"points_per_side": 16, "pred_iou_thresh": 0.6, "stability_score_thresh": 0.8}  # see docs/geo.md
+
+
+@dataclass
+class GeoResult:
+    window: Window
+    instances: list[dict]
+
+
+@dataclass
+class GeoJob(JobSettings):
+    """One raster, prompted (``mode="prompts"``) or automatic (``mode="auto"``); see the module doc.
+
+    ``tile``/``overlap``: the automatic grid, and the smallest window of a
+    prompted object; ``min_area``: instances smaller than this (pixels) are
+    dropped; ``simplify``: polygon tolerance in pixels; ``formats``: ``geojson``
+    and optionally ``gpkg``; ``join``: how much two tiles' pieces must agree in
+    their shared strip to be joined (see :mod:`.assemble`).
+    """
+
+    unit = "window"
+
+    info: RasterInfo | None = None
+    mode: str = "prompts"
+    tile: int = 256
+    overlap: int = 64
+    simplify: float = 1.0
+    join: float = 0.5
+    formats: list[str] = field(default_factory=lambda: ["geojson"])
+    auto: dict = field(default_factory=lambda: dict(AUTO_DEFAULTS))
+    min_area: int = 16
+
+    def prompts_json(self, item: WorkItem):
+        objs = None if item.prompts is None else [o.to_json() for o in item.prompts]
+        return {"window": item.meta.get("window"), "objects": objs}
+
+    def planned_outputs(self, item: WorkItem, out: Path) -> list[Path]:
+        return [out / PARTS / f"{item.id}.json"]
+
+    def compute(self, seg, item: WorkItem):
+        t0 = time.perf_counter()
+        rec = new_record(seg, item)
+        result = None
+        try:
+            from rasterio.windows import Window as RioWindow
+
+            win = tuple(item.meta["window"])
+            with open_raster(self.info.path) as src:
+                if item.prompts is not None:
+                    for obj in item.prompts:
+                        problem = prompt_problem(src, self.info, obj)
+                        if problem:
+                            raise PromptError(problem)
+                rgb, valid = read_window(src, self.info, RioWindow(*win))
+            if item.prompts is None:
+                instances = self._auto(seg, rgb, valid)
+            else:
+                instances = self._prompted(seg, rgb, valid, win, item.prompts)
+            result = GeoResult(win, instances)  # type: ignore[arg-type]
+            rec["n_masks"] = len(instances)
+            rec["scores"] = [i["score"] for i in instances]
+        except Exception as exc:
+            record_failure(rec, exc)
+        rec["seconds"] = time.perf_counter() - t0
+        return rec, result
+
+    def _prompted(self, seg, rgb, valid, win: Window, objects: list[GeoObject]) -> list[dict]:
+        from ...prompts import Prompt
+
+        x, y, w, h = win
+        prompts = []
+        for o in objects:
+            box = None
+            if o.box is not None:
+                b = np.array(o.box) - [x, y, x, y]
+                box = np.clip(b, 0, [w, h, w, h])
+            pts = np.array(o.points, np.float64).reshape(-1, 2) - [x, y]
+            prompts.append(Prompt(points=pts, labels=np.array(o.point_labels, np.int64), box=box, label=o.name))
+        results = seg.predict(rgb, prompts)
+        return [_instance(r.mask & valid, float(r.score), o) for r, o in zip(results, objects)]
+
+    def _auto(self, seg, rgb, valid) -> list[dict]:
+        if not valid.any():
+            return []
+        res = seg.segment_everything(rgb, **self.auto)
+        pts = np.asarray(res.extra.get("points", np.zeros((len(res.masks), 2))))
+        taken = np.zeros(valid.shape, bool)
+        out = []
+        for m, s, p in zip(res.masks, res.scores, pts):  # best first
+            px, py = min(int(p[0]), valid.shape[1] - 1), min(int(p[1]), valid.shape[0] - 1)
+            if not valid[py, px]:
+                continue  # a proposal that starts in nodata
+            m = m & valid
+            area = int(m.sum())
+            if area < max(self.min_area, 1) or (m & taken).sum() > area / 2:
+                continue  # too small, or mostly a better proposal's pixels (a duplicate or a part of it)
+            m &= ~taken
+            taken |= m
+            if m.sum() >= max(self.min_area, 1):
+                out.append(_instance(m, float(s), None))
+        return out
+
+    def write(self, rec: dict, result, item: WorkItem, out: Path) -> dict:
+        from ...io import atomic_write_text
+
+        t0 = time.perf_counter()
+        if result is not None:
+            try:
+                path = out / PARTS / f"{item.id}.json"
+                doc = {"window": list(result.window), "tile": item.meta.get("tile"), "instances": result.instances}
+                atomic_write_text(path, json.dumps(doc, separators=(",", ":")))
+                record_outputs(rec, [path], out)
+            except Exception as exc:
+                record_failure(rec, exc)
+        rec["seconds"] = round(rec["seconds"] + time.perf_counter() - t0, 4)
+        return rec
+
+    def finalize(self, out: Path, items: list[WorkItem], done: dict[str, dict]) -> None:
+        """Assemble the raster's outputs once every item is finished (done or failed) with these settings."""
+        from ...jobs.manifest import Manifest
+        from .assemble import assemble
+
+        last = Manifest(out).last
+        finished = all(last.get(i.id, {}).get("status") in ("done", "failed")
+                       and last[i.id].get("config") == self.config_id(i) for i in items)
+        if finished:
+            assemble(out, self, [i for i in items if i.id in done])
+
+
+def _instance(mask: np.ndarray, score: float, obj: GeoObject | None) -> dict:
+    from ...masks import mask_to_rle
+
+    ys, xs = np.nonzero(mask)
+    bbox = [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1] if len(xs) else [0, 0, 0, 0]
+    return {"number": obj.number if obj else None, "label": obj.label if obj else None,
+            "name": obj.name if obj else None, "score": round(score, 4), "bbox": bbox, "rle": mask_to_rle(mask)}
+
+
+def prompt_problem(src, info: RasterInfo, obj: GeoObject) -> str | None:
+    """Why an object's prompt cannot be used (off the raster, or in nodata), or None."""
+    from rasterio.windows import Window
+
+    what = f"feature {obj.number}"
+    if not inside(obj, info.width, info.height):
+        return f"{what}: its prompt lies outside the raster (0..{info.width} x 0..{info.height} px)"
+    uniq = sorted(set(info.bands))
+    if obj.box is None:
+        for (x, y), lab in zip(obj.points, obj.point_labels):
+            col, row = min(int(x), info.width - 1), min(int(y), info.height - 1)
+            if lab == 1 and not np.all(src.read_masks(uniq, window=Window(col, row, 1, 1)) > 0):
+                return f"{what}: its point ({x:.1f}, {y:.1f}) px lies in nodata"
+        return None
+    x0, y0, x1, y1 = (max(0, int(obj.box[0])), max(0, int(obj.box[1])),
+                      min(info.width, int(np.ceil(obj.box[2]))), min(info.height, int(np.ceil(obj.box[3]))))
+    w, h = max(1, x1 - x0), max(1, y1 - y0)
+    shape = (len(uniq), min(h, 64), min(w, 64))
+    if not np.all(src.read_masks(uniq, window=Window(x0, y0, w, h), out_shape=shape) > 0, axis=0).any():
+        return f"{what}: its box lies entirely in nodata"
+    return None
+
+
+def geo_items(info: RasterInfo, objects: list[GeoObject] | None, tile: int, overlap: int) -> list[WorkItem]:
+    """The work items of a raster: its tiles (``objects`` None: automatic mode) or its objects' windows."""
+    if objects is None:
+        return [WorkItem(f"tile_r{r:04d}_c{c:04d}", info.path, None, meta={"window": list(w), "tile": [r, c]})
+                for r, c, w in tile_grid(info.width, info.height, tile, overlap)]
+    items = []
+    with open_raster(info.path) as src:
+        bad = {o.number for o in objects if prompt_problem(src, info, o)}
+    good = group_objects([o for o in objects if o.number not in bad], info.width, info.height, tile)
+    alone = [((0, 0, 0, 0), [o]) for o in objects if o.number in bad]
+    for win, objs in sorted(good + alone, key=lambda g: min(o.number for o in g[1])):
+        first = min(o.number for o in objs)
+        items.append(WorkItem(f"objects_{first:05d}", info.path, objs, meta={"window": list(win)}))
+    return items
