@@ -73,10 +73,13 @@ def _parse_crs(text: str, where: str):
     from rasterio.crs import CRS
     from rasterio.errors import CRSError
 
+    import rasterio
+
     if text.lower() == PIXEL:
         return PIXEL
     try:
-        return CRS.from_user_input(text)
+        with rasterio.Env():  # PROJ's own complaint goes to logging, not stderr; ours says it
+            return CRS.from_user_input(text)
     except CRSError:
         raise ConfigError(f"{where}: unknown CRS {text!r} (give e.g. EPSG:32633, a WKT or PROJ string, "
                           "or 'pixel')") from None
