@@ -13,7 +13,10 @@ DICOM series in OUT/dicom/ct_SEED/ (the same voxels and affine).
 With --raster: OUT/scene.tif, an orthophoto-like GeoTIFF of --size px a side (default 2048;
 tiled, overviews, UTM 33N at 0.5 m, a nodata border) with roofs, fields and trees, some on tile
 seams; OUT/scene_truth.tif (labels), OUT/scene_truth.geojson and OUT/prompts.geojson (each
-object's footprint in lon/lat, for samprompt geo)."""
+object's footprint in lon/lat, for samprompt geo).
+With --defects: an MVTec-AD style inspection set in OUT/CATEGORY/ (train/good, test/good,
+test/DEFECT, ground_truth/DEFECT) for textures (woven, grid, grain, brushed) and parts (disc,
+bolt) with scratches, holes, stains, cracks, contamination and missing pieces."""
 STYLES = ["default", "ultrasound", "rooftops", "scratches"]
 
 
@@ -43,10 +46,25 @@ def add_parser(sub, formatter) -> None:
     r.add_argument("--raster", action="store_true", help="write one GeoTIFF with truth instead of scenes")
     r.add_argument("--dtype", choices=["uint8", "uint16"], default="uint8", help="raster sample type")
     r.add_argument("--bands", type=int, choices=[3, 4], default=3, help="3: R,G,B; 4: B,G,R,NIR")
+    d = y.add_argument_group("defects")
+    d.add_argument("--defects", action="store_true", help="write an MVTec-AD style inspection set instead")
+    d.add_argument("--category", action="append", default=None, metavar="NAME",
+                   help="only this category (repeat; default: all six)")
     y.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.defects:
+        from ..errors import SampromptError
+        from ..synthetic.defects import CATEGORIES, write_defect_dataset
+
+        cats = args.category or list(CATEGORIES)
+        bad = [c for c in cats if c not in CATEGORIES]
+        if bad:
+            raise SampromptError(f"unknown category {bad[0]!r}; known: {', '.join(CATEGORIES)}")
+        out = write_defect_dataset(args.out, cats, size=args.size or 256, seed=args.seed)
+        print(f"wrote {len(cats)} inspection categories to {out} (MVTec-AD layout)")
+        return 0
     if args.raster:
         from ..errors import SampromptError, require
 

@@ -185,13 +185,16 @@ def _run(items, out, spec, seg, stamp, settings, overwrite, workers, scheduler, 
             summary.no_prompts += 1
         else:
             todo.append(item)
+    local = None if workers or scheduler else (seg if seg is not None else spec.build())
+    if todo:
+        settings.prepare(local if local is not None else spec.build(), items)
     if workers or scheduler:
         from .dask import dask_records
 
         records = dask_records(spec, todo, settings, out, workers=workers, scheduler=scheduler,
                                max_in_flight=max_in_flight)
     else:
-        records = _in_process(seg if seg is not None else spec.build(), todo, settings, out)
+        records = _in_process(local, todo, settings, out)
     bar = tqdm(total=len(todo), desc="segment", unit=settings.unit, disable=not progress or len(todo) < 2)
     try:
         for rec in records:

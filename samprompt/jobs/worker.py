@@ -67,8 +67,8 @@ class JobSettings:
 
     This class runs 2D images (:func:`compute_item`, :func:`write_item`); a domain
     subclasses it (a picklable dataclass, so Dask workers get it) and overrides
-    :meth:`compute`, :meth:`write`, :meth:`finalize` and :meth:`planned_outputs`
-    for its own items, e.g. :class:`samprompt.domains.medical.VolumeJob`.
+    :meth:`compute`, :meth:`write`, :meth:`finalize`, :meth:`planned_outputs` and
+    :meth:`prepare` for its own items, e.g. :class:`samprompt.domains.medical.VolumeJob`.
     """
 
     unit = "image"  # what the progress bar counts
@@ -77,6 +77,14 @@ class JobSettings:
     classes: list[str] = field(default_factory=lambda: ["object"])
     min_area: int = 0
     auto: dict = field(default_factory=dict)  # segment_everything keyword arguments
+
+    def prepare(self, seg, items: list[WorkItem]) -> None:
+        """Job-wide work before any item runs, on the client (e.g. fitting a memory bank on normal images).
+
+        Called only when some item is to run. What it computes must live in attributes that are
+        not dataclass fields (they are not part of the config hash) and must pickle, so Dask
+        workers get it with the settings.
+        """
 
     def prompts_json(self, item: WorkItem):
         """The item's prompts as JSON-able data (part of its config hash)."""

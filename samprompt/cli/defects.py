@@ -1,0 +1,105 @@
+"""``samprompt defects``: anomaly maps -> generated prompts -> SAM masks on inspection images, with metrics."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from .common import add_model_options, positive_int
+
+HELP = "find defects in inspection images (MVTec-AD layout or a plain folder), few-shot or zero-shot"
+DESCRIPTION = """Judge each test image of each category of DATA and segment its defects:
+anomaly map (SAM encoder patch features) -> point and box prompts from its regions -> SAM masks.
+
+DATA: a category folder (train/good, test/good, test/DEFECT, ground_truth/DEFECT/NAME_mask.png),
+a folder of such categories (the MVTec-AD download), or a plain folder of images (no labels).
+
+--shots K (default 4): a memory bank of the first K train/good images by name; the threshold
+is the highest map value on the other train/good images. --shots 0: zero-shot, each test image
+scored against the other test images of its category. See docs/defects.md.
+
+Writes OUT/CATEGORY/DEFECT_NAME_{map,labels,overlay}.png, OUT/CATEGORY/metrics.json,
+OUT/CATEGORY/report.html (worst and best cases) and OUT/metrics.json (every category and the
+mean); rerunning resumes. Metrics: image_auroc, pixel_auroc, pro (AUPRO to FPR 0.3, in [0, 1]),
+pixel_f1_max (the map at its best threshold), pixel_f1 (at the chosen one), mask_f1 (SAM's masks).
+
+Exit status: 0 all done; 1 some images or categories failed; 2 bad usage; 130 Ctrl-C."""
+
+
+def add_parser(sub, formatter) -> None:
+    d = sub.add_parser("defects", help=HELP, description=DESCRIPTION, formatter_class=formatter)
+    d.add_argument("data", help="MVTec-AD style folder, one category folder, or a folder of images")
+    d.add_argument("--out", default="samprompt_defects", help="output folder")
+    d.add_argument("--category", action="append", default=None, metavar="NAME", help="only this category (repeat)")
+    d.add_argument("--shots", type=int, default=4, metavar="K", help="normal images for the memory bank; 0: zero-shot")
+    d.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    d.add_argument("--min-region", type=positive_int, default=16, metavar="PX",
+                   help="smallest map region that becomes a prompt")
+    add_model_options(d)
+    d.add_argument("--overwrite", action="store_true", help="start a new manifest and redo every image")
+    d.add_argument("--quiet", action="store_true", help="print nothing but errors (and --json)")
+    d.set_defaults(func=run)
+
+
+def _mean(rows: list[dict]) -> dict:
+    from ..domains.defects.report import KEYS
+
+    out = {}
+    for k in (*KEYS, "seconds_per_image"):
+        vals = [r[k] for r in rows if r.get(k) is not None]
+        out[k] = round(sum(vals) / len(vals), 4) if vals else None
+    return out
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from ..domains.defects import DefectSettings, category_items, category_job, find_categories
+    from ..errors import ConfigError, SampromptError, require
+    from ..io import atomic_write_text
+    from ..jobs import run_job
+    from .common import segmenter_spec
+
+    require("sklearn", "defects")
+    if args.shots < 0:
+        raise ConfigError(f"--shots must be 0 (zero-shot) or more, got {args.shots}")
+    cats = find_categories(args.data, args.category)
+    seg = segmenter_spec(args).build()
+    out = Path(args.out)
+    results, code = {}, 0
+    for cat in cats:
+        try:
+            if not cat.test:
+                raise SampromptError(f"{cat.name}: no test images (test/good, test/DEFECT)")
+            shots = args.shots if cat.labelled or args.shots == 0 else 0
+            if not cat.labelled and args.shots:
+                print(f"samprompt: {cat.name}: a plain folder has no train/good; running zero-shot", file=sys.stderr)
+            job = category_job(cat, shots, defects=DefectSettings(min_region=args.min_region))
+            summary = run_job(category_items(cat), out / cat.name, segmenter=seg, settings=job,
+                              overwrite=args.overwrite, progress=not args.quiet)
+        except SampromptError as exc:
+            print(f"samprompt: {cat.name}: {exc}", file=sys.stderr)
+            results[cat.name] = {"error": str(exc)}
+            code = 1
+            continue
+        for rec in summary.records:
+            if rec["status"] == "failed":
+                print(f"samprompt: {cat.name}/{rec['id']}: {rec['error']}", file=sys.stderr)
+        if summary.interrupted:
+            print("samprompt: interrupted; run the same command again to resume", file=sys.stderr)
+            return 130
+        code = max(code, summary.exit_code)
+        results[cat.name] = json.loads((out / cat.name / "metrics.json").read_text())
+        if not args.quiet and not args.json:
+            m = results[cat.name]
+            shown = ", ".join(f"{k} {m[k]:.3f}" for k in ("image_auroc", "pixel_auroc", "pro", "mask_f1")
+                              if m.get(k) is not None)
+            print(f"{cat.name}: {m['images']} images, {shown or 'no metrics'}"
+                  f"{'; ' + m['note'] if m.get('note') else ''}; report: {out / cat.name / 'report.html'}")
+    doc = {"categories": results, "mean": _mean([r for r in results.values() if "error" not in r])}
+    atomic_write_text(out / "metrics.json", json.dumps(doc, indent=1) + "\n")
+    if args.json:
+        print(json.dumps(doc, indent=1))
+    elif not args.quiet and len(results) > 1:
+        print("mean: " + ", ".join(f"{k} {v:.3f}" for k, v in doc["mean"].items() if v is not None))
+    return code

@@ -1,0 +1,202 @@
+"""One inspection category on the jobs engine: fit on the normal shots, then one work item per test image.
+
+:meth:`DefectJob.prepare` (on the client, before any image) builds the map source
+and the threshold:
+
+* ``shots`` K >= 1: a :class:`~.anomaly.PatchCore` bank from the first K images of
+  ``train/good`` (sorted by name). The threshold is the highest map value on
+  the other ``train/good`` images (no detection on any normal validation image).
+  Without such images, it is the highest value of leave-one-out maps of the shots
+  (each shot scored against a bank of the others) when K >= 2. Otherwise it is
+  the zero-shot default;
+* ``shots`` 0: :class:`~.anomaly.MutualScoring` over the category's test
+  images. The threshold is the default: the mean plus three standard deviations
+  of all map values of the set (label-free; fine when defects cover a small
+  part of the images).
+
+Each item writes ``DEFECT_NAME_map.png`` (the map, colour-coded with the threshold at
+mid-scale), ``DEFECT_NAME_labels.png`` (instances; 0 = normal), ``DEFECT_NAME_overlay.png``
+and ``parts/DEFECT_NAME.npz`` (the map and masks, for the metrics); :meth:`finalize`
+computes the category's metrics (``metrics.json``) and a browsable ``report.html``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import ImageError
+from ...jobs.items import WorkItem
+from ...jobs.worker import JobSettings, new_record, record_failure, record_outputs
+from ...jobs.writers import PARTS
+from .data import Category
+from .generate import DefectSettings, segment_defects
+
+
+@dataclass
+class DefectJob(JobSettings):
+    """A category: ``shots`` normal images (0: zero-shot), feature ``layers`` and how maps become instances."""
+
+    unit = "image"
+
+    category: str = ""
+    shots: int = 4
+    shot_paths: list[str] = field(default_factory=list)
+    validation_paths: list[str] = field(default_factory=list)
+    layers: tuple[int, ...] = (2, 4)
+    zoom: int = 2
+    coreset: float = 0.1
+    defects: DefectSettings = field(default_factory=DefectSettings)
+
+    def prompts_json(self, item: WorkItem):
+        return {"defect": item.meta.get("defect"), "mask": item.meta.get("mask")}
+
+    def planned_outputs(self, item: WorkItem, out: Path) -> list[Path]:
+        return [out / f"{item.id}{s}" for s in ("_map.png", "_labels.png", "_overlay.png")] + [
+            out / PARTS / f"{item.id}.npz"]
+
+    # ------------------------------------------------------------- prepare
+    def prepare(self, seg, items: list[WorkItem]) -> None:
+        from ...images import to_rgb_uint8
+        from .anomaly import MutualScoring, PatchCore, PatchFeatures
+
+        feats = PatchFeatures(seg, self.layers, zoom=self.zoom)
+        self._bank = self._test_feats = None
+        if self.shots > 0:
+            shots = [to_rgb_uint8(p) for p in self.shot_paths]
+            core = PatchCore(feats, self.coreset).fit(shots)
+            self._bank = core.bank
+            if self.validation_paths:
+                self.threshold = max(float(core.score(to_rgb_uint8(p)).max()) for p in self.validation_paths)
+                self.threshold_rule = f"max over {len(self.validation_paths)} normal validation images"
+            elif len(shots) >= 2:
+                loo = [float(PatchCore(feats, self.coreset).fit(shots[:i] + shots[i + 1:]).score(s).max())
+                       for i, s in enumerate(shots)]
+                self.threshold = max(loo)
+                self.threshold_rule = f"max of leave-one-out maps of the {len(shots)} shots"
+            else:
+                maps = [core.score(to_rgb_uint8(i.input)) for i in items]
+                self.threshold, self.threshold_rule = _default_threshold(maps)
+        else:
+            mutual = MutualScoring(feats).fit({i.id: to_rgb_uint8(i.input) for i in items})
+            self._test_feats = mutual.feats
+            maps = [mutual.score_named(i.id, to_rgb_uint8(i.input)) for i in items]
+            self.threshold, self.threshold_rule = _default_threshold(maps)
+
+    def _source(self, seg):
+        from .anomaly import MutualScoring, PatchCore, PatchFeatures
+
+        feats = PatchFeatures(seg, self.layers, zoom=self.zoom)
+        if self._bank is not None:
+            return PatchCore(feats, self.coreset, bank=self._bank)
+        return MutualScoring(feats, feats=self._test_feats)
+
+    # ------------------------------------------------------------- items
+    def compute(self, seg, item: WorkItem):
+        from ...images import read_label_map, to_rgb_uint8
+
+        t0 = time.perf_counter()
+        rec = new_record(seg, item)
+        result = None
+        try:
+            rgb = to_rgb_uint8(item.input)
+            truth = None
+            if item.meta.get("mask"):
+                truth = read_label_map(item.meta["mask"]) > 0
+                if truth.shape != rgb.shape[:2]:
+                    raise ImageError(f"the mask {Path(item.meta['mask']).name} is {truth.shape[1]}x{truth.shape[0]}, "
+                                     f"the image {rgb.shape[1]}x{rgb.shape[0]} (W x H)")
+            elif item.meta.get("defect") == "good":
+                truth = np.zeros(rgb.shape[:2], bool)
+            amap = self._source(seg).score_named(item.id, rgb)
+            res = segment_defects(seg, rgb, amap, self.threshold, self.defects)
+            result = (rgb, res, truth)
+            rec.update(n_masks=len(res.masks), score=round(res.score, 5), defect=item.meta.get("defect"),
+                       threshold=self.threshold, threshold_rule=self.threshold_rule)
+        except Exception as exc:
+            record_failure(rec, exc)
+        rec["seconds"] = time.perf_counter() - t0
+        return rec, result
+
+    def write(self, rec: dict, result, item: WorkItem, out: Path) -> dict:
+        import io
+
+        from ...io import atomic_write_bytes, write_image
+
+        t0 = time.perf_counter()
+        if result is not None:
+            try:
+                rgb, res, truth = result
+                heat = heatmap(res.anomaly_map, self.threshold)
+                paths = [write_image(out / f"{item.id}_map.png", heat),
+                         write_image(out / f"{item.id}_labels.png", res.labels.astype(
+                             np.uint8 if len(res.masks) < 256 else np.uint16)),
+                         write_image(out / f"{item.id}_overlay.png", overlay(rgb, heat, res.masks, truth))]
+                buf = io.BytesIO()
+                np.savez_compressed(buf, map=res.anomaly_map.astype(np.float32), masks=res.masks.any(0)
+                                    if len(res.masks) else np.zeros(rgb.shape[:2], bool),
+                                    truth=truth if truth is not None else np.zeros(0, bool))
+                paths.append(atomic_write_bytes(out / PARTS / f"{item.id}.npz", buf.getvalue()))
+                record_outputs(rec, paths, out)
+            except Exception as exc:
+                record_failure(rec, exc)
+        rec["seconds"] = round(rec["seconds"] + time.perf_counter() - t0, 4)
+        return rec
+
+    def finalize(self, out: Path, items: list[WorkItem], done: dict[str, dict]) -> None:
+        from .report import category_metrics, write_report
+
+        metrics = category_metrics(out, items, done)
+        last = next((done[i.id] for i in items if i.id in done), {})  # a rerun that ran nothing has no prepare()
+        metrics.update(shots=self.shots, threshold=getattr(self, "threshold", last.get("threshold")),
+                       threshold_rule=getattr(self, "threshold_rule", last.get("threshold_rule")),
+                       settings=asdict(self.defects))
+        from ...io import atomic_write_text
+
+        atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
+        write_report(out, self.category, items, done, metrics)
+
+
+def _default_threshold(maps: list[np.ndarray]) -> tuple[float, str]:
+    values = np.concatenate([m.ravel() for m in maps])
+    return float(values.mean() + 3 * values.std()), "default: mean + 3 std of the test maps"
+
+
+def heatmap(anomaly_map: np.ndarray, threshold: float) -> np.ndarray:
+    """RGB uint8 colour map of ``anomaly_map``, 0 at blue, the threshold at mid-scale, 2 x threshold red."""
+    import cv2
+
+    v = np.clip(anomaly_map / max(2 * threshold, 1e-12), 0, 1)
+    return cv2.applyColorMap((v * 255).astype(np.uint8), cv2.COLORMAP_JET)[..., ::-1]
+
+
+def overlay(rgb: np.ndarray, heat: np.ndarray, masks: np.ndarray, truth: np.ndarray | None) -> np.ndarray:
+    """The image with the heat map blended in, the instances outlined in white and the truth in green."""
+    import cv2
+
+    out = (0.6 * rgb + 0.4 * heat).astype(np.uint8)
+    for m in masks:
+        cs, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(out, cs, -1, (255, 255, 255), 1)
+    if truth is not None and truth.any():
+        cs, _ = cv2.findContours(truth.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(out, cs, -1, (0, 255, 0), 1)
+    return out
+
+
+def category_items(cat: Category) -> list[WorkItem]:
+    """One work item per test image, id ``DEFECT_NAME``."""
+    return [WorkItem(t.id, str(t.path), None, meta={"defect": t.defect, "mask": str(t.mask) if t.mask else None})
+            for t in cat.test]
+
+
+def category_job(cat: Category, shots: int, **kw) -> DefectJob:
+    """The job of a category with its shots (the first K of ``train/good`` by name) and validation images."""
+    if shots > len(cat.train_good):
+        raise ImageError(f"{cat.name}: --shots {shots} but train/good has {len(cat.train_good)} images")
+    return DefectJob(category=cat.name, shots=shots, shot_paths=[str(p) for p in cat.train_good[:shots]],
+                     validation_paths=[str(p) for p in cat.train_good[shots:]] if shots else [], **kw)
