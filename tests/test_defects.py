@@ -180,3 +180,34 @@ def test_a_plain_folder_of_images_runs_zero_shot(data, tmp_path, capsys):
     assert "running zero-shot" in capsys.readouterr().err
     m = json.loads((tmp_path / "o" / "plain" / "metrics.json").read_text())
     assert m["images"] == 6 and m["image_auroc"] is None and "no defective images" in m["note"]
+
+
+def test_maps_from_another_detector_plug_in_with_maps(data, tmp_path, capsys):
+    import cv2
+
+    from samprompt.domains.defects import read_category
+    from samprompt.images import read_label_map
+
+    maps = tmp_path / "maps" / "grid"
+    maps.mkdir(parents=True)
+    for t in read_category(data / "grid").test:  # a near-perfect detector: the truth, blurred
+        truth = read_label_map(t.mask) > 0 if t.mask else np.zeros((256, 256), bool)
+        np.save(maps / f"{t.id}.npy", cv2.GaussianBlur(truth.astype(np.float32), (0, 0), 2))
+    assert cli.main(["defects", str(data), "--category", "grid", "--maps", str(tmp_path / "maps"), "--out",
+                     str(tmp_path / "o"), "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)["categories"]["grid"]
+    assert m["image_auroc"] == 1.0 and m["pixel_auroc"] > 0.95 and m["mask_f1"] > 0.5
+
+
+@pytest.mark.slow
+def test_a_dask_run_gives_the_in_process_metrics(data, tmp_path, capsys):
+    pytest.importorskip("distributed")
+    args = ["defects", str(data), "--category", "grid", "--shots", "2", "--json", "--quiet"]
+    assert cli.main([*args, "--out", str(tmp_path / "a")]) == 0
+    local = json.loads(capsys.readouterr().out)
+    assert cli.main([*args, "--out", str(tmp_path / "b"), "--workers", "1"]) == 0
+    dask = json.loads(capsys.readouterr().out)
+    for d in (local, dask):
+        d["categories"]["grid"].pop("seconds_per_image")
+        d["mean"].pop("seconds_per_image")
+    assert dask == local

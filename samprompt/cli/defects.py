@@ -35,8 +35,15 @@ def add_parser(sub, formatter) -> None:
     d.add_argument("--json", action="store_true", help="print the metrics as JSON")
     d.add_argument("--min-region", type=positive_int, default=16, metavar="PX",
                    help="smallest map region that becomes a prompt")
+    d.add_argument("--maps", metavar="DIR", default=None,
+                   help="use anomaly maps from another detector: DIR/CATEGORY/DEFECT_NAME.npy (or DIR/DEFECT_NAME.npy), "
+                        "(H, W) float arrays; the threshold is then the zero-shot default")
     add_model_options(d)
     d.add_argument("--overwrite", action="store_true", help="start a new manifest and redo every image")
+    c = d.add_argument_group("cluster")
+    c.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="run on a local Dask cluster of N worker processes (one thread each)")
+    c.add_argument("--scheduler", metavar="ADDRESS", default=None, help="run on a running Dask cluster")
     d.add_argument("--quiet", action="store_true", help="print nothing but errors (and --json)")
     d.set_defaults(func=run)
 
@@ -64,7 +71,8 @@ def run(args) -> int:
     if args.shots < 0:
         raise ConfigError(f"--shots must be 0 (zero-shot) or more, got {args.shots}")
     cats = find_categories(args.data, args.category)
-    seg = segmenter_spec(args).build()
+    spec = segmenter_spec(args)
+    seg = spec if (args.workers or args.scheduler) else spec.build()
     out = Path(args.out)
     results, code = {}, 0
     for cat in cats:
@@ -74,9 +82,13 @@ def run(args) -> int:
             shots = args.shots if cat.labelled or args.shots == 0 else 0
             if not cat.labelled and args.shots:
                 print(f"samprompt: {cat.name}: a plain folder has no train/good; running zero-shot", file=sys.stderr)
-            job = category_job(cat, shots, defects=DefectSettings(min_region=args.min_region))
+            maps = None
+            if args.maps:
+                maps = str(Path(args.maps) / cat.name) if (Path(args.maps) / cat.name).is_dir() else args.maps
+            job = category_job(cat, shots, defects=DefectSettings(min_region=args.min_region), maps_dir=maps)
             summary = run_job(category_items(cat), out / cat.name, segmenter=seg, settings=job,
-                              overwrite=args.overwrite, progress=not args.quiet)
+                              overwrite=args.overwrite, workers=args.workers, scheduler=args.scheduler,
+                              progress=not args.quiet)
         except SampromptError as exc:
             print(f"samprompt: {cat.name}: {exc}", file=sys.stderr)
             results[cat.name] = {"error": str(exc)}

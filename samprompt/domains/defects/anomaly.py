@@ -210,12 +210,21 @@ class MutualScoring:
 
 @dataclass
 class GivenMap:
-    """Maps from elsewhere: ``source`` maps an image name to an (H, W) array, or is a callable(rgb) -> map."""
+    """Maps from elsewhere. ``source``: a dict of image name -> (H, W) array, a callable(rgb) -> map,
+    or a folder of ``NAME.npy`` files (NAME: the image's id, ``DEFECT_NAME`` in a job)."""
 
-    source: dict[str, np.ndarray] | Callable[[np.ndarray], np.ndarray]
+    source: dict | Callable[[np.ndarray], np.ndarray] | str
 
     def score_named(self, name: str, rgb: np.ndarray) -> np.ndarray:
-        m = self.source(rgb) if callable(self.source) else self.source.get(name)
+        from pathlib import Path
+
+        if isinstance(self.source, (str, Path)):
+            path = Path(self.source) / f"{name}.npy"
+            if not path.exists():
+                raise ImageError(f"no anomaly map {path}")
+            m = np.load(path, allow_pickle=False)
+        else:
+            m = self.source(rgb) if callable(self.source) else self.source.get(name)
         if m is None:
             raise ImageError(f"no anomaly map given for {name}")
         m = np.asarray(m, np.float32)

@@ -50,6 +50,7 @@ class DefectJob(JobSettings):
     layers: tuple[int, ...] = (2, 4)
     zoom: int = 2
     coreset: float = 0.1
+    maps_dir: str | None = None  # a folder of DEFECT_NAME.npy maps from another detector
     defects: DefectSettings = field(default_factory=DefectSettings)
 
     def prompts_json(self, item: WorkItem):
@@ -66,7 +67,11 @@ class DefectJob(JobSettings):
 
         feats = PatchFeatures(seg, self.layers, zoom=self.zoom)
         self._bank = self._test_feats = None
-        if self.shots > 0:
+        if self.maps_dir:
+            source = self._source(seg)
+            maps = [source.score_named(i.id, to_rgb_uint8(i.input)) for i in items]
+            self.threshold, self.threshold_rule = _default_threshold(maps)
+        elif self.shots > 0:
             shots = [to_rgb_uint8(p) for p in self.shot_paths]
             core = PatchCore(feats, self.coreset).fit(shots)
             self._bank = core.bank
@@ -88,8 +93,10 @@ class DefectJob(JobSettings):
             self.threshold, self.threshold_rule = _default_threshold(maps)
 
     def _source(self, seg):
-        from .anomaly import MutualScoring, PatchCore, PatchFeatures
+        from .anomaly import GivenMap, MutualScoring, PatchCore, PatchFeatures
 
+        if self.maps_dir:
+            return GivenMap(self.maps_dir)
         feats = PatchFeatures(seg, self.layers, zoom=self.zoom)
         if self._bank is not None:
             return PatchCore(feats, self.coreset, bank=self._bank)
@@ -196,6 +203,8 @@ def category_items(cat: Category) -> list[WorkItem]:
 
 def category_job(cat: Category, shots: int, **kw) -> DefectJob:
     """The job of a category with its shots (the first K of ``train/good`` by name) and validation images."""
+    if kw.get("maps_dir"):
+        shots = 0
     if shots > len(cat.train_good):
         raise ImageError(f"{cat.name}: --shots {shots} but train/good has {len(cat.train_good)} images")
     return DefectJob(category=cat.name, shots=shots, shot_paths=[str(p) for p in cat.train_good[:shots]],
