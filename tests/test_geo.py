@@ -304,3 +304,13 @@ def test_windows_follow_objects_and_nearby_objects_share_one(scene):
     assert is_valid(np.array([300.0]), np.array([300.0]), 640, 640)[0]
     with rasterio.open(scene / "scene.tif") as src:
         assert src.read_masks(1, window=Window(0, 0, 4, 4)).max() == 0
+
+
+@pytest.mark.slow
+def test_a_dask_run_writes_the_in_process_bytes(scene, tmp_path):
+    pytest.importorskip("distributed")
+    args = ["geo", str(scene / "scene.tif"), "--prompts", str(scene / "prompts.geojson"), "--quiet", "--threads", "1"]
+    assert cli.main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert cli.main([*args, "--out", str(tmp_path / "b"), "--workers", "2"]) == 0
+    for name in ("scene.geojson", "scene.labels.tif"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
