@@ -78,7 +78,7 @@ def run(args) -> int:
     for cat in cats:
         try:
             if not cat.test:
-                raise SampromptError(f"{cat.name}: no test images (test/good, test/DEFECT)")
+                raise SampromptError("no test images (test/good, test/DEFECT)")
             shots = args.shots if cat.labelled or args.shots == 0 else 0
             if not cat.labelled and args.shots:
                 print(f"samprompt: {cat.name}: a plain folder has no train/good; running zero-shot", file=sys.stderr)

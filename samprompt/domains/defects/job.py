@@ -206,6 +206,6 @@ def category_job(cat: Category, shots: int, **kw) -> DefectJob:
     if kw.get("maps_dir"):
         shots = 0
     if shots > len(cat.train_good):
-        raise ImageError(f"{cat.name}: --shots {shots} but train/good has {len(cat.train_good)} images")
+        raise ImageError(f"--shots {shots} but train/good has {len(cat.train_good)} images")
     return DefectJob(category=cat.name, shots=shots, shot_paths=[str(p) for p in cat.train_good[:shots]],
                      validation_paths=[str(p) for p in cat.train_good[shots:]] if shots else [], **kw)
