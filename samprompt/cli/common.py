@@ -60,6 +60,27 @@ def add_encoder_options(p: argparse.ArgumentParser) -> None:
                    help="run the encoder and decoder exported there by samprompt export-onnx (onnxruntime)")
 
 
+def add_job_options(p: argparse.ArgumentParser, unit: str) -> None:
+    """--overwrite, the cluster group (--workers, --scheduler) and --quiet of a batch command."""
+    p.add_argument("--overwrite", action="store_true", help=f"start a new manifest and redo every {unit}")
+    c = p.add_argument_group("cluster")
+    c.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="run on a local Dask cluster of N worker processes (one thread each)")
+    c.add_argument("--scheduler", metavar="ADDRESS", default=None, help="run on a running Dask cluster")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+
+def run_cli_job(args: argparse.Namespace, items, settings, out=None, segmenter=None):
+    """``run_job`` with the command's model, --out, --overwrite, cluster and --quiet options."""
+    from ..jobs import run_job
+
+    if segmenter is None:
+        spec = segmenter_spec(args)
+        segmenter = spec if (args.workers or args.scheduler) else spec.build()
+    return run_job(items, args.out if out is None else out, segmenter=segmenter, settings=settings,
+                   overwrite=args.overwrite, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
+
+
 def segmenter_spec(args: argparse.Namespace):
     """The :class:`~samprompt.jobs.SegmenterSpec` of the model, learned-prompt and encoder options."""
     from ..jobs import SegmenterSpec

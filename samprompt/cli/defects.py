@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .common import add_model_options, positive_int
+from .common import add_job_options, add_model_options, positive_int
 
 HELP = "find defects in inspection images (MVTec-AD layout or a plain folder), few-shot or zero-shot"
 DESCRIPTION = """Judge each test image of each category of DATA and segment its defects:
@@ -36,15 +36,10 @@ def add_parser(sub, formatter) -> None:
     d.add_argument("--min-region", type=positive_int, default=16, metavar="PX",
                    help="smallest map region that becomes a prompt")
     d.add_argument("--maps", metavar="DIR", default=None,
-                   help="use anomaly maps from another detector: DIR/CATEGORY/DEFECT_NAME.npy (or DIR/DEFECT_NAME.npy), "
-                        "(H, W) float arrays; the threshold is then the zero-shot default")
+                   help="use anomaly maps from another detector: DIR/CATEGORY/DEFECT_NAME.npy (or "
+                        "DIR/DEFECT_NAME.npy), (H, W) float arrays; the threshold is then the zero-shot default")
     add_model_options(d)
-    d.add_argument("--overwrite", action="store_true", help="start a new manifest and redo every image")
-    c = d.add_argument_group("cluster")
-    c.add_argument("--workers", type=positive_int, default=None, metavar="N",
-                   help="run on a local Dask cluster of N worker processes (one thread each)")
-    c.add_argument("--scheduler", metavar="ADDRESS", default=None, help="run on a running Dask cluster")
-    d.add_argument("--quiet", action="store_true", help="print nothing but errors (and --json)")
+    add_job_options(d, "image")
     d.set_defaults(func=run)
 
 
@@ -64,8 +59,7 @@ def run(args) -> int:
     from ..domains.defects import DefectSettings, category_items, category_job, find_categories
     from ..errors import ConfigError, SampromptError, require
     from ..io import atomic_write_text
-    from ..jobs import run_job
-    from .common import segmenter_spec
+    from .common import run_cli_job, segmenter_spec
 
     require("sklearn", "defects")
     if args.shots < 0:
@@ -86,9 +80,7 @@ def run(args) -> int:
             if args.maps:
                 maps = str(Path(args.maps) / cat.name) if (Path(args.maps) / cat.name).is_dir() else args.maps
             job = category_job(cat, shots, defects=DefectSettings(min_region=args.min_region), maps_dir=maps)
-            summary = run_job(category_items(cat), out / cat.name, segmenter=seg, settings=job,
-                              overwrite=args.overwrite, workers=args.workers, scheduler=args.scheduler,
-                              progress=not args.quiet)
+            summary = run_cli_job(args, category_items(cat), job, out=out / cat.name, segmenter=seg)
         except SampromptError as exc:
             print(f"samprompt: {cat.name}: {exc}", file=sys.stderr)
             results[cat.name] = {"error": str(exc)}

@@ -39,11 +39,10 @@ def add_parser(sub, formatter) -> None:
 
 
 def run(args) -> int:
+    from ..domains.medical.evaluate import has_volumes
     from ..errors import SampromptError
     from ..evaluation import evaluate_folder, plot_report
     from ..images import iter_labelled, list_images
-
-    from ..domains.medical.evaluate import has_volumes
 
     if has_volumes(args.dir):
         return _run_volumes(args)

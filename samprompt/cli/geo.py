@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import add_encoder_options, add_model_options, positive_int, segmenter_spec, summary_line
+from .common import add_encoder_options, add_job_options, add_model_options, positive_int, run_cli_job, summary_line
 
 HELP = "segment a GeoTIFF of any size from GeoJSON prompts (any CRS) or automatically, tile by tile"
 DESCRIPTION = """Segment the objects of RASTER, reading it through windows only, and write
@@ -52,12 +52,7 @@ def add_parser(sub, formatter) -> None:
                    help="extra vector output (GeoJSON is always written)")
     add_model_options(g)
     add_encoder_options(g)
-    g.add_argument("--overwrite", action="store_true", help="start a new manifest and redo every window")
-    c = g.add_argument_group("cluster")
-    c.add_argument("--workers", type=positive_int, default=None, metavar="N",
-                   help="run on a local Dask cluster of N worker processes (one thread each)")
-    c.add_argument("--scheduler", metavar="ADDRESS", default=None, help="run on a running Dask cluster")
-    g.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    add_job_options(g, "window")
     g.set_defaults(func=run)
 
 
@@ -74,7 +69,6 @@ def run(args) -> int:
     require("rasterio", "geo")
     from ..domains.geo import GeoJob, geo_items, parse_bands, raster_info, read_geo_prompts
     from ..domains.geo.job import AUTO_DEFAULTS
-    from ..jobs import run_job
 
     tile = args.tile or model_input_size(args.model)
     overlap = tile // 4 if args.overlap is None else args.overlap
@@ -95,10 +89,7 @@ def run(args) -> int:
         what = f"{len(objects)} objects in {len(items)} windows" if objects else f"{len(items)} tiles of {tile} px"
         print(f"{info.name}: {info.width}x{info.height} px, bands {','.join(map(str, info.bands))}, stretch "
               f"{info.stretch_text()}; {what}")
-    spec = segmenter_spec(args)
-    segmenter = spec if (args.workers or args.scheduler) else spec.build()
-    summary = run_job(items, args.out, segmenter=segmenter, settings=settings, overwrite=args.overwrite,
-                      workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
+    summary = run_cli_job(args, items, settings)
     for rec in summary.records:
         if rec["status"] == "failed":
             print(f"samprompt: {rec['id']}: {rec['error']}", file=sys.stderr)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import add_encoder_options, add_model_options, positive_int, segmenter_spec, summary_line
+from .common import add_encoder_options, add_job_options, add_model_options, run_cli_job, summary_line
 
 HELP = "segment NIfTI volumes or DICOM series from a box, clicks or a 3D box per object"
 DESCRIPTION = """Segment each object of each volume of INPUT (a .nii/.nii.gz file, a DICOM series folder, a
@@ -43,19 +43,13 @@ def add_parser(sub, formatter) -> None:
     p.add_argument("--stop-iou", type=float, default=0.5, help="stop an object when its predicted IoU drops below")
     add_model_options(m)
     add_encoder_options(m)
-    m.add_argument("--overwrite", action="store_true", help="start a new manifest and redo every volume")
-    c = m.add_argument_group("cluster")
-    c.add_argument("--workers", type=positive_int, default=None, metavar="N",
-                   help="run on a local Dask cluster of N worker processes (one thread each)")
-    c.add_argument("--scheduler", metavar="ADDRESS", default=None, help="run on a running Dask cluster")
-    m.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    add_job_options(m, "volume")
     m.set_defaults(func=run)
 
 
 def run(args) -> int:
     from ..domains.medical import PropagationSettings, VolumeJob, parse_window, volume_items
     from ..errors import ConfigError, require
-    from ..jobs import run_job
 
     require("monai", "medical")
     parse_window(args.window)  # a bad window is usage, before any volume is read
@@ -65,10 +59,7 @@ def run(args) -> int:
     items = volume_items(args.input, args.prompts)
     settings = VolumeJob(window=args.window, propagation=PropagationSettings(
         fuse=args.fuse, min_agree=args.min_agree, stop_iou=args.stop_iou))
-    spec = segmenter_spec(args)
-    segmenter = spec if (args.workers or args.scheduler) else spec.build()
-    summary = run_job(items, args.out, segmenter=segmenter, settings=settings, overwrite=args.overwrite,
-                      workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
+    summary = run_cli_job(args, items, settings)
     for rec in summary.records:
         if rec["status"] == "failed":
             print(f"samprompt: {rec['id']}: {rec['error']}", file=sys.stderr)

@@ -36,7 +36,8 @@ def add_parser(sub, formatter) -> None:
     y.add_argument("out", help="output folder")
     y.add_argument("-n", type=positive_int, default=16, help="number of scenes or volumes")
     y.add_argument("--style", default="default", choices=STYLES, help="kind of scene")
-    y.add_argument("--size", type=positive_int, default=None, help="image side in pixels (default 256; 2048 with --raster)")
+    y.add_argument("--size", type=positive_int, default=None,
+                   help="image side in pixels (default 256; 2048 with --raster)")
     y.add_argument("--seed", type=int, default=0, help="seed of the first scene (then +1 each)")
     v = y.add_argument_group("volumes")
     v.add_argument("--volumes", action="store_true", help="write CT-like NIfTI volumes instead of scenes")

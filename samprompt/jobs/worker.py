@@ -140,6 +140,19 @@ def record_failure(rec: dict, exc: Exception) -> None:
         rec.update(status="failed", error=f"{type(exc).__name__}: {exc}")
 
 
+def write_timed(rec: dict, result, out: Path, write) -> dict:
+    """Run ``write()`` (which returns the paths it wrote) when there is a result, list the paths with
+    their hashes, record an error as the item's failure, and add the time taken to ``rec["seconds"]``."""
+    t0 = time.perf_counter()
+    if result is not None:
+        try:
+            record_outputs(rec, write(), out)
+        except Exception as exc:
+            record_failure(rec, exc)
+    rec["seconds"] = round(rec["seconds"] + time.perf_counter() - t0, 4)
+    return rec
+
+
 def compute_item(seg, item: WorkItem, settings: JobSettings) -> tuple[dict, ItemResult | None]:
     """The model's part of an item: (its manifest line so far, its result or None when it failed)."""
     t0 = time.perf_counter()

@@ -31,7 +31,7 @@ import numpy as np
 
 from ...errors import ImageError
 from ...jobs.items import WorkItem
-from ...jobs.worker import JobSettings, new_record, record_failure, record_outputs
+from ...jobs.worker import JobSettings, new_record, record_failure, write_timed
 from ...jobs.writers import PARTS
 from .data import Category
 from .generate import DefectSettings, segment_defects
@@ -134,25 +134,19 @@ class DefectJob(JobSettings):
 
         from ...io import atomic_write_bytes, write_image
 
-        t0 = time.perf_counter()
-        if result is not None:
-            try:
-                rgb, res, truth = result
-                heat = heatmap(res.anomaly_map, self.threshold)
-                paths = [write_image(out / f"{item.id}_map.png", heat),
-                         write_image(out / f"{item.id}_labels.png", res.labels.astype(
-                             np.uint8 if len(res.masks) < 256 else np.uint16)),
-                         write_image(out / f"{item.id}_overlay.png", overlay(rgb, heat, res.masks, truth))]
-                buf = io.BytesIO()
-                np.savez_compressed(buf, map=res.anomaly_map.astype(np.float32), masks=res.masks.any(0)
-                                    if len(res.masks) else np.zeros(rgb.shape[:2], bool),
-                                    truth=truth if truth is not None else np.zeros(0, bool))
-                paths.append(atomic_write_bytes(out / PARTS / f"{item.id}.npz", buf.getvalue()))
-                record_outputs(rec, paths, out)
-            except Exception as exc:
-                record_failure(rec, exc)
-        rec["seconds"] = round(rec["seconds"] + time.perf_counter() - t0, 4)
-        return rec
+        def files() -> list[Path]:
+            rgb, res, truth = result
+            heat = heatmap(res.anomaly_map, self.threshold)
+            labels = res.labels.astype(np.uint8 if len(res.masks) < 256 else np.uint16)
+            buf = io.BytesIO()
+            union = res.masks.any(0) if len(res.masks) else np.zeros(rgb.shape[:2], bool)
+            np.savez_compressed(buf, map=res.anomaly_map.astype(np.float32), masks=union,
+                                truth=truth if truth is not None else np.zeros(0, bool))
+            return [write_image(out / f"{item.id}_map.png", heat), write_image(out / f"{item.id}_labels.png", labels),
+                    write_image(out / f"{item.id}_overlay.png", overlay(rgb, heat, res.masks, truth)),
+                    atomic_write_bytes(out / PARTS / f"{item.id}.npz", buf.getvalue())]
+
+        return write_timed(rec, result, out, files)
 
     def finalize(self, out: Path, items: list[WorkItem], done: dict[str, dict]) -> None:
         from .report import category_metrics, write_report

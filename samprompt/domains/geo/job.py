@@ -22,7 +22,7 @@ import numpy as np
 
 from ...errors import PromptError
 from ...jobs.items import WorkItem
-from ...jobs.worker import JobSettings, new_record, record_failure, record_outputs
+from ...jobs.worker import JobSettings, new_record, record_failure, write_timed
 from ...jobs.writers import PARTS
 from .prompts import GeoObject
 from .raster import RasterInfo, open_raster, read_window
@@ -133,17 +133,11 @@ class GeoJob(JobSettings):
     def write(self, rec: dict, result, item: WorkItem, out: Path) -> dict:
         from ...io import atomic_write_text
 
-        t0 = time.perf_counter()
-        if result is not None:
-            try:
-                path = out / PARTS / f"{item.id}.json"
-                doc = {"window": list(result.window), "tile": item.meta.get("tile"), "instances": result.instances}
-                atomic_write_text(path, json.dumps(doc, separators=(",", ":")))
-                record_outputs(rec, [path], out)
-            except Exception as exc:
-                record_failure(rec, exc)
-        rec["seconds"] = round(rec["seconds"] + time.perf_counter() - t0, 4)
-        return rec
+        def parts() -> list[Path]:
+            doc = {"window": list(result.window), "tile": item.meta.get("tile"), "instances": result.instances}
+            return [atomic_write_text(out / PARTS / f"{item.id}.json", json.dumps(doc, separators=(",", ":")))]
+
+        return write_timed(rec, result, out, parts)
 
     def finalize(self, out: Path, items: list[WorkItem], done: dict[str, dict]) -> None:
         """Assemble the raster's outputs once every item is finished (done or failed) with these settings."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ...errors import SampromptError
 from ...jobs.items import WorkItem
-from ...jobs.worker import JobSettings, new_record, record_failure, record_outputs
+from ...jobs.worker import JobSettings, new_record, record_failure, write_timed
 from .intensity import choose_window
 from .prompts import VolumeObject, read_volume_prompts
 from .propagate import PropagationSettings, segment_volume
@@ -129,15 +129,8 @@ class VolumeJob(JobSettings):
         return rec, result
 
     def write(self, rec: dict, result, item: WorkItem, out: Path) -> dict:
-        t0 = time.perf_counter()
-        if result is not None:
-            try:
-                path = save_segmentation(out / f"{item.id}_seg.nii.gz", result.labels, result.volume)
-                record_outputs(rec, [path], out)
-            except Exception as exc:
-                record_failure(rec, exc)
-        rec["seconds"] = round(rec["seconds"] + time.perf_counter() - t0, 4)
-        return rec
+        return write_timed(rec, result, out, lambda: [
+            save_segmentation(out / f"{item.id}_seg.nii.gz", result.labels, result.volume)])
 
     def finalize(self, out: Path, items: list[WorkItem], done: dict[str, dict]) -> None:
         """``OUT/labels.json``: each output label's name where the prompts gave one."""
