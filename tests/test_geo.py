@@ -314,3 +314,25 @@ def test_a_dask_run_writes_the_in_process_bytes(scene, tmp_path):
     assert cli.main([*args, "--out", str(tmp_path / "b"), "--workers", "2"]) == 0
     for name in ("scene.geojson", "scene.labels.tif"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_area_in_a_geographic_crs_is_measured_on_the_ellipsoid(seg, tmp_path):
+    """A raster in lon/lat degrees: area_m2 comes from pyproj's Geod, close to pixels x the cell's area there."""
+    from affine import Affine
+    from pyproj import Geod
+
+    img = np.full((3, 128, 128), 90, np.uint8)
+    img[:, 40:90, 30:100] = 230  # a bright rectangle
+    step = 1e-5  # degrees per pixel, about 1.1 m by 0.7 m at 50 N
+    with rasterio.open(tmp_path / "ll.tif", "w", driver="GTiff", width=128, height=128, count=3, dtype="uint8",
+                       crs="EPSG:4326", transform=Affine(step, 0, 15.0, 0, -step, 50.0)) as dst:
+        dst.write(img)
+    info = raster_info(tmp_path / "ll.tif")
+    doc = {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [
+        [[28, 38], [102, 38], [102, 92], [28, 92], [28, 38]]]}}
+    run_job(geo_items(info, parse_geo_prompts(doc, info, "pixel"), 256, 64), tmp_path / "o", segmenter=seg,
+            settings=GeoJob(info=info), progress=False)
+    p = json.loads((tmp_path / "o" / "ll.geojson").read_text())["features"][0]["properties"]
+    cell = abs(Geod(ellps="WGS84").polygon_area_perimeter([15, 15 + step, 15 + step, 15],
+                                                           [50, 50, 50 - step, 50 - step])[0])
+    assert p["pixels"] > 1000 and p["area_m2"] == pytest.approx(p["pixels"] * cell, rel=0.03)
