@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -336,3 +337,14 @@ def test_area_in_a_geographic_crs_is_measured_on_the_ellipsoid(seg, tmp_path):
     cell = abs(Geod(ellps="WGS84").polygon_area_perimeter([15, 15 + step, 15 + step, 15],
                                                            [50, 50, 50 - step, 50 - step])[0])
     assert p["pixels"] > 1000 and p["area_m2"] == pytest.approx(p["pixels"] * cell, rel=0.03)
+
+
+def test_outputs_never_overwrite_the_prompts_file(scene, tmp_path, capsys):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "scene.geojson").write_text(json.dumps(_truth_objects(scene)[0]))  # prompts named like the output
+    shutil.copy(scene / "scene.tif", d / "scene.tif")
+    before = (d / "scene.geojson").read_bytes()
+    assert cli.main(["geo", str(d / "scene.tif"), "--prompts", str(d / "scene.geojson"), "--out", str(d)]) == 2
+    assert "would overwrite the prompts file" in capsys.readouterr().err
+    assert (d / "scene.geojson").read_bytes() == before

@@ -65,6 +65,11 @@ def run(args) -> int:
     if args.shots < 0:
         raise ConfigError(f"--shots must be 0 (zero-shot) or more, got {args.shots}")
     cats = find_categories(args.data, args.category)
+    where = Path(args.out).resolve()
+    for cat in cats:
+        root = cat.root.resolve()
+        if where / cat.name == root or where == root or root in where.parents:
+            raise ConfigError(f"--out {args.out} would write into the dataset ({cat.root}); choose another folder")
     spec = segmenter_spec(args)
     seg = spec if (args.workers or args.scheduler) else spec.build()
     out = Path(args.out)

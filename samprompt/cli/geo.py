@@ -81,6 +81,12 @@ def run(args) -> int:
     info = raster_info(args.raster, parse_bands(args.bands))
     objects = None if args.auto else read_geo_prompts(args.prompts, info, args.prompts_crs)
     items = geo_items(info, objects, tile, overlap)
+    if args.prompts:
+        from pathlib import Path
+
+        finals = {(Path(args.out) / f"{info.name}{ext}").resolve() for ext in (".labels.tif", ".geojson", ".gpkg")}
+        if Path(args.prompts).resolve() in finals:
+            raise ConfigError(f"the outputs would overwrite the prompts file {args.prompts}; choose another --out")
     auto = {**AUTO_DEFAULTS, "points_per_side": args.points_per_side}
     settings = GeoJob(info=info, mode="auto" if args.auto else "prompts", tile=tile, overlap=overlap,
                       simplify=args.simplify, formats=sorted({"geojson", *(args.formats or [])}), auto=auto,
