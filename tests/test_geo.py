@@ -202,8 +202,9 @@ def test_a_raster_without_crs_refuses_map_prompts_and_takes_pixel_prompts(tmp_pa
     k = np.unique(truth)[1]
     ys, xs = np.nonzero(truth == k)
     box = [[xs.min(), ys.min()], [xs.max() + 1, ys.min()], [xs.max() + 1, ys.max() + 1], [xs.min(), ys.max() + 1]]
+    ring = [[int(x), int(y)] for x, y in box]
     p.write_text(json.dumps({"type": "Feature", "properties": {},
-                             "geometry": {"type": "Polygon", "coordinates": [[*map(lambda v: [int(v[0]), int(v[1])], box)]]}}))
+                             "geometry": {"type": "Polygon", "coordinates": [ring]}}))
     out = tmp_path / "o2"
     assert cli.main(["geo", str(tmp_path / "plain.tif"), "--prompts", str(p), "--prompts-crs", "pixel", "--out",
                      str(out), "--quiet"]) == 0
