@@ -140,6 +140,20 @@ def record_failure(rec: dict, exc: Exception) -> None:
         rec.update(status="failed", error=f"{type(exc).__name__}: {exc}")
 
 
+def compute_timed(seg, item: WorkItem, run) -> tuple[dict, object]:
+    """An item's model part: ``run(rec)`` returns its result and may add to its manifest line ``rec``;
+    an error becomes the item's recorded failure (result None). The time taken goes in ``rec["seconds"]``."""
+    t0 = time.perf_counter()
+    rec = new_record(seg, item)
+    result = None
+    try:
+        result = run(rec)
+    except Exception as exc:
+        record_failure(rec, exc)
+    rec["seconds"] = time.perf_counter() - t0
+    return rec, result
+
+
 def write_timed(rec: dict, result, out: Path, write) -> dict:
     """Run ``write()`` (which returns the paths it wrote) when there is a result, list the paths with
     their hashes, record an error as the item's failure, and add the time taken to ``rec["seconds"]``."""

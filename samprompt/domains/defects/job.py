@@ -23,7 +23,6 @@ computes the category's metrics (``metrics.json``) and a browsable ``report.html
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import numpy as np
 
 from ...errors import ImageError
 from ...jobs.items import WorkItem
-from ...jobs.worker import JobSettings, new_record, record_failure, write_timed
+from ...jobs.worker import JobSettings, compute_timed, write_timed
 from ...jobs.writers import PARTS
 from .data import Category
 from .generate import DefectSettings, segment_defects
@@ -104,30 +103,25 @@ class DefectJob(JobSettings):
 
     # ------------------------------------------------------------- items
     def compute(self, seg, item: WorkItem):
+        return compute_timed(seg, item, lambda rec: self._compute(seg, item, rec))
+
+    def _compute(self, seg, item: WorkItem, rec: dict):
         from ...images import read_label_map, to_rgb_uint8
 
-        t0 = time.perf_counter()
-        rec = new_record(seg, item)
-        result = None
-        try:
-            rgb = to_rgb_uint8(item.input)
-            truth = None
-            if item.meta.get("mask"):
-                truth = read_label_map(item.meta["mask"]) > 0
-                if truth.shape != rgb.shape[:2]:
-                    raise ImageError(f"the mask {Path(item.meta['mask']).name} is {truth.shape[1]}x{truth.shape[0]}, "
-                                     f"the image {rgb.shape[1]}x{rgb.shape[0]} (W x H)")
-            elif item.meta.get("defect") == "good":
-                truth = np.zeros(rgb.shape[:2], bool)
-            amap = self._source(seg).score_named(item.id, rgb)
-            res = segment_defects(seg, rgb, amap, self.threshold, self.defects)
-            result = (rgb, res, truth)
-            rec.update(n_masks=len(res.masks), score=round(res.score, 5), defect=item.meta.get("defect"),
-                       threshold=self.threshold, threshold_rule=self.threshold_rule)
-        except Exception as exc:
-            record_failure(rec, exc)
-        rec["seconds"] = time.perf_counter() - t0
-        return rec, result
+        rgb = to_rgb_uint8(item.input)
+        truth = None
+        if item.meta.get("mask"):
+            truth = read_label_map(item.meta["mask"]) > 0
+            if truth.shape != rgb.shape[:2]:
+                raise ImageError(f"the mask {Path(item.meta['mask']).name} is {truth.shape[1]}x{truth.shape[0]}, "
+                                 f"the image {rgb.shape[1]}x{rgb.shape[0]} (W x H)")
+        elif item.meta.get("defect") == "good":
+            truth = np.zeros(rgb.shape[:2], bool)
+        amap = self._source(seg).score_named(item.id, rgb)
+        res = segment_defects(seg, rgb, amap, self.threshold, self.defects)
+        rec.update(n_masks=len(res.masks), score=round(res.score, 5), defect=item.meta.get("defect"),
+                   threshold=self.threshold, threshold_rule=self.threshold_rule)
+        return rgb, res, truth
 
     def write(self, rec: dict, result, item: WorkItem, out: Path) -> dict:
         import io

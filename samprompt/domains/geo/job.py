@@ -14,7 +14,6 @@ so the other objects go on.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import numpy as np
 
 from ...errors import PromptError
 from ...jobs.items import WorkItem
-from ...jobs.worker import JobSettings, new_record, record_failure, write_timed
+from ...jobs.worker import JobSettings, compute_timed, write_timed
 from ...jobs.writers import PARTS
 from .prompts import GeoObject
 from .raster import RasterInfo, open_raster, read_window
@@ -68,31 +67,26 @@ class GeoJob(JobSettings):
         return [out / PARTS / f"{item.id}.json"]
 
     def compute(self, seg, item: WorkItem):
-        t0 = time.perf_counter()
-        rec = new_record(seg, item)
-        result = None
-        try:
-            from rasterio.windows import Window as RioWindow
+        return compute_timed(seg, item, lambda rec: self._compute(seg, item, rec))
 
-            win = tuple(item.meta["window"])
-            with open_raster(self.info.path) as src:
-                if item.prompts is not None:
-                    for obj in item.prompts:
-                        problem = prompt_problem(src, self.info, obj)
-                        if problem:
-                            raise PromptError(problem)
-                rgb, valid = read_window(src, self.info, RioWindow(*win))
-            if item.prompts is None:
-                instances = self._auto(seg, rgb, valid)
-            else:
-                instances = self._prompted(seg, rgb, valid, win, item.prompts)
-            result = GeoResult(win, instances)  # type: ignore[arg-type]
-            rec["n_masks"] = len(instances)
-            rec["scores"] = [i["score"] for i in instances]
-        except Exception as exc:
-            record_failure(rec, exc)
-        rec["seconds"] = time.perf_counter() - t0
-        return rec, result
+    def _compute(self, seg, item: WorkItem, rec: dict):
+        from rasterio.windows import Window as RioWindow
+
+        win = tuple(item.meta["window"])
+        with open_raster(self.info.path) as src:
+            if item.prompts is not None:
+                for obj in item.prompts:
+                    problem = prompt_problem(src, self.info, obj)
+                    if problem:
+                        raise PromptError(problem)
+            rgb, valid = read_window(src, self.info, RioWindow(*win))
+        if item.prompts is None:
+            instances = self._auto(seg, rgb, valid)
+        else:
+            instances = self._prompted(seg, rgb, valid, win, item.prompts)
+        rec["n_masks"] = len(instances)
+        rec["scores"] = [i["score"] for i in instances]
+        return GeoResult(win, instances)  # type: ignore[arg-type]
 
     def _prompted(self, seg, rgb, valid, win: Window, objects: list[GeoObject]) -> list[dict]:
         from ...prompts import Prompt

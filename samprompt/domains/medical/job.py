@@ -11,13 +11,12 @@ objects, the window chosen and the counts of encoder passes and decoded slices.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import SampromptError
 from ...jobs.items import WorkItem
-from ...jobs.worker import JobSettings, new_record, record_failure, write_timed
+from ...jobs.worker import JobSettings, compute_timed, write_timed
 from .intensity import choose_window
 from .prompts import VolumeObject, read_volume_prompts
 from .propagate import PropagationSettings, segment_volume
@@ -108,25 +107,20 @@ class VolumeJob(JobSettings):
         return [out / f"{item.id}_seg.nii.gz"]
 
     def compute(self, seg, item: WorkItem):
-        t0 = time.perf_counter()
-        rec = new_record(seg, item)
-        result = None
-        try:
-            vol = load_volume(item.input)
-            window, why = choose_window(vol.data, self.window, vol.modality)
-            objects: list[VolumeObject] = list(item.prompts or [])
-            res = segment_volume(seg, vol, objects, window, self.propagation)
-            rec.update(n_masks=len(objects), window=why, objects=res.objects, encoder_passes=res.encoder_passes,
-                       decoded_slices=res.decoded_slices, shape=list(vol.file_shape),
-                       spacing=[round(s, 4) for s in vol.spacing])
-            empty = [o["label"] for o in res.objects if not o["voxels"]]
-            if empty:
-                rec["warning"] = f"objects with label {empty} came out empty"
-            result = VolumeResult(res.labels, vol)
-        except Exception as exc:
-            record_failure(rec, exc)
-        rec["seconds"] = time.perf_counter() - t0
-        return rec, result
+        return compute_timed(seg, item, lambda rec: self._compute(seg, item, rec))
+
+    def _compute(self, seg, item: WorkItem, rec: dict):
+        vol = load_volume(item.input)
+        window, why = choose_window(vol.data, self.window, vol.modality)
+        objects: list[VolumeObject] = list(item.prompts or [])
+        res = segment_volume(seg, vol, objects, window, self.propagation)
+        rec.update(n_masks=len(objects), window=why, objects=res.objects, encoder_passes=res.encoder_passes,
+                   decoded_slices=res.decoded_slices, shape=list(vol.file_shape),
+                   spacing=[round(s, 4) for s in vol.spacing])
+        empty = [o["label"] for o in res.objects if not o["voxels"]]
+        if empty:
+            rec["warning"] = f"objects with label {empty} came out empty"
+        return VolumeResult(res.labels, vol)
 
     def write(self, rec: dict, result, item: WorkItem, out: Path) -> dict:
         return write_timed(rec, result, out, lambda: [
