@@ -13,6 +13,13 @@ or from an upload's content); the file also records the image's ``file_name``
 and a ``revision``: a save based on an older revision than the file's is
 refused (:class:`StaleSaveError`), so two tabs on one image never overwrite
 each other's objects.
+
+Masks can be corrected by hand after SAM: :meth:`ImageAnnotation.brush` paints
+or erases on top of the object's mask and :meth:`ImageAnnotation.set_polygons`
+replaces it with edited polygons. Either marks the object ``edited``; a later
+SAM prompt on it raises :class:`EditsWouldBeLost` unless ``force=True``, so a UI
+can ask before dropping hand edits. Undo covers every edit, proposals included:
+undoing an accept brings the proposal back.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import cv2
 import numpy as np
 
 from .errors import PromptError, SampromptError
@@ -40,6 +48,10 @@ _SAVE_LOCK = threading.Lock()  # saves of every image are checked and written on
 
 class StaleSaveError(SampromptError):
     """The save file changed since this annotation was loaded (another tab saved it)."""
+
+
+class EditsWouldBeLost(SampromptError):
+    """A SAM prompt would replace an object's brush or polygon edits (pass ``force=True`` to go ahead)."""
 
 
 def safe_name(name: str, default: str = "image") -> str:
@@ -59,6 +71,8 @@ class AnnotatedObject:
     box: tuple[float, float, float, float] | None = None
     mask: np.ndarray | None = None
     score: float | None = None
+    edited: bool = False  # corrected by hand (brush, eraser, polygon) after SAM
+    uid: int | None = None  # a stable id where the object lives on beyond this image (a volume's slices)
 
     def prompt(self, logits: np.ndarray | None = None) -> Prompt | None:
         if not self.points and self.box is None:
@@ -88,6 +102,7 @@ def read_saved(path: str | Path) -> tuple[str, tuple[int, int], list[AnnotatedOb
                 box=tuple(o["box"]) if o.get("box") else None,
                 mask=rle_to_mask(rle) if rle else None,
                 score=o.get("score"),
+                edited=bool(o.get("edited", False)),
             )
         )
     h, w = doc["image_size"]
@@ -115,13 +130,27 @@ class ImageAnnotation:
         self.objects: list[AnnotatedObject] = []
         self.current: int | None = None
         self.proposals: list[np.ndarray] = []
-        self._undo: list[tuple[list[AnnotatedObject], int | None]] = []
-        self._redo: list[tuple[list[AnnotatedObject], int | None]] = []
+        self.done = False  # the annotator marked this image finished
+        self.edits = 0  # counts changes; compared with the count at the last save or load
+        self._saved_at = 0
+        self._undo: list[tuple] = []
+        self._redo: list[tuple] = []
         self.max_history = max_history
 
     # ------------------------------------------------------------- history
+    def _snapshot(self) -> tuple:
+        return copy.deepcopy(self.objects), self.current, list(self.proposals)
+
+    def dirty(self) -> bool:
+        """Whether the objects changed since the last save or load."""
+        return self.edits != self._saved_at
+
+    def mark_saved(self) -> None:
+        self._saved_at = self.edits
+
     def _checkpoint(self) -> None:
-        self._undo.append((copy.deepcopy(self.objects), self.current))
+        self.edits += 1
+        self._undo.append(self._snapshot())
         self._undo = self._undo[-self.max_history :]
         self._redo.clear()
 
@@ -129,8 +158,9 @@ class ImageAnnotation:
         """Restore the latest state of ``source``, pushing the present one onto ``target``."""
         if not source:
             return False
-        target.append((copy.deepcopy(self.objects), self.current))
-        self.objects, self.current = source.pop()
+        self.edits += 1
+        target.append(self._snapshot())
+        self.objects, self.current, self.proposals = source.pop()
         return True
 
     def undo(self) -> bool:
@@ -159,11 +189,21 @@ class ImageAnnotation:
             self.current = len(self.objects) - 1
         return self.objects[self.current]
 
-    def add_point(self, x: float, y: float, positive: bool = True, label: str = "object") -> AnnotatedObject:
-        """Add a click to the current object (a new one if none) and update its mask."""
+    def _check_edits(self, force: bool) -> None:
+        obj = self.objects[self.current] if self.current is not None else None
+        if obj is not None and obj.edited and not force:
+            raise EditsWouldBeLost(f"object {self.current} ({obj.label}) was corrected by hand; a new SAM prompt "
+                                   "replaces those edits")
+
+    def add_point(self, x: float, y: float, positive: bool = True, label: str = "object",
+                  force: bool = False) -> AnnotatedObject:
+        """Add a click to the current object (a new one if none) and update its mask.
+
+        Raises :class:`EditsWouldBeLost` when the object was edited by hand, unless ``force``."""
         h, w = self.size
-        if not (0 <= x <= w - 1 and 0 <= y <= h - 1):
+        if not (0 <= x <= w and 0 <= y <= h):
             raise PromptError(f"point ({x}, {y}) lies outside the {w}x{h} image")
+        self._check_edits(force)
         self._checkpoint()
         obj = self._current(label)
         obj.points.append((float(x), float(y)))
@@ -171,9 +211,10 @@ class ImageAnnotation:
         self._update(obj)
         return obj
 
-    def set_box(self, box: Sequence[float], label: str = "object") -> AnnotatedObject:
-        """Set the box of the current object (a new one if none) and update its mask."""
+    def set_box(self, box: Sequence[float], label: str = "object", force: bool = False) -> AnnotatedObject:
+        """Set the box of the current object (a new one if none) and update its mask (see :meth:`add_point`)."""
         Prompt(box=box).validate(*self.size)
+        self._check_edits(force)
         self._checkpoint()
         obj = self._current(label)
         obj.box = tuple(float(v) for v in box)  # type: ignore[assignment]
@@ -182,11 +223,82 @@ class ImageAnnotation:
 
     def _update(self, obj: AnnotatedObject) -> None:
         prompt = obj.prompt()
+        obj.edited = False
         if prompt is None:
             obj.mask, obj.score = None, None
             return
         res = self.seg.predict(self.image, prompt)
         obj.mask, obj.score = res.mask, res.score
+
+    # ------------------------------------------------------- hand edits
+    def brush(self, points: Sequence[Sequence[float]], radius: float, erase: bool = False,
+              label: str = "object") -> AnnotatedObject:
+        """Paint (or erase) a stroke through ``points`` (x, y) of ``radius`` px on the current object's mask.
+
+        Painting with no current object starts one; the edit is applied on top of the SAM mask."""
+        pts = np.asarray(points, np.float64).reshape(-1, 2)
+        if not len(pts) or not np.isfinite(pts).all():
+            raise PromptError("a brush stroke needs at least one finite (x, y) point")
+        if not radius > 0:
+            raise PromptError(f"brush radius must be > 0, got {radius}")
+        if self.current is None and erase:
+            raise PromptError("select an object to erase from")
+        self._checkpoint()
+        obj = self._current(label)
+        h, w = self.size
+        canvas = np.zeros((h, w), np.uint8) if obj.mask is None else np.ascontiguousarray(obj.mask, np.uint8)
+        ij = np.round(pts - 0.5).astype(np.int32)  # continuous (x, y) -> the pixel it falls in
+        r = max(0, int(round(radius - 0.5)))
+        value = 0 if erase else 1
+        if len(ij) == 1:
+            cv2.circle(canvas, (int(ij[0, 0]), int(ij[0, 1])), r, value, -1)
+        else:
+            cv2.polylines(canvas, [ij.reshape(-1, 1, 2)], False, value, 2 * r + 1)
+            for x, y in ij[[0, -1]]:
+                cv2.circle(canvas, (int(x), int(y)), r, value, -1)
+        obj.mask, obj.edited = canvas.astype(bool), True
+        return obj
+
+    def polygons(self, index: int | None = None, tolerance: float = 1.0) -> list[list[list[float]]]:
+        """The object's mask as polygons (outer rings and holes), simplified by ``tolerance`` px, for editing
+        by hand. Vertices are the centres (i + 0.5, j + 0.5) of the outline's pixels, so
+        :meth:`set_polygons` of the unsimplified polygons gives the mask back."""
+        index = self.current if index is None else index
+        if index is None:
+            return []
+        self._check(index)
+        mask = self.objects[index].mask
+        if mask is None or not mask.any():
+            return []
+        cs, _ = cv2.findContours(np.ascontiguousarray(mask, np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+        out = []
+        for c in cs:
+            c = cv2.approxPolyDP(c, tolerance, True) if len(c) > 8 else c
+            if len(c) >= 3:
+                out.append([[float(x) + 0.5, float(y) + 0.5] for x, y in c.reshape(-1, 2)])
+        return out
+
+    def set_polygons(self, polygons: Sequence[Sequence[Sequence[float]]], index: int | None = None) -> None:
+        """Replace the object's mask with the filled ``polygons`` (even-odd, so holes stay holes); the pixels
+        whose centres the vertices are belong to the outline (see :meth:`polygons`)."""
+        index = self.current if index is None else index
+        if index is None:
+            raise PromptError("select an object to edit")
+        self._check(index)
+        h, w = self.size
+        rings = []
+        for poly in polygons:
+            ring = np.asarray(poly, np.float64).reshape(-1, 2)
+            if len(ring) < 3 or not np.isfinite(ring).all():
+                raise PromptError("a polygon needs at least three finite (x, y) vertices")
+            rings.append(np.round(ring - 0.5).astype(np.int32).reshape(-1, 1, 2))
+        self._checkpoint()
+        canvas = np.zeros((h, w), np.uint8)
+        if rings:
+            cv2.fillPoly(canvas, rings, 1)
+        obj = self.objects[index]
+        obj.mask, obj.edited = canvas.astype(bool), True
+        self.current = index
 
     def select(self, index: int) -> None:
         self._check(index)
@@ -212,14 +324,21 @@ class ImageAnnotation:
             raise IndexError(f"no object {index}; there are {len(self.objects)}")
 
     # ----------------------------------------------------------- proposals
-    def propose(self, **kwargs) -> list[np.ndarray]:
-        """Segment-everything proposals (not yet objects): accept or discard them one by one."""
-        self.proposals = list(self.seg.segment_everything(self.image, **kwargs).masks)
+    def propose(self, repeat_iou: float = 0.5, **kwargs) -> list[np.ndarray]:
+        """Segment-everything proposals (not yet objects): accept or discard them one by one.
+
+        Proposals that repeat an existing object (IoU >= ``repeat_iou``) are dropped."""
+        from .masks import iou
+
+        have = [o.mask for o in self.objects if o.mask is not None]
+        masks = self.seg.segment_everything(self.image, **kwargs).masks
+        self.proposals = [m for m in masks if not any(iou(m, h) >= repeat_iou for h in have)]
         return self.proposals
 
     def accept(self, k: int, label: str = "object") -> AnnotatedObject:
-        mask = self.proposals.pop(k)
+        """Make proposal ``k`` an object (undo brings the proposal back)."""
         self._checkpoint()
+        mask = self.proposals.pop(k)
         obj = AnnotatedObject(label=label, mask=mask)
         self.objects.append(obj)
         self.current = len(self.objects) - 1
@@ -242,9 +361,9 @@ class ImageAnnotation:
         for o in self.objects:
             p = o.prompt()
             objects.append({**(p.to_dict() if p is not None else empty), "label": o.label, "score": o.score,
-                            "accepted_mask": None if o.mask is None else mask_to_rle(o.mask)})
+                            "edited": o.edited, "accepted_mask": None if o.mask is None else mask_to_rle(o.mask)})
         return {"version": SCHEMA_VERSION, "image": self.name, "file_name": self.file_name, "source": self.source,
-                "revision": self.revision, "image_size": list(self.size), "objects": objects}
+                "revision": self.revision, "done": self.done, "image_size": list(self.size), "objects": objects}
 
     def save(self, folder: str | Path) -> Path:
         """Write the annotation state (atomically) to ``folder/KEY.annotation.json`` as the next revision.
@@ -259,7 +378,9 @@ class ImageAnnotation:
                 raise StaleSaveError(f"{self.file_name} was saved from another tab meanwhile (revision {on_disk}); "
                                      "reopen the image to see its objects: your last change was not saved")
             self.revision = on_disk + 1
-            return atomic_write_text(path, json.dumps(self.to_json()))
+            written = atomic_write_text(path, json.dumps(self.to_json()))
+            self.mark_saved()
+            return written
 
     def load(self, folder: str | Path) -> bool:
         """Resume from ``folder/KEY.annotation.json`` if it exists; returns whether it did."""
@@ -273,6 +394,8 @@ class ImageAnnotation:
                                      f"{self.size[1]}x{self.size[0]} {self.file_name}; move it away to start anew")
             self.objects = objects
             self.revision = _revision_of(path)
+            self.done = bool(json.loads(path.read_text()).get("done", False))
+            self.mark_saved()
         self.current = len(self.objects) - 1 if self.objects else None
         return True
 

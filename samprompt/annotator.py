@@ -1,64 +1,80 @@
 """The samprompt annotator: interactive SAM prompting in the browser (Gradio).
 
-    samprompt annotate [FOLDER] [--model tiny] [--host 127.0.0.1] [--port 7860] [--out DIR]
+    samprompt annotate [FOLDER] [--model tiny] [--host 127.0.0.1] [--port 7860] [--out DIR] [--import LABELS]
 
-Click the image to add positive or negative points, or two clicks in box mode
-for a box; the mask updates from the cached image embedding. Several objects
-per image, each with a class label; undo/redo; "segment everything" proposals
-to accept or discard; export COCO / PNG / YOLO-seg plus the prompts. With a
-FOLDER, saved annotations in the output folder are resumed on reopening.
+The page is a canvas (``annotate/canvas.js`` in a ``gr.HTML``) and a side panel.
+On the canvas: points (left click positive, right click negative), boxes
+(drag, or two clicks), a brush and an eraser, and polygon vertices to drag;
+wheel zoom, pan, fit. The canvas keeps the picture and sends small commands; a
+reply carries the mask overlay and vectors only, so nothing blanks while SAM
+runs. Several objects per image, coloured by class with a legend; undo/redo;
+segment-everything proposals to accept or discard; export COCO / PNG / YOLO-seg
+plus the prompts. With a FOLDER, a file list shows each image's status (new,
+saved, done), "done" moves to the next unfinished one, and saved annotations
+are resumed. NIfTI volumes and DICOM series in the folder open slice by slice,
+with window presets and propagation through the volume (``annotate/volume.py``).
 
 Each browser tab has its own state (``gr.State``); the model and its
-content-keyed embedding cache are shared. Edits run one at a time in arrival
-order (one Gradio concurrency group), so a click followed at once by ``z`` undoes
-that click. The class list is the folder's (``OUT/classes.json``), the same in
-every tab and after a restart. Each image saves under a unique key: its stem,
-or its path with a hash where two names of the folder clean up alike; an upload
-under its stem and a hash of its content.
+content-keyed embedding cache are shared. A tab's canvas sends one batch of
+commands at a time and the server applies a tab's events one at a time (a lock
+per tab; the buttons also share one Gradio queue), so a click followed at once
+by ``z`` undoes that click. The class list is the folder's (``OUT/classes.json``),
+the same in every tab and after a restart. Each image saves under a unique key:
+its stem, or its path with a hash where two names of the folder clean up alike;
+an upload under its stem and a hash of its content. Opening never writes; a
+save based on a stale revision (another tab saved meanwhile) is refused.
 """
 
 
 import argparse
 import hashlib
 import json
+import threading
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .annotation import AnnotatedObject, ImageAnnotation, StaleSaveError, read_saved, safe_name
+from .annotation import AnnotatedObject, EditsWouldBeLost, ImageAnnotation, StaleSaveError, read_saved, safe_name
 from .errors import ImageError, SampromptError
-from .io import atomic_write_text
 from .images import IMAGE_SUFFIXES, list_images, to_rgb_uint8
+from .io import atomic_write_text
 from .masks import overlay
 from .segmenter import Segmenter
 
-MODES = ("positive point", "negative point", "box (two clicks)")
+if TYPE_CHECKING:
+    from .annotate.volume import VolumeAnnotation
 
-# Keyboard shortcuts: a key clicks the button with that element id (ignored while typing in a field).
-SHORTCUTS = {"n": "new", "z": "undo", "y": "redo", "e": "export", "a": "accept", "d": "discard",
-             "ArrowRight": "next", "ArrowLeft": "prev"}
-MODE_KEYS = {"1": 0, "2": 1, "3": 2}
-# Every event that reads or edits annotations runs in one queue, one at a time, in arrival order.
-EDITS = {"concurrency_id": "edits", "concurrency_limit": 1}
-_SHORTCUT_JS = """
-<script>
-document.addEventListener('keydown', (ev) => {
-  const t = ev.target;
-  if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
-  if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable)) return;
-  const buttons = %s;
-  const modes = %s;
-  if (ev.key in buttons) {
-    const b = document.getElementById(buttons[ev.key]);
-    if (b) { b.click(); ev.preventDefault(); }
-  } else if (ev.key in modes) {
-    const r = document.querySelectorAll('#mode input[type=radio]')[modes[ev.key]];
-    if (r) { r.click(); ev.preventDefault(); }
-  }
-});
-</script>
+MODES = ("positive point", "negative point", "box (two clicks)")
+# Every button event that reads or edits annotations runs in one queue, one at a time, in arrival order.
+EDITS = {"concurrency_id": "edits", "concurrency_limit": 1, "show_progress": "hidden"}
+KEYS = ("new", "undo", "redo", "accept", "discard", "delete", "propose", "next", "prev", "done", "clear")
+CANVAS_JS = Path(__file__).with_name("annotate") / "canvas.js"
+CANVAS_CSS = """
+.sp-root { display: flex; gap: 8px; height: max(420px, min(780px, calc(100vh - 170px))); }
+.sp-side { width: 190px; display: flex; flex-direction: column; font-size: 13px; }
+.sp-files-title { font-weight: 600; padding: 2px 4px; }
+.sp-files { overflow-y: auto; flex: 1; border: 1px solid #8884; border-radius: 6px; }
+.sp-file { padding: 2px 6px; cursor: pointer; white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }
+.sp-file:hover { background: #8882; }
+.sp-file.sp-on { background: #3b82f655; font-weight: 600; }
+.sp-file.sp-done { color: #16a34a; }
+.sp-main { flex: 1; display: flex; flex-direction: column; min-width: 0; gap: 4px; }
+.sp-toolbar { display: flex; flex-wrap: wrap; gap: 4px; align-items: center; font-size: 13px; }
+.sp-toolbar button, .sp-volume button { padding: 2px 8px; border: 1px solid #8886; border-radius: 5px; background: #8881; }
+.sp-toolbar button.sp-on { background: #3b82f6; color: #fff; border-color: #3b82f6; }
+.sp-hint { opacity: 0.75; margin-left: 6px; }
+.sp-stage { flex: 1; position: relative; min-height: 300px; border-radius: 6px; overflow: hidden; outline: none; }
+.sp-stage canvas { position: absolute; inset: 0; width: 100%; height: 100%; display: block; }
+.sp-empty { position: absolute; inset: 0; display: flex; align-items: center; justify-content: center; color: #bbb; }
+.sp-volume { display: flex; gap: 10px; align-items: center; font-size: 13px; }
+.sp-volume[hidden], .sp-side[hidden], .sp-empty[hidden] { display: none; }
+.sp-slice { width: 320px; vertical-align: middle; }
+.sp-legend { display: flex; flex-wrap: wrap; gap: 10px; font-size: 13px; min-height: 18px; }
+.sp-class i { display: inline-block; width: 12px; height: 12px; border-radius: 3px; margin-right: 4px; vertical-align: -1px; }
+.sp-class.sp-used { font-weight: 600; }
 """
 
 
@@ -67,19 +83,46 @@ class SessionState:
     """What one browser tab holds."""
 
     ann: ImageAnnotation | None = None
+    volume: "VolumeAnnotation | None" = None
     index: int = 0
     box_start: tuple[float, float] | None = None
     proposal: int = 0
+    ack: int = 0  # the last canvas command applied
+    seq: int = 0  # canvas documents sent
+    shown: tuple | None = None  # the picture the browser has
+    confirm: dict | None = None  # a question for the browser (hand edits about to be replaced)
+    auto_advance: bool = True
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __deepcopy__(self, memo) -> "SessionState":  # Gradio copies a new tab's state from the default one
+        return replace(self, lock=threading.Lock())
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz", ".nii"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem if path.is_file() else name
 
 
 def folder_keys(images: list[Path], folder: Path) -> dict[Path, str]:
     """A unique save key per image: its cleaned stem, or, where two images clean up to the same
     stem (``x y.png`` and ``x_y.png``, ``a.png`` and ``a.jpg``), the cleaned relative path and a hash of it."""
     rel = {p: p.relative_to(folder).as_posix() if p.is_relative_to(folder) else p.name for p in images}
-    plain = {p: safe_name(Path(r).stem) for p, r in rel.items()}
+    plain = {p: safe_name(_stem(p)) for p in images}
     counts = Counter(plain.values())
     return {p: plain[p] if counts[plain[p]] == 1 else
             f"{safe_name(rel[p])}-{hashlib.sha1(rel[p].encode()).hexdigest()[:8]}" for p in images}
+
+
+def list_volumes(folder: Path) -> list[Path]:
+    """NIfTI files and DICOM series folders beside the images of ``folder`` (or of its ``images/``)."""
+    from .domains.medical.job import _is_series_folder
+    from .domains.medical.volume import is_nifti
+
+    sub = folder / "images" if (folder / "images").is_dir() else folder
+    return sorted(p for p in sub.iterdir() if (p.is_file() and is_nifti(p)) or (p.is_dir() and _is_series_folder(p)))
 
 
 def image_size_from_header(path: str | Path) -> tuple[int, int] | None:
@@ -105,13 +148,18 @@ class Annotator:
         self.imports = open_labels(imports) if imports else None  # existing labels, for images not yet saved
         self.folder = Path(folder) if folder else None
         self.images: list[Path] = []
+        self.volumes: list[Path] = []
         if self.folder is not None:
             self.images = list_images(self.folder)
+            if self.folder.is_dir():
+                self.volumes = list_volumes(self.folder)
+        self.entries = self.images + self.volumes  # what the file list shows, images first
         self.out = Path(out) if out else (self.folder / "annotations" if self.folder else Path("annotations"))
-        self.keys = folder_keys(self.images, self.folder) if self.folder is not None else {}
+        self.keys = folder_keys(self.entries, self.folder) if self.folder is not None else {}
         self.max_side = max_side
         self.prefetched = None  # the background thread encoding the next image, if any
         self.classes = self._read_classes()
+        self._status: dict[str, str] | None = None
 
     # ---------------------------------------------------------------- classes
     @property
@@ -140,17 +188,42 @@ class Annotator:
             self._write_classes()
 
     def _in_use(self, name: str) -> bool:
-        for path in self.out.glob("*.annotation.json"):
+        for path in [*self.out.glob("*.annotation.json"), *self.out.glob("*.volume.json")]:
             try:
-                if any(o.get("label") == name for o in json.loads(path.read_text()).get("objects", [])):
+                doc = json.loads(path.read_text())
+                if any(o.get("label") == name for o in doc.get("objects", [])) or name in doc.get("classes", {}).values():
                     return True
-            except (OSError, ValueError):
+            except (OSError, ValueError, AttributeError):
                 continue
         return False
 
     def _write_classes(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.classes_file, json.dumps(self.classes, indent=1) + "\n")
+
+    # ---------------------------------------------------------------- status
+    def _saved_file(self, path: Path) -> Path:
+        kind = "volume" if path in self.volumes else "annotation"
+        return self.out / f"{self.keys[path]}.{kind}.json"
+
+    def status(self) -> dict[str, str]:
+        """Per entry key: ``done`` (marked finished), ``saved`` (has saved objects) or ``""``."""
+        if self._status is None:
+            self._status = {}
+            for path in self.entries:
+                f = self._saved_file(path)
+                try:
+                    self._status[self.keys[path]] = "done" if json.loads(f.read_text()).get("done") else "saved"
+                except (OSError, ValueError, AttributeError):
+                    self._status[self.keys[path]] = ""
+        return self._status
+
+    def files(self) -> list[dict]:
+        """The folder's images and volumes with their status, for the file list."""
+        status = self.status()
+        return [{"name": (p.relative_to(self.folder).as_posix() if self.folder and p.is_relative_to(self.folder)
+                          else p.name), "status": status.get(self.keys[p], ""), "volume": p in self.volumes}
+                for p in self.entries]
 
     # ---------------------------------------------------------------- images
     def _read(self, path: str | Path, shown: str) -> np.ndarray:
@@ -177,44 +250,73 @@ class Annotator:
                 self.add_class(label)
                 imported += 1
             ann.current = len(ann.objects) - 1 if ann.objects else None
-        state.ann = ann
+            ann.edits += imported  # imported objects are saved at the next save, as edits are
+        state.ann, state.volume = ann, None
         state.box_start, state.proposal = None, 0
         self.seg.embed(rgb)  # encode once, now, so clicks are instant
         note = f" (resumed {len(ann.objects)} objects)" if resumed else f" (imported {imported} objects)" if imported else ""
         return f"opened {ann.file_name}" + note
 
+    def _open_volume(self, state: SessionState, path: Path, key: str) -> str:
+        from .annotate.volume import VolumeAnnotation
+        from .errors import require
+
+        require("monai", "medical")
+        vol = VolumeAnnotation(self.seg, path, key)
+        resumed = vol.load(self.out)
+        state.volume, state.ann = vol, vol.ann
+        state.box_start, state.proposal = None, 0
+        self.seg.embed(vol.ann.image)
+        n = len(vol.order)
+        return (f"opened volume {vol.file_name} ({' x '.join(map(str, vol.vol.shape))}, {vol.window_note})"
+                + (f" (resumed {n} objects)" if resumed else ""))
+
     def open_upload(self, state: SessionState, path: str | None) -> str:
+        from .domains.medical.volume import is_nifti
+
         if not path:
             raise SampromptError("no file uploaded")
+        self._leave(state)
         name = Path(path).name
-        image = self._read(path, name)
         digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+        if is_nifti(name):
+            return self._open_volume(state, Path(path), f"{safe_name(_stem(Path(name)))}-{digest}")
+        image = self._read(path, name)
         return self._open(state, image, name, f"{safe_name(Path(name).stem)}-{digest}", source="upload")
 
-    def open_index(self, state: SessionState, index: int) -> str:
-        if not self.images:
-            raise SampromptError("no folder of images was given; upload an image instead")
-        if state.ann is not None and state.ann.objects:
+    def _leave(self, state: SessionState) -> None:
+        """Save the open image or volume before another is opened: stepping away never loses work."""
+        if state.ann is not None:
             try:
-                state.ann.save(self.out)  # never lose work when stepping away
+                self.autosave(state)
             except StaleSaveError:
-                pass  # another tab saved this image; this tab was told at its edit, and reopening shows theirs
-        state.index = int(np.clip(index, 0, len(self.images) - 1))
-        path = self.images[state.index]
+                pass  # another tab saved it; this tab was told at its edit, and reopening shows theirs
+
+    def open_index(self, state: SessionState, index: int) -> str:
+        if not self.entries:
+            raise SampromptError("no folder of images was given; upload an image instead")
+        self._leave(state)
+        state.index = int(np.clip(index, 0, len(self.entries) - 1))
+        path = self.entries[state.index]
         rel = path.relative_to(self.folder).as_posix() if self.folder and path.is_relative_to(self.folder) else path.name
+        if path in self.volumes:
+            return self._open_volume(state, path, self.keys[path])
         message = self._open(state, self._read(path, path.name), rel, self.keys[path])
-        if state.index + 1 < len(self.images):  # encode the next image while the user works on this one
-            self.prefetched = self.seg.prefetch(self.images[state.index + 1])
+        nxt = state.index + 1
+        if nxt < len(self.entries) and self.entries[nxt] not in self.volumes:  # encode the next image meanwhile
+            self.prefetched = self.seg.prefetch(self.entries[nxt])
         return message
 
     def progress(self, state: SessionState) -> str:
-        if not self.images:
+        if not self.entries:
             return "upload an image to start"
-        done = sum((self.out / f"{self.keys[p]}.annotation.json").exists() for p in self.images)
-        return f"image {state.index + 1} / {len(self.images)} ({done} with saved annotations)"
+        status = self.status()
+        done = sum(v == "done" for v in status.values())
+        saved = sum(v == "saved" for v in status.values())
+        return f"image {state.index + 1} / {len(self.entries)} ({done} done, {saved} with saved annotations)"
 
     # ---------------------------------------------------------------- clicks
-    def click(self, state: SessionState, x: float, y: float, mode: str, label: str) -> str:
+    def click(self, state: SessionState, x: float, y: float, mode: str, label: str, force: bool = False) -> str:
         ann = self._need(state)
         if mode == MODES[2]:
             if state.box_start is None:
@@ -224,19 +326,137 @@ class Annotator:
             box = (min(x0, x), min(y0, y), max(x0, x), max(y0, y))
             if box[2] - box[0] < 1 or box[3] - box[1] < 1:
                 raise SampromptError("box too small: click two different corners")
-            ann.set_box(box, label=label)
+            ann.set_box(box, label=label, force=force)
         else:
-            ann.add_point(x, y, positive=mode == MODES[0], label=label)
+            ann.add_point(x, y, positive=mode == MODES[0], label=label, force=force)
+        return self._said(ann)
+
+    @staticmethod
+    def _said(ann: ImageAnnotation) -> str:
         obj = ann.objects[ann.current]  # type: ignore[index]
-        return f"object {ann.current}: {obj.label}, score {obj.score:.3f}" if obj.score is not None else "ok"
+        return f"object {ann.current}: {obj.label}, score {obj.score:.3f}" if obj.score is not None else \
+            f"object {ann.current}: {obj.label}"
 
     def _need(self, state: SessionState) -> ImageAnnotation:
         if state.ann is None:
             raise SampromptError("open an image first")
         return state.ann
 
+    def command(self, state: SessionState, cmd: dict, label: str) -> str:
+        """Apply one canvas command (``{"op": ...}``, see ``annotate/canvas.js``); returns the status line.
+
+        A SAM prompt on an object corrected by hand is not applied: ``state.confirm`` asks the browser first."""
+        ann = self._need(state) if cmd.get("op") not in ("open", "refresh", "key") else state.ann
+        op, force, label = cmd.get("op"), bool(cmd.get("force")), label or "object"
+        try:
+            if op == "point":
+                return self.click(state, float(cmd["x"]), float(cmd["y"]), MODES[0] if cmd.get("positive", True)
+                                  else MODES[1], label, force)
+            if op == "box":
+                ann.set_box([float(v) for v in cmd["box"]], label=label, force=force)
+                return self._said(ann)
+        except EditsWouldBeLost as exc:
+            state.confirm = {"message": f"{exc}. Replace them with SAM's mask?", "cmd": cmd}
+            return f"⚠️ {exc}: not replaced"
+        if op == "brush":
+            ann.brush(cmd["points"], float(cmd["radius"]), erase=bool(cmd.get("erase")), label=label)
+            return f"object {ann.current}: {'erased' if cmd.get('erase') else 'painted'} by hand"
+        if op == "polygon":
+            ann.set_polygons(cmd["polygons"])
+            return f"object {ann.current}: polygon edited"
+        if op == "pick":
+            return self.pick(state, float(cmd["x"]), float(cmd["y"]))
+        if op == "open":
+            return self.open_index(state, int(cmd["index"]))
+        if op == "refresh":
+            state.shown = None
+            return ""
+        if op in ("slice", "window", "propagate"):
+            vol = state.volume
+            if vol is None:
+                raise SampromptError("slices, windows and propagation are for volumes")
+            if op == "slice":
+                state.ann = vol.open_slice(int(cmd["k"]))
+                return f"slice {vol.k}"
+            if op == "window":
+                state.ann = vol.set_window(str(cmd["name"]))
+                return vol.window_note
+            message = vol.propagate()
+            state.ann = vol.ann
+            return message
+        if op == "key":
+            return self.key(state, str(cmd.get("key")), label)
+        raise SampromptError(f"unknown canvas command {op!r}")
+
+    def key(self, state: SessionState, name: str, label: str = "object") -> str:
+        """A named action (a keyboard shortcut or a button): see :data:`KEYS`."""
+        if name == "next":
+            return self.open_index(state, state.index + 1 if state.ann else 0)
+        if name == "prev":
+            return self.open_index(state, state.index - 1)
+        if name == "done":
+            return self.done(state)
+        ann = self._need(state)
+        if name == "new":
+            return f"object {ann.new_object(label)}"
+        if name == "undo":
+            return "undone" if ann.undo() else "nothing to undo"
+        if name == "redo":
+            return "redone" if ann.redo() else "nothing to redo"
+        if name == "delete":
+            if ann.current is None:
+                return "no object selected"
+            ann.delete(ann.current)
+            return "deleted"
+        if name == "clear":
+            ann.clear()
+            return "cleared"
+        if name == "propose":
+            n = len(ann.propose())
+            state.proposal = 0
+            return f"{n} proposals: accept (a) or discard (d) the highlighted one"
+        if name == "accept":
+            if not ann.proposals:
+                return "no proposals left"
+            ann.accept(0, label)
+            return f"accepted; {len(ann.proposals)} left"
+        if name == "discard":
+            if not ann.proposals:
+                return "no proposals left"
+            ann.discard(0)
+            return f"discarded; {len(ann.proposals)} left"
+        raise SampromptError(f"unknown action {name!r}; one of {', '.join(KEYS)}")
+
+    def pick(self, state: SessionState, x: float, y: float) -> str:
+        """Select the object under (x, y): the smallest one there, so a small object on a large one wins."""
+        ann = self._need(state)
+        h, w = ann.size
+        i, j = min(int(y), h - 1), min(int(x), w - 1)
+        hits = [(int(o.mask.sum()), k) for k, o in enumerate(ann.objects) if o.mask is not None and o.mask[i, j]]
+        if not hits:
+            return "no object there"
+        ann.select(min(hits)[1])
+        return f"selected object {ann.current}: {ann.objects[ann.current].label}"
+
+    def done(self, state: SessionState) -> str:
+        """Mark the open image (or volume) finished and save it; with auto-advance, open the next unfinished one."""
+        ann = self._need(state)
+        target = state.volume if state.volume is not None else ann
+        target.done = True
+        self.autosave(state, always=True)
+        message = f"{ann.file_name if state.volume is None else state.volume.file_name} done"
+        if state.auto_advance and self.entries:
+            status = self.status()
+            order = list(range(state.index + 1, len(self.entries))) + list(range(state.index))
+            todo = [k for k in order if status.get(self.keys[self.entries[k]]) != "done"]
+            if todo:
+                return f"{message}; {self.open_index(state, todo[0])}"
+            return f"{message}; every file of the folder is done"
+        return message
+
     # ---------------------------------------------------------------- render
     def render(self, state: SessionState) -> np.ndarray | None:
+        """The image with its masks, points and boxes drawn in (for notebooks and scripts)."""
         if state.ann is None:
             return None
         ann = state.ann
@@ -249,11 +469,42 @@ class Annotator:
             pic = overlay(pic, ann.proposals[state.proposal][None], alpha=0.35)
         return pic
 
-    def autosave(self, state: SessionState) -> None:
-        """Save after every edit, so a server restart loses nothing the user did."""
+    def view(self, state: SessionState) -> dict:
+        """The canvas document for this tab (``annotate/canvas.py``): the picture only when it is new to it."""
+        from .annotate.canvas import view_payload
+
+        state.seq += 1
         ann = state.ann
-        if ann is not None and (ann.objects or (self.out / f"{ann.name}.annotation.json").exists()):
+        token = (ann.name, id(ann.image)) if ann is not None else None
+        with_image = token is not None and token != state.shown
+        state.shown = token
+        extra = {"files": self.files() if self.entries else [], "index": state.index if self.entries else None}
+        if state.volume is not None:
+            extra.update(volume=state.volume.summary(), flip_y=True, keep_view=True)  # anterior up
+        if state.confirm is not None:
+            extra["confirm"], state.confirm = state.confirm, None
+        return view_payload(ann, self.classes, seq=state.seq, ack=state.ack, with_image=with_image, extra=extra)
+
+    def autosave(self, state: SessionState, always: bool = False) -> None:
+        """Save after every change, so a server restart loses nothing the user did (unchanged: nothing written)."""
+        ann = state.ann
+        if ann is None:
+            return
+        if state.volume is not None:
+            vol = state.volume
+            vol.store()
+            if always or vol.dirty():  # opening or looking never writes: only changes are saved
+                vol.save(self.out)
+                self._mark(vol.name, vol)
+            return
+        if always or ann.dirty():
             ann.save(self.out)
+            self._mark(ann.name, ann)
+
+    def _mark(self, key: str, target) -> None:
+        if self._status is not None and key in self._status:
+            has = bool(getattr(target, "objects", None) or getattr(target, "order", None))
+            self._status[key] = "done" if getattr(target, "done", False) else "saved" if has else ""
 
     def object_choices(self, state: SessionState) -> list[str]:
         if state.ann is None:
@@ -264,6 +515,8 @@ class Annotator:
         ann = self._need(state)
         for o in ann.objects:
             self.add_class(o.label)
+        if state.volume is not None:
+            return [str(p) for p in state.volume.export(self.out)]
         paths = ann.export(self.out, categories=self.classes)
         if "labels" in {p.parent.name for p in paths}:
             paths += self._yolo_dataset_files()
@@ -296,75 +549,92 @@ class Annotator:
 
 
 def build_app(annotator: Annotator):
-    """The Gradio Blocks UI over an :class:`Annotator`."""
+    """The Gradio Blocks UI over an :class:`Annotator`: the canvas (``annotate/canvas.js``) and a side panel."""
     import gradio as gr
 
-    def guard(fn):
-        """Run an action; a SampromptError becomes a status message, the app keeps working."""
+    def reply(state, msg):
+        choices = annotator.object_choices(state)
+        current = choices[state.ann.current] if state.ann is not None and state.ann.current is not None and choices \
+            else None
+        return (state, annotator.view(state), msg or "", gr.update(choices=choices, value=current),
+                annotator.progress(state))
 
+    def attempt(state, fn, *args) -> str:
+        """Run an action and save; bad input becomes a status line and the app keeps working."""
+        try:
+            msg = fn(state, *args)
+            annotator.autosave(state)
+        except (SampromptError, IndexError, ValueError, KeyError, TypeError) as exc:
+            msg = f"⚠️ {exc}"
+        return msg
+
+    def guard(fn):
         def wrapped(state, *args):
-            try:
-                msg = fn(state, *args)
-                annotator.autosave(state)
-            except (SampromptError, IndexError, ValueError) as exc:
-                msg = f"⚠️ {exc}"
-            choices = annotator.object_choices(state)
-            current = choices[state.ann.current] if state.ann is not None and state.ann.current is not None and choices else None
-            return (state, annotator.render(state), msg or "", gr.update(choices=choices, value=current),
-                    annotator.progress(state))
+            with state.lock:  # one event of a tab at a time, whichever way it came
+                return reply(state, attempt(state, fn, *args))
 
         return wrapped
 
+    def on_canvas(state, label_v, evt: gr.EventData):
+        """A batch of canvas commands, applied in order."""
+        cmds = (evt._data or {}).get("cmds", []) if isinstance(evt._data, dict) else []
+        with state.lock:
+            msg = ""
+            for cmd in cmds if isinstance(cmds, list) else []:
+                if isinstance(cmd, dict):
+                    msg = attempt(state, annotator.command, cmd, label_v or "object")
+                    state.ack = max(state.ack, int(cmd.get("n", 0)))
+            return reply(state, msg)
+
     with gr.Blocks(title="samprompt annotator") as app:
         state = gr.State(lambda: SessionState())  # a factory: one state per browser tab
-        gr.Markdown("## samprompt annotator\nClick to prompt SAM; masks update from the cached embedding. "
-                    "Keys: 1/2/3 positive/negative/box, n new object, z undo, y redo, a/d accept/discard "
-                    "a proposal, e export, ←/→ previous/next image.")
-        with gr.Row():
-            with gr.Column(scale=3):
-                canvas = gr.Image(label="image", type="numpy", interactive=False, format="png", elem_id="canvas")
-                status = gr.Markdown(elem_id="status")
-            with gr.Column(scale=1):
-                upload = gr.File(label="upload an image", file_types=list(IMAGE_SUFFIXES), elem_id="upload")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=4, min_width=760):
+                canvas = gr.HTML({}, html_template="", js_on_load=CANVAS_JS.read_text(), css_template=CANVAS_CSS,
+                                 elem_id="canvas")
+                status = gr.Markdown(elem_id="status", height=28)
+            with gr.Column(scale=1, min_width=300):
+                gr.Markdown("**samprompt annotator** · keys: 1-6 tools, n new object, z/y undo/redo, s segment "
+                            "everything, a/d accept/discard, Del delete, Enter done, ←/→ files, ↑/↓ slices, "
+                            "wheel zoom, space-drag pan, f fit, e export")
+                upload = gr.File(label="upload an image or a NIfTI volume", height=90, elem_id="upload",
+                                 file_types=[*IMAGE_SUFFIXES, ".nii", ".gz"])
+                progress = gr.Markdown(annotator.progress(SessionState()), elem_id="progress")
                 with gr.Row():
-                    prev_b = gr.Button("◀ previous", elem_id="prev")
-                    next_b = gr.Button("next ▶", elem_id="next")
-                progress = gr.Markdown(annotator.progress(SessionState()))
-                mode = gr.Radio(list(MODES), value=MODES[0], label="click adds", elem_id="mode")
+                    prev_b = gr.Button("◀ previous", elem_id="prev", size="sm", min_width=60)
+                    next_b = gr.Button("next ▶", elem_id="next", size="sm", min_width=60)
+                    done_b = gr.Button("done ✓", elem_id="done", size="sm", min_width=60)
+                advance = gr.Checkbox(True, label="after done, open the next unfinished file", elem_id="advance")
                 classes = gr.Textbox(", ".join(annotator.classes), label="classes of this folder (comma-separated)",
                                      elem_id="classes")
                 label = gr.Dropdown(annotator.classes, value=annotator.classes[0], allow_custom_value=True,
-                                    label="class", elem_id="label")
+                                    label="class of new objects", elem_id="label")
                 objects = gr.Dropdown([], label="objects", elem_id="objects")
                 with gr.Row():
-                    new_b = gr.Button("new object", elem_id="new")
-                    rename_b = gr.Button("rename", elem_id="rename")
-                    delete_b = gr.Button("delete", elem_id="delete")
+                    new_b = gr.Button("new object", elem_id="new", size="sm", min_width=60)
+                    rename_b = gr.Button("set class", elem_id="rename", size="sm", min_width=60)
+                    delete_b = gr.Button("delete", elem_id="delete", size="sm", min_width=60)
                 with gr.Row():
-                    undo_b = gr.Button("undo", elem_id="undo")
-                    redo_b = gr.Button("redo", elem_id="redo")
-                    clear_b = gr.Button("clear", elem_id="clear")
+                    undo_b = gr.Button("undo", elem_id="undo", size="sm", min_width=60)
+                    redo_b = gr.Button("redo", elem_id="redo", size="sm", min_width=60)
+                    clear_b = gr.Button("clear", elem_id="clear", size="sm", min_width=60)
                 with gr.Row():
-                    propose_b = gr.Button("segment everything", elem_id="propose")
-                    accept_b = gr.Button("accept", elem_id="accept")
-                    discard_b = gr.Button("discard", elem_id="discard")
-                export_b = gr.Button("export image", variant="primary", elem_id="export")
-                export_all_b = gr.Button("export folder (COCO)", elem_id="export_all")
-                files = gr.File(label="exported files", file_count="multiple", elem_id="files")
+                    propose_b = gr.Button("segment everything", elem_id="propose", size="sm", min_width=60)
+                    accept_b = gr.Button("accept", elem_id="accept", size="sm", min_width=60)
+                    discard_b = gr.Button("discard", elem_id="discard", size="sm", min_width=60)
+                with gr.Row():
+                    export_b = gr.Button("export", variant="primary", elem_id="export", size="sm", min_width=60)
+                    export_all_b = gr.Button("export folder (COCO)", elem_id="export_all", size="sm", min_width=60)
+                files = gr.File(label="exported files", file_count="multiple", elem_id="files", height=120)
+                mode = gr.Radio(list(MODES), value=MODES[0], label="click adds", visible=False)  # for /click
 
         outs = [state, canvas, status, objects, progress]
-
-        guarded_click = guard(lambda st, x, y, mode_v, label_v: annotator.click(st, x, y, mode_v, label_v or "object"))
-
-        def on_select(st, mode_v, label_v, evt: gr.SelectData):  # the annotation makes Gradio pass the click
-            x, y = evt.index
-            return guarded_click(st, float(x), float(y), mode_v, label_v)
+        canvas.submit(on_canvas, [state, label], outs, queue=False, show_progress="hidden", api_name=False)
 
         def idx(o):
             return int(o.split(":")[0]) if o else -1
 
-        canvas.select(on_select, [state, mode, label], outs, **EDITS, api_name=False)
-        # The same action without a browser: "x,y" text (used by scripts and gradio_client).
+        # The same actions without a browser (scripts, gradio_client): "x,y" text for a click.
         xy = gr.Textbox(visible=False)
         xy_b = gr.Button(visible=False)
 
@@ -375,41 +645,33 @@ def build_app(annotator: Annotator):
                 raise SampromptError(f"expected 'x,y' in pixels, got {text!r}") from None
             return annotator.click(st, x, y, mode_v, label_v or "object")
 
+        def key(name):
+            return guard(lambda st, lab="object": annotator.key(st, name, lab or "object"))
+
         xy_b.click(guard(on_xy), [state, xy, mode, label], outs, **EDITS, api_name="click")
         upload.upload(guard(lambda st, f: annotator.open_upload(st, f)), [state, upload], outs, **EDITS, api_name="upload")
-        prev_b.click(guard(lambda st: annotator.open_index(st, st.index - 1)), [state], outs, **EDITS, api_name="previous")
-        next_b.click(guard(lambda st: annotator.open_index(st, st.index + 1 if st.ann else 0)), [state], outs,
-                     **EDITS, api_name="next")
-        new_b.click(guard(lambda st, lab: f"object {annotator._need(st).new_object(lab or 'object')}"), [state, label], outs,
-                    **EDITS, api_name="new_object")
-        objects.input(guard(lambda st, o: annotator._need(st).select(idx(o))), [state, objects], outs, **EDITS, api_name="select")
+        prev_b.click(key("prev"), [state], outs, **EDITS, api_name="previous")
+        next_b.click(key("next"), [state], outs, **EDITS, api_name="next")
+        done_b.click(key("done"), [state], outs, **EDITS, api_name="done")
+        new_b.click(key("new"), [state, label], outs, **EDITS, api_name="new_object")
+        objects.input(guard(lambda st, o: annotator._need(st).select(idx(o))), [state, objects], outs, **EDITS,
+                      api_name="select")
         rename_b.click(guard(lambda st, o, lab: annotator._need(st).rename(idx(o), lab)), [state, objects, label], outs,
                        **EDITS, api_name="rename")
-        delete_b.click(guard(lambda st, o: annotator._need(st).delete(idx(o))), [state, objects], outs, **EDITS, api_name="delete")
-        undo_b.click(guard(lambda st: "undone" if annotator._need(st).undo() else "nothing to undo"), [state], outs,
-                     **EDITS, api_name="undo")
-        redo_b.click(guard(lambda st: "redone" if annotator._need(st).redo() else "nothing to redo"), [state], outs,
-                     **EDITS, api_name="redo")
-        clear_b.click(guard(lambda st: annotator._need(st).clear()), [state], outs, **EDITS, api_name="clear")
+        delete_b.click(guard(lambda st, o: annotator._need(st).delete(idx(o))), [state, objects], outs, **EDITS,
+                       api_name="delete")
+        undo_b.click(key("undo"), [state], outs, **EDITS, api_name="undo")
+        redo_b.click(key("redo"), [state], outs, **EDITS, api_name="redo")
+        clear_b.click(key("clear"), [state], outs, **EDITS, api_name="clear")
+        propose_b.click(key("propose"), [state], outs, **EDITS, api_name="propose")
+        accept_b.click(key("accept"), [state, label], outs, **EDITS, api_name="accept")
+        discard_b.click(key("discard"), [state], outs, **EDITS, api_name="discard")
 
-        def propose(st):
-            n = len(annotator._need(st).propose())
-            st.proposal = 0
-            return f"{n} proposals: accept or discard the highlighted one"
+        def set_advance(st, on):
+            st.auto_advance = bool(on)
+            return st
 
-        def accept(st, lab):
-            ann = annotator._need(st)
-            if not ann.proposals:
-                return "no proposals left"
-            ann.accept(0, lab or "object")
-            return f"accepted; {len(ann.proposals)} left"
-
-        def discard(st):
-            ann = annotator._need(st)
-            if not ann.proposals:
-                return "no proposals left"
-            ann.discard(0)
-            return f"discarded; {len(ann.proposals)} left"
+        advance.change(set_advance, [state, advance], [state], **EDITS, api_name=False)
 
         def set_classes(st, text, current):
             names = annotator.set_classes(str(text).split(","))
@@ -417,39 +679,32 @@ def build_app(annotator: Annotator):
             return st, gr.update(choices=names, value=value)
 
         classes.change(set_classes, [state, classes, label], [state, label], **EDITS, api_name="classes")
-        propose_b.click(guard(propose), [state], outs, **EDITS, api_name="propose")
-        accept_b.click(guard(accept), [state, label], outs, **EDITS, api_name="accept")
-        discard_b.click(guard(discard), [state], outs, **EDITS, api_name="discard")
-
-        def export(st, lab):
-            annotator.add_class(lab)
-            return annotator.export(st)
 
         def wrap_export(st, lab):
-            try:
-                paths = export(st, lab)
-                return paths, f"exported {len(paths)} files to {annotator.out}"
-            except SampromptError as exc:
-                return None, f"⚠️ {exc}"
+            with st.lock:
+                try:
+                    annotator.add_class(lab)
+                    paths = annotator.export(st)
+                    return paths, f"exported {len(paths)} files to {annotator.out}"
+                except SampromptError as exc:
+                    return None, f"⚠️ {exc}"
 
         export_b.click(wrap_export, [state, label], [files, status], **EDITS, api_name="export")
         export_all_b.click(lambda st: ([annotator.export_all(st)], "exported the folder"), [state], [files, status],
                            **EDITS, api_name="export_all")
-        if annotator.images:
-            app.load(guard(lambda st: annotator.open_index(st, 0)), [state], outs, **EDITS)
+        def current_classes():  # the folder's list now, not the one when the app was built
+            return ", ".join(annotator.classes), gr.update(choices=annotator.classes, value=annotator.classes[0])
+
+        app.load(current_classes, None, [classes, label], queue=False, show_progress="hidden")
+        if annotator.entries:
+            app.load(key("next"), [state], outs, **EDITS)
     return app
-
-
-def shortcut_js() -> str:
-    """The ``<script>`` for ``launch(head=...)`` that maps keys to the annotator's buttons."""
-    import json
-
-    return _SHORTCUT_JS % (json.dumps(SHORTCUTS), json.dumps(MODE_KEYS))
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="samprompt annotate", description="Interactive SAM annotation in the browser.")
-    p.add_argument("folder", nargs="?", help="folder of images (or a labelled folder's images/)")
+    p.add_argument("folder", nargs="?", help="folder of images and volumes (NIfTI files, DICOM series folders), "
+                                             "or a labelled folder's images/")
     p.add_argument("--model", default="tiny", help="registry name or checkpoint path (default: tiny)")
     p.add_argument("--out", help="where annotations go (default: FOLDER/annotations)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
@@ -464,7 +719,7 @@ def main(argv: list[str] | None = None) -> None:
     except SampromptError as exc:
         p.error(str(exc))
     build_app(annotator).launch(server_name=args.host, server_port=args.port,
-                                max_file_size=f"{args.max_upload_mb}mb", show_error=True, head=shortcut_js())
+                                max_file_size=f"{args.max_upload_mb}mb", show_error=True)
 
 
 if __name__ == "__main__":

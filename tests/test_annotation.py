@@ -70,3 +70,67 @@ def test_export_and_resume(ann, tmp_path, random_sam):
     assert again.objects[1].box == (40, 10, 120, 90)
     doc = json.loads((tmp_path / "passwd.annotation.json").read_text())
     assert doc["image_size"] == [96, 128] and doc["objects"][0]["labels"] == [1]
+
+
+def test_brush_and_eraser_edit_on_top_of_sam_and_a_later_prompt_asks_first(ann):
+    from samprompt.annotation import EditsWouldBeLost
+
+    ann.set_box((10, 10, 60, 50))
+    sam = ann.objects[0].mask.copy()
+    ann.brush([(100.5, 80.5), (120.5, 80.5)], radius=3)  # a stroke away from the SAM mask
+    m = ann.objects[0].mask
+    new = m & ~sam
+    assert new[80, 100] and new[80, 120] and new[80, 110] and not new[80, 126] and not new[90, 110]
+    assert np.array_equal(m & sam, sam) and ann.objects[0].edited  # painted on top: nothing of SAM's lost
+    ann.brush([(110.5, 80.5)], radius=2, erase=True)
+    assert not ann.objects[0].mask[80, 110] and ann.objects[0].mask[80, 100]
+    with pytest.raises(EditsWouldBeLost, match="by hand"):
+        ann.add_point(30, 30)
+    assert ann.objects[0].points == []  # refused: nothing changed
+    ann.add_point(30, 30, force=True)
+    assert not ann.objects[0].edited and not ann.objects[0].mask[80, 100]
+    assert ann.undo() and ann.objects[0].edited and not ann.objects[0].mask[80, 110]
+    with pytest.raises(PromptError):
+        ann.brush([], radius=3)
+
+
+def test_polygons_round_trip_keeps_holes_and_edits_apply(ann):
+    import cv2
+
+    ring = np.zeros((96, 128), np.uint8)
+    cv2.circle(ring, (60, 48), 30, 1, -1)
+    cv2.circle(ring, (60, 48), 12, 0, -1)
+    ann.new_object("donut")
+    ann.objects[0].mask = ring.astype(bool)
+    polys = ann.polygons()
+    assert len(polys) == 2  # the outer ring and the hole
+    ann.set_polygons(polys)
+    got = ann.objects[0].mask
+    assert not got[48, 60] and got[48, 35]  # the hole stays a hole
+    assert (got & ring.astype(bool)).sum() / (got | ring.astype(bool)).sum() > 0.93
+    ann.set_polygons([[[0.5, 0.5], [19.5, 0.5], [19.5, 19.5], [0.5, 19.5]]])  # vertices: the outline's pixel centres
+    assert ann.objects[0].mask[:20, :20].all() and ann.objects[0].mask.sum() == 400 and ann.objects[0].edited
+    with pytest.raises(PromptError, match="three"):
+        ann.set_polygons([[[0, 0], [5, 5]]])
+
+
+def test_proposals_that_repeat_an_object_are_dropped_and_undo_of_accept_restores(ann):
+    kw = dict(points_per_side=4, pred_iou_thresh=-10, stability_score_thresh=-1, box_nms_thresh=1.0)
+    from samprompt.masks import iou
+
+    first = ann.propose(**kw)
+    taken = ann.accept(0, "thing").mask
+    again = ann.propose(**kw)
+    repeats = sum(iou(m, taken) >= 0.5 for m in first)
+    assert repeats >= 1 and len(again) == len(first) - repeats  # what repeats an object is not proposed again
+    assert all(iou(m, taken) < 0.5 for m in again)
+    n = len(again)
+    ann.accept(0, "other")
+    assert len(ann.proposals) == n - 1
+    assert ann.undo() and len(ann.proposals) == n and len(ann.objects) == 1  # the proposal is back
+    assert ann.redo() and len(ann.proposals) == n - 1 and len(ann.objects) == 2
+
+
+def test_points_on_the_far_edge_are_inside(ann):
+    ann.add_point(128, 96)  # (W, H) is a valid point: pixel coordinates are continuous
+    assert ann.objects[0].points == [(128.0, 96.0)]

@@ -106,7 +106,9 @@ def test_client_bad_upload_keeps_app_alive(server, tmp_path):
     good = tmp_path / "good.png"
     cv2.imwrite(str(good), np.full((40, 50, 3), 128, np.uint8))
     res = c.predict(gradio_client.handle_file(str(good)), api_name="/upload")
-    assert "opened good" in str(res) and str(res[0]).endswith('.png')
+    assert "opened good" in str(res)
+    view = res[0]  # the canvas document: the picture (new to this tab) and the mask overlay
+    assert view["image"].startswith("data:image/png;base64,") and (view["w"], view["h"]) == (50, 40)
 
 
 # ---------------------------------------------------------------- work that must never be lost
@@ -291,3 +293,61 @@ def test_existing_labels_import_as_objects_in_each_format(random_sam, tmp_path):
     assert "resumed" in saved.open_index(st3, 0) and st3.ann.objects[0].label == "thing"
     with pytest.raises(Exception, match="expected a folder of label-map PNGs"):
         Annotator(seg, data / "images", tmp_path / "x", imports=tmp_path / "nothing_here")
+
+
+# ---------------------------------------------------------------- the canvas's commands and documents
+def _decode(url):
+    import base64
+
+    return cv2.imdecode(np.frombuffer(base64.b64decode(url.split(",", 1)[1]), np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+def test_canvas_commands_and_the_documents_they_send(folder, random_sam, tmp_path):
+    app = Annotator(Segmenter(random_sam), folder, tmp_path / "ann")
+    st = SessionState()
+    app.open_index(st, 0)
+    first = app.view(st)
+    assert _decode(first["image"]).shape == (96, 128, 3) and [f["status"] for f in first["files"]] == ["", "", ""]
+    app.command(st, {"op": "box", "box": [10, 10, 60, 50]}, "cat")
+    doc = app.view(st)
+    assert "image" not in doc  # the picture is sent once; an edit sends the overlay alone
+    over = _decode(doc["overlay"])  # BGRA
+    assert over.shape == (96, 128, 4)
+    np.testing.assert_array_equal(over[..., 3] > 0, st.ann.objects[0].mask)  # the selected object, filled
+    assert doc["objects"][0]["box"] == [10, 10, 60, 50] and doc["polygons"] and doc["legend"][1]["name"] == "cat"
+    # a hand edit, then a SAM prompt on the same object: asked first, applied only when confirmed
+    app.command(st, {"op": "brush", "points": [[100, 80]], "radius": 4}, "cat")
+    said = app.command(st, {"op": "point", "x": 20, "y": 20, "n": 9}, "cat")
+    assert "not replaced" in said and app.view(st)["confirm"]["cmd"]["op"] == "point"
+    assert st.ann.objects[0].points == [] and "confirm" not in app.view(st)  # asked once
+    app.command(st, {"op": "point", "x": 20, "y": 20, "force": True}, "cat")
+    assert st.ann.objects[0].points == [(20.0, 20.0)] and not st.ann.objects[0].edited
+    # a small object on a large one: a pick selects the small one
+    app.command(st, {"op": "key", "key": "new"}, "dog")
+    app.command(st, {"op": "brush", "points": [[5, 90]], "radius": 3}, "dog")
+    st.ann.objects[0].mask[:] = True  # the large one covers everything
+    app.command(st, {"op": "pick", "x": 5.5, "y": 90.5}, "cat")
+    assert st.ann.current == 1
+    app.command(st, {"op": "pick", "x": 20, "y": 20}, "cat")
+    assert st.ann.current == 0
+    with pytest.raises(Exception, match="unknown canvas command"):
+        app.command(st, {"op": "teleport"}, "cat")
+
+
+def test_done_marks_the_image_and_advances_to_the_next_unfinished_one(folder, random_sam, tmp_path):
+    app = Annotator(Segmenter(random_sam), folder, tmp_path / "ann")
+    st = SessionState()
+    app.open_index(st, 1)
+    app.command(st, {"op": "point", "x": 30, "y": 30}, "object")
+    app.autosave(st)
+    assert "opened default_000002" in app.command(st, {"op": "key", "key": "done"}, "object")
+    assert st.index == 2 and [f["status"] for f in app.files()] == ["", "done", ""]
+    app.key(st, "done")  # an image without objects can be done too
+    assert st.index == 0 and [f["status"] for f in app.files()] == ["", "done", "done"]
+    assert "every file of the folder is done" in app.key(st, "done") and st.index == 0
+    st.auto_advance = False  # the tab's checkbox
+    app.open_index(st, 1)
+    assert app.key(st, "done").endswith("done") and st.index == 1
+    again = Annotator(Segmenter(random_sam), folder, tmp_path / "ann")  # the status survives a restart
+    assert [f["status"] for f in again.files()] == ["done", "done", "done"]
+    assert "3 done" in again.progress(SessionState())

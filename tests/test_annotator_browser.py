@@ -1,25 +1,32 @@
 """The annotator in a real headless browser (Debian's chromium driven by Playwright).
 
-Skipped when chromium or playwright is missing; `.ci/run` installs both.
-Saves a screenshot to tests/artifacts/annotator.png.
+Skipped when chromium or playwright is missing; `.ci/run` installs both. Every
+action goes through the page as a user's would: mouse on the canvas, keys,
+the file list, the slice slider. Screenshots go to tests/artifacts/.
 """
 
+import json
 import shutil
 import socket
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
 from samprompt import Segmenter
-from samprompt.annotator import Annotator, build_app, shortcut_js
+from samprompt.annotator import Annotator, build_app
+from samprompt.simulate import center_point
 from samprompt.synthetic import make_scene
 
 sync_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed")
 ARTIFACTS = Path(__file__).parent / "artifacts"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
 
 
 def _free_port() -> int:
@@ -28,57 +35,281 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_upload_click_mask_second_object_undo_export(tmp_path, tiny_or_random_sam):
-    out = tmp_path / "ann"
-    seg = Segmenter(tiny_or_random_sam)
-    app = build_app(Annotator(seg, None, out))
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@contextmanager
+def serve(annotator):
+    app = build_app(annotator)
     port = _free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, head=shortcut_js())
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        app.close()
+
+
+def open_page(browser, url, wait_key=True):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.errors = errors
+    page.goto(url, wait_until="load", timeout=60_000)
+    page.wait_for_function("window.samprompt && window.samprompt.drawn", timeout=60_000)
+    if wait_key:
+        page.wait_for_function("window.samprompt.drawn.key", timeout=60_000)
+    return page
+
+
+def settle(page):
+    """Wait until every command the page sent has come back and been drawn."""
+    page.wait_for_function("window.samprompt.pending() === 0", timeout=60_000)
+
+
+def status(page) -> str:
+    return page.inner_text("#status")
+
+
+def at(page, x, y):
+    """Page coordinates of image pixel position (x, y) as the canvas shows it now."""
+    p = page.evaluate("([x, y]) => window.samprompt.screenOf(x, y)", [float(x), float(y)])
+    return p["x"], p["y"]
+
+
+def click(page, x, y, **kw):
+    page.mouse.click(*at(page, x, y), **kw)
+    settle(page)
+
+
+def drag(page, a, b, steps=6):
+    page.mouse.move(*at(page, *a))
+    page.mouse.down()
+    page.mouse.move(*at(page, *b), steps=steps)
+    page.mouse.up()
+    settle(page)
+
+
+def saved(out: Path, key: str) -> dict:
+    return json.loads((out / f"{key}.annotation.json").read_text())
+
+
+def _until(check, seconds=30.0):
+    import time
+
+    end = time.time() + seconds
+    while not check():
+        assert time.time() < end, "timed out"
+        time.sleep(0.05)
+
+
+def _scene_folder(path: Path, sizes=(256, 256)) -> tuple[Path, list]:
+    path.mkdir(parents=True, exist_ok=True)
+    scenes = []
+    for i, size in enumerate(sizes):
+        scene = make_scene(21 + i, size=size)
+        cv2.imwrite(str(path / f"scene{i}.png"), scene.image[..., ::-1])
+        scenes.append(scene)
+    return path, scenes
+
+
+# ---------------------------------------------------------------------------------------------------------
+def test_upload_click_mask_second_object_undo_export(browser, tmp_path, tiny_or_random_sam):
+    out = tmp_path / "ann"
     scene = make_scene(21, size=256)
     img_path = tmp_path / "scene.png"
     cv2.imwrite(str(img_path), scene.image[..., ::-1])
-    try:
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=CHROMIUM,
-                args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-            )
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"http://127.0.0.1:{port}/", wait_until="load", timeout=60_000)
-            page.wait_for_selector("#upload input[type=file]", state="attached", timeout=60_000)
-            page.set_input_files("#upload input[type=file]", str(img_path))
-            page.wait_for_function("document.querySelector('#status')?.innerText.includes('opened')", timeout=60_000)
-            img = page.locator("#canvas img").first
-            img.wait_for(timeout=30_000)
-            box = img.bounding_box()
-            # click the centre of object 1, in displayed pixels
-            from samprompt.simulate import center_point
-
-            def click_object(k):
-                x, y = center_point(scene.labels == k)
-                img.click(position={"x": x * box["width"] / 256, "y": y * box["height"] / 256})
-
-            click_object(1)
-            page.wait_for_function("document.querySelector('#status')?.innerText.includes('object 0')", timeout=60_000)
-            page.click("#new")
-            page.wait_for_function("document.querySelector('#status')?.innerText.includes('object 1')", timeout=30_000)
-            click_object(2)
-            page.wait_for_function("document.querySelector('#status')?.innerText.includes('score')", timeout=60_000)
-            page.keyboard.press("n")  # keyboard shortcut for "new object"
-            page.wait_for_function("document.querySelector('#status')?.innerText.includes('object 2')", timeout=30_000)
-            page.keyboard.press("z")  # undo: drop the empty third object
-            page.wait_for_function("document.querySelector('#status')?.innerText.includes('undone')", timeout=30_000)
-            page.click("#export")
-            page.wait_for_function("document.querySelector('#status')?.innerText.includes('exported')", timeout=60_000)
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "annotator.png"), full_page=True)
-            browser.close()
-    finally:
-        app.close()
+    with serve(Annotator(Segmenter(tiny_or_random_sam), None, out)) as url:
+        page = open_page(browser, url, wait_key=False)
+        page.set_input_files("#upload input[type=file]", str(img_path))
+        page.wait_for_function("document.querySelector('#status')?.innerText.includes('opened')", timeout=60_000)
+        page.wait_for_function("window.samprompt.drawn.key", timeout=60_000)
+        x, y = center_point(scene.labels == 1)
+        # no flash: right after the mouse-down, before any reply, the canvas still shows the picture
+        sx, sy = at(page, x, y)
+        before = page.evaluate("([x, y]) => Array.from(document.querySelector('#canvas canvas').getContext('2d')"
+                               ".getImageData(x, y, 1, 1).data)", [200, 200])
+        page.mouse.click(sx, sy)
+        during = page.evaluate("([x, y]) => Array.from(document.querySelector('#canvas canvas').getContext('2d')"
+                               ".getImageData(x, y, 1, 1).data)", [200, 200])
+        assert during == before != [30, 30, 36, 255]
+        settle(page)
+        assert "object 0" in status(page)
+        page.keyboard.press("n")
+        settle(page)
+        assert "object 1" in status(page)
+        click(page, *center_point(scene.labels == 2))
+        assert "score" in status(page)
+        page.keyboard.press("n")
+        page.keyboard.press("z")  # at once: undo drops the empty third object, in order
+        settle(page)
+        assert "undone" in status(page)
+        page.keyboard.press("e")
+        page.wait_for_function("document.querySelector('#status')?.innerText.includes('exported')", timeout=60_000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "annotator.png"))
+        assert page.errors == []
+        page.close()
     (exported,) = out.glob("scene-*.coco.json")  # an upload saves under its stem and a hash of its content
     api = COCO(str(exported))
     anns = api.loadAnns(api.getAnnIds())
     assert len(anns) == 2
     for a in anns:
         assert api.annToMask(a).sum() > 0
+
+
+def test_drag_box_zoom_brush_and_polygon_edit(browser, tmp_path):
+    folder, scenes = _scene_folder(tmp_path / "imgs", sizes=(256,))
+    out = tmp_path / "ann"
+    with serve(Annotator(Segmenter("tiny"), folder, out)) as url:
+        page = open_page(browser, url)
+        page.on("dialog", lambda d: d.accept())  # "replace the hand edits?": yes
+        page.keyboard.press("3")
+        page.mouse.move(*at(page, 40, 50))
+        page.mouse.down()
+        page.mouse.move(*at(page, 120, 130), steps=5)
+        # while dragging, the first corner and the rubber band are on screen (no reply needed)
+        assert page.evaluate("window.samprompt.pending()") == 0
+        page.mouse.up()
+        settle(page)
+        box = saved(out, "scene0")["objects"][0]["box"]
+        np.testing.assert_allclose(box, [40, 50, 120, 130], atol=0.6)
+        # zoom in about a point with the wheel; clicks still land on the right pixel
+        cx, cy = center_point(scenes[0].labels == 2)
+        page.mouse.move(*at(page, cx - 20, cy + 10))
+        page.mouse.wheel(0, -400)
+        page.wait_for_timeout(100)
+        view = page.evaluate("window.samprompt.view()")
+        assert view["scale"] > 2 * 1.0
+        page.keyboard.press("n")
+        page.keyboard.press("1")
+        settle(page)
+        click(page, cx + 0.25, cy - 0.25)
+        (px, py), = saved(out, "scene0")["objects"][1]["points"]
+        assert abs(px - cx - 0.25) < 0.3 and abs(py - cy + 0.25) < 0.3, (px, py, cx, cy)
+        page.keyboard.press("f")  # fit the image again
+        # brush, then a SAM click on the same object: the browser asks first (accepted above)
+        page.keyboard.press("4")
+        drag(page, (cx - 30, cy + 20), (cx + 10, cy + 25))
+        assert "painted" in status(page)
+        doc = saved(out, "scene0")["objects"][1]
+        assert doc["edited"] is True
+        page.keyboard.press("1")
+        click(page, cx, cy)
+        settle(page)
+        assert saved(out, "scene0")["objects"][1]["edited"] is False
+        # polygon vertices: drag one outwards; the exported mask is the edited one
+        page.keyboard.press("6")
+        settle(page)
+        polys = page.evaluate("() => window.samprompt.doc().polygons")
+        vx, vy = polys[0][0]
+        drag(page, (vx, vy), (vx + 12, vy - 9), steps=4)
+        assert "polygon edited" in status(page)
+        after = page.evaluate("() => window.samprompt.doc().polygons")
+        assert any(abs(p[0] - (vx + 12)) < 1.5 and abs(p[1] - (vy - 9)) < 1.5 for p in after[0])
+        page.screenshot(path=str(tmp_path / "canvas.png"))
+        assert page.errors == []
+        page.close()
+
+
+def test_classes_stay_across_a_reload_and_two_tabs_never_overwrite_each_other(browser, tmp_path):
+    folder, scenes = _scene_folder(tmp_path / "imgs")
+    out = tmp_path / "ann"
+    with serve(Annotator(Segmenter("tiny"), folder, out)) as url:
+        a = open_page(browser, url)
+        a.fill("#classes textarea, #classes input", "object, bar")
+        a.press("#classes textarea, #classes input", "Tab")
+        _until(lambda: "bar" in (out / "classes.json").read_text() if (out / "classes.json").exists() else False)
+        a.fill("#label input", "bar")
+        a.press("#label input", "Enter")
+        a.wait_for_timeout(300)
+        b = open_page(browser, url)  # a second tab on the same image, opened before any save
+        x, y = center_point(scenes[0].labels == 1)
+        click(a, x, y)
+        assert "bar" in status(a)
+        click(b, 10, 10)
+        assert "another tab" in status(b)  # refused, and told; the first tab's object is safe
+        assert [o["label"] for o in saved(out, "scene0")["objects"]] == ["bar"]
+        b.reload()
+        b.wait_for_function("window.samprompt && window.samprompt.drawn && window.samprompt.drawn.key",
+                            timeout=60_000)
+        assert "resumed 1 objects" in status(b)
+        assert saved(out, "scene0")["revision"] == 1  # opening an image never rewrites its save file
+        legend = b.inner_text("#canvas .sp-legend")
+        assert legend.split() == ["object", "bar"]  # the folder's classes, in their order, after a reload
+        assert b.input_value("#classes textarea, #classes input") == "object, bar"
+        colour = lambda p: p.evaluate("() => [...document.querySelectorAll('#canvas .sp-class i')]"  # noqa: E731
+                                      ".map(i => i.style.background)")
+        assert colour(a) == colour(b)
+        a.keyboard.press("e")
+        a.wait_for_function("document.querySelector('#status')?.innerText.includes('exported')", timeout=60_000)
+        assert (out / "labels" / "scene0.txt").read_text().split()[0] == "1"  # bar is YOLO class 1
+        assert a.errors == [] and b.errors == []
+        a.close()
+        b.close()
+
+
+def test_images_with_the_same_clean_name_are_kept_apart(browser, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "x y.png"), make_scene(3, size=(96, 128)).image[..., ::-1])
+    cv2.imwrite(str(folder / "x_y.png"), make_scene(4, size=(120, 100)).image[..., ::-1])
+    out = tmp_path / "ann"
+    with serve(Annotator(Segmenter("tiny"), folder, out)) as url:
+        page = open_page(browser, url)
+        click(page, 30, 30)
+        page.click("#canvas .sp-file >> nth=1")  # the file list: jump to the other one
+        page.wait_for_function("window.samprompt.doc().file === 'x_y.png'", timeout=60_000)
+        settle(page)
+        click(page, 50, 60)
+        files = page.inner_text("#canvas .sp-files")
+        assert files.count("●") == 2  # both show as saved
+        page.close()
+    docs = [json.loads(p.read_text()) for p in sorted(out.glob("*.annotation.json"))]
+    assert sorted((d["file_name"], tuple(d["image_size"])) for d in docs) == [("x y.png", (96, 128)),
+                                                                                ("x_y.png", (120, 100))]
+
+
+def test_a_volume_slice_box_propagate_and_export(browser, tmp_path):
+    nib = pytest.importorskip("nibabel")
+    pytest.importorskip("monai")
+    from samprompt.domains.medical import dice_3d
+    from samprompt.synthetic.volumes import make_volume, save_nifti
+
+    folder = tmp_path / "vols"
+    v = make_volume(3, shape=(96, 96, 30), orientation="RAS")
+    save_nifti(folder / "ct3.nii.gz", v.data, v.affine)
+    out = tmp_path / "ann"
+    liver = v.labels == 1
+    k = int(liver.sum(axis=(0, 1)).argmax())
+    ii, jj = np.nonzero(liver[:, :, k])
+    with serve(Annotator(Segmenter("tiny"), folder, out)) as url:
+        page = open_page(browser, url)
+        assert "opened volume ct3.nii.gz" in status(page)
+        page.eval_on_selector("#canvas .sp-slice", f"el => {{ el.value = {k}; el.dispatchEvent(new Event('input')); }}")
+        page.wait_for_function(f"window.samprompt.drawn.key === 'ct3-z{k}'", timeout=30_000)
+        page.keyboard.press("3")
+        drag(page, (ii.min(), jj.min()), (ii.max() + 1, jj.max() + 1))
+        assert "score" in status(page)
+        page.click("#canvas .sp-propagate")
+        page.wait_for_function("document.querySelector('#status').innerText.includes('propagated')", timeout=60_000)
+        page.keyboard.press("ArrowUp")
+        page.keyboard.press("ArrowUp")
+        page.wait_for_function(f"window.samprompt.drawn.key === 'ct3-z{k + 2}'", timeout=30_000)
+        assert f"{k + 2} / 29" in page.inner_text("#canvas .sp-volume")
+        assert page.evaluate("() => window.samprompt.doc().polygons.length") > 0  # the object is on this slice
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "annotator_volume.png"))
+        page.keyboard.press("e")
+        page.wait_for_function("document.querySelector('#status').innerText.includes('exported')", timeout=60_000)
+        assert page.errors == []
+        page.close()
+    seg = nib.load(out / "ct3_seg.nii.gz")
+    src = nib.load(folder / "ct3.nii.gz")
+    np.testing.assert_allclose(seg.affine, src.affine)
+    assert seg.shape == src.shape
+    assert dice_3d(np.asarray(seg.dataobj) == 1, liver) > 0.65

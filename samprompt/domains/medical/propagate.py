@@ -361,6 +361,18 @@ def _propagate(seg, view: SliceView, tracks: list[Track], settings: PropagationS
             z += direction
 
 
+def propagate_object(seg, view: SliceView, key: int, prompt: Prompt,
+                     settings: PropagationSettings | None = None) -> dict[int, np.ndarray]:
+    """Follow one object from ``prompt`` (in the view's pixels) on slice ``key`` up and down the volume,
+    as :func:`segment_volume` does; its mask per slice reached, as (rows, cols) voxels of the slice."""
+    if not 0 <= key < view.n:
+        raise PromptError(f"slice {key} is out of range (0 to {view.n - 1})")
+    track = Track(1, None, key, prompt, 0, view.n - 1)
+    _propagate(seg, view, [track], settings or PropagationSettings(), {"encoder_passes": 0, "decoded_slices": 0},
+               {key})
+    return track.masks
+
+
 def _volume_of(track: Track, view: SliceView, shape) -> np.ndarray:
     m = np.zeros(shape, bool)
     for k, mask in track.masks.items():
@@ -469,4 +481,5 @@ def oracle_segmentation(seg, vol: MedicalVolume, truth: dict[int, np.ndarray], w
     return out
 
 
-__all__ = ["PropagationSettings", "SliceView", "Track", "VolumeSegmentation", "oracle_segmentation", "segment_volume"]
+__all__ = ["PropagationSettings", "SliceView", "Track", "VolumeSegmentation", "oracle_segmentation", "propagate_object",
+           "segment_volume"]

@@ -1,0 +1,400 @@
+// The samprompt annotation canvas: runs as the js_on_load of a gr.HTML component.
+// Gradio gives `element` (the component's root), `props` (props.value: the view document from
+// samprompt/annotate/canvas.py), `watch` and `trigger`. The browser sends commands with
+// trigger('submit', {cmds}) one batch at a time, in order; the reply is a new props.value whose
+// `ack` says which commands it has applied. The image is drawn once; replies carry only the mask
+// overlay (a PNG) and vectors, so the picture never blanks while a click is computed.
+(function () {
+  const TOOLS = [
+    ["point", "+ point", "1"], ["negative", "− point", "2"], ["box", "box", "3"],
+    ["brush", "brush", "4"], ["eraser", "eraser", "5"], ["polygon", "vertices", "6"],
+  ];
+  const HINTS = {
+    point: "click: positive point · right-click: negative · shift-click: select an object",
+    negative: "click: negative point · shift-click: select an object",
+    box: "drag a box (or click two corners)",
+    brush: "drag to paint on the selected object · [ ] size",
+    eraser: "drag to erase from the selected object · [ ] size",
+    polygon: "drag a vertex · double-click a vertex to remove it, an edge to add one",
+  };
+  element.innerHTML = `
+    <div class="sp-root">
+      <div class="sp-side"><div class="sp-files-title">files</div><div class="sp-files"></div></div>
+      <div class="sp-main">
+        <div class="sp-toolbar"></div>
+        <div class="sp-stage" tabindex="0"><canvas></canvas><div class="sp-empty">upload an image or open a folder</div></div>
+        <div class="sp-volume" hidden>
+          <label>slice <input class="sp-slice" type="range" min="0" max="0" value="0" step="1"></label>
+          <span class="sp-slice-no"></span>
+          <select class="sp-window"></select>
+          <button class="sp-propagate" type="button">propagate ▲▼</button>
+        </div>
+        <div class="sp-legend"></div>
+      </div>
+    </div>`;
+  const $ = (sel) => element.querySelector(sel);
+  const stage = $(".sp-stage"), cv = $("canvas"), ctx = cv.getContext("2d");
+  const st = {
+    tool: "point", doc: null, img: null, overlay: null, key: null, scale: 1, ox: 0, oy: 0,
+    drag: null, boxStart: null, stroke: null, mouse: null, brush: 6, vertex: null, panning: null,
+    space: false, filesSig: "", legendSig: "", volSig: "",
+  };
+  const api = window.samprompt = window.samprompt || {};
+  api.drawn = api.drawn || { seq: -1, ack: 0, t: 0 };
+
+  // ------------------------------------------------------------------ toolbar
+  const bar = $(".sp-toolbar");
+  for (const [id, text, key] of TOOLS) {
+    const b = document.createElement("button");
+    b.type = "button"; b.dataset.tool = id; b.textContent = `${text} (${key})`;
+    b.addEventListener("click", () => setTool(id));
+    bar.appendChild(b);
+  }
+  const fit = document.createElement("button");
+  fit.type = "button"; fit.textContent = "fit (f)"; fit.addEventListener("click", () => { fitView(); draw(); });
+  bar.appendChild(fit);
+  const info = document.createElement("span");
+  info.className = "sp-hint"; bar.appendChild(info);
+  function setTool(id) {
+    st.tool = id; st.boxStart = null; st.stroke = null; st.vertex = null;
+    bar.querySelectorAll("button[data-tool]").forEach((b) => b.classList.toggle("sp-on", b.dataset.tool === id));
+    info.textContent = HINTS[id] + (id === "brush" || id === "eraser" ? ` · radius ${st.brush.toFixed(1)} px` : "");
+    stage.style.cursor = id === "brush" || id === "eraser" ? "none" : "crosshair";
+    draw();
+  }
+
+  // ---------------------------------------------------------- the command queue
+  let counter = 0, pending = [], inflight = null;
+  function send(cmd) {
+    cmd.n = ++counter;
+    if (cmd.op === "slice") pending = pending.filter((c) => c.op !== "slice"); // only the latest slice matters
+    pending.push(cmd);
+    pump();
+    return cmd.n;
+  }
+  function pump() {
+    if (inflight && performance.now() - inflight.t < 20000) return;
+    if (!pending.length) return;
+    const cmds = pending; pending = [];
+    inflight = { n: cmds[cmds.length - 1].n, t: performance.now() };
+    trigger("submit", { cmds });
+  }
+  api.send = send;
+  api.pending = () => pending.length + (inflight ? 1 : 0);
+
+  // ------------------------------------------------------- coordinates and view
+  const flip = () => !!(st.doc && st.doc.flip_y);
+  function toImage(mx, my) {
+    const x = (mx - st.ox) / st.scale, y = (my - st.oy) / st.scale;
+    return [x, flip() ? st.doc.h - y : y];
+  }
+  function toScreen(x, y) {
+    return [st.ox + x * st.scale, st.oy + (flip() ? st.doc.h - y : y) * st.scale];
+  }
+  api.screenOf = (x, y) => { // page coordinates of image point (x, y), for tests and scripts
+    const r = cv.getBoundingClientRect(), [sx, sy] = toScreen(x, y);
+    return { x: r.left + sx * r.width / cv.width, y: r.top + sy * r.height / cv.height };
+  };
+  api.doc = () => st.doc;
+  api.view = () => ({ scale: st.scale, ox: st.ox, oy: st.oy, tool: st.tool, key: st.key });
+  api.setTool = setTool;
+  function resize() {
+    const r = stage.getBoundingClientRect();
+    const w = Math.max(200, Math.round(r.width)), h = Math.max(200, Math.round(r.height));
+    if (cv.width !== w || cv.height !== h) { cv.width = w; cv.height = h; return true; }
+    return false;
+  }
+  function fitView() {
+    if (!st.doc || !st.doc.w) return;
+    resize();
+    const s = Math.min(cv.width / st.doc.w, cv.height / st.doc.h); // small images are scaled up too
+    st.scale = s; st.ox = (cv.width - st.doc.w * s) / 2; st.oy = (cv.height - st.doc.h * s) / 2;
+  }
+  new ResizeObserver(() => { if (resize()) { fitView(); draw(); } }).observe(stage);
+
+  // -------------------------------------------------------------------- drawing
+  function draw() {
+    resize();
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.fillStyle = "#1e1e24"; ctx.fillRect(0, 0, cv.width, cv.height);
+    $(".sp-empty").hidden = !!st.img;
+    if (!st.img || !st.doc) return;
+    const s = st.scale;
+    ctx.setTransform(s, 0, 0, flip() ? -s : s, st.ox, flip() ? st.oy + st.doc.h * s : st.oy);
+    ctx.imageSmoothingEnabled = s < 2;
+    ctx.drawImage(st.img, 0, 0);
+    if (st.overlay) ctx.drawImage(st.overlay, 0, 0);
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    const doc = st.doc;
+    for (const o of doc.objects || []) {
+      const cur = o.i === doc.current;
+      if (o.box) {
+        const [a, b] = toScreen(o.box[0], o.box[1]), [c, d] = toScreen(o.box[2], o.box[3]);
+        ctx.setLineDash(cur ? [] : [4, 3]); ctx.lineWidth = cur ? 2 : 1; ctx.strokeStyle = o.colour;
+        ctx.strokeRect(Math.min(a, c), Math.min(b, d), Math.abs(c - a), Math.abs(d - b));
+        ctx.setLineDash([]);
+      }
+      o.points.forEach((p, k) => {
+        const [x, y] = toScreen(p[0], p[1]);
+        ctx.beginPath(); ctx.arc(x, y, cur ? 6 : 4, 0, 2 * Math.PI);
+        ctx.fillStyle = o.labels[k] ? "#22c55e" : "#ef4444"; ctx.fill();
+        ctx.lineWidth = 2; ctx.strokeStyle = "#fff"; ctx.stroke();
+      });
+    }
+    const editing = st.tool === "polygon";
+    for (const ring of doc.polygons || []) { // the selected object's outline, crisp at any zoom
+      ctx.beginPath();
+      ring.forEach((p, k) => { const [x, y] = toScreen(p[0], p[1]); k ? ctx.lineTo(x, y) : ctx.moveTo(x, y); });
+      ctx.closePath(); ctx.lineWidth = editing ? 1.5 : 2; ctx.strokeStyle = editing ? "#facc15" : "#ffffff"; ctx.stroke();
+      if (editing) for (const p of ring) { const [x, y] = toScreen(p[0], p[1]); ctx.fillStyle = "#facc15"; ctx.fillRect(x - 4, y - 4, 8, 8); }
+    }
+    const corner = st.drag && st.drag.kind === "box" ? st.drag.from : st.boxStart;
+    if (corner) { // the first corner is shown at once, the rubber band while dragging
+      const [x, y] = toScreen(corner[0], corner[1]);
+      ctx.fillStyle = "#38bdf8"; ctx.beginPath(); ctx.arc(x, y, 5, 0, 2 * Math.PI); ctx.fill();
+      if (st.mouse) {
+        const [u, v] = toScreen(st.mouse[0], st.mouse[1]);
+        ctx.setLineDash([6, 4]); ctx.lineWidth = 2; ctx.strokeStyle = "#38bdf8";
+        ctx.strokeRect(Math.min(x, u), Math.min(y, v), Math.abs(u - x), Math.abs(v - y)); ctx.setLineDash([]);
+      }
+    }
+    if (st.stroke && st.stroke.points.length) {
+      ctx.lineCap = "round"; ctx.lineJoin = "round"; ctx.lineWidth = 2 * st.brush * s;
+      ctx.strokeStyle = st.stroke.erase ? "rgba(239,68,68,0.55)" : "rgba(250,204,21,0.55)";
+      ctx.beginPath();
+      st.stroke.points.forEach((p, k) => { const [x, y] = toScreen(p[0], p[1]); k ? ctx.lineTo(x, y) : ctx.moveTo(x, y); });
+      if (st.stroke.points.length === 1) { const [x, y] = toScreen(...st.stroke.points[0]); ctx.lineTo(x + 0.01, y); }
+      ctx.stroke();
+    }
+    if ((st.tool === "brush" || st.tool === "eraser") && st.mouse) {
+      const [x, y] = toScreen(st.mouse[0], st.mouse[1]);
+      ctx.beginPath(); ctx.arc(x, y, Math.max(2, st.brush * s), 0, 2 * Math.PI);
+      ctx.lineWidth = 1.5; ctx.strokeStyle = st.tool === "eraser" ? "#ef4444" : "#facc15"; ctx.stroke();
+    }
+  }
+
+  // --------------------------------------------------------------- replies
+  let latest = -1;
+  function loadImage(url) {
+    return new Promise((ok, bad) => { const im = new Image(); im.onload = () => ok(im); im.onerror = bad; im.src = url; });
+  }
+  async function apply(doc) {
+    if (!doc || doc.seq === undefined) return;
+    if (inflight && doc.ack >= inflight.n) inflight = null;
+    latest = doc.seq;
+    const wait = [doc.overlay ? loadImage(doc.overlay) : null, doc.image ? loadImage(doc.image) : null];
+    const [overlay, img] = await Promise.all(wait);
+    if (doc.seq !== latest) return; // a newer reply arrived meanwhile
+    const newKey = doc.key !== st.key;
+    if (img) st.img = img;
+    if (doc.key === null) st.img = null;
+    if (newKey && doc.key !== null && !img) { send({ op: "refresh" }); } // a reply without the picture we need
+    st.overlay = overlay; st.doc = doc;
+    if (newKey || img && (img.width !== (st.lastW || 0) || img.height !== (st.lastH || 0))) {
+      st.key = doc.key; st.boxStart = null;
+      if (!doc.keep_view || !st.lastW) fitView();
+      if (doc.w) st.brush = Math.max(2, Math.round(Math.min(doc.w, doc.h) / 60));
+      st.lastW = doc.w; st.lastH = doc.h; setTool(st.tool);
+    }
+    draw();
+    api.drawn = { seq: doc.seq, ack: doc.ack, t: performance.now(), key: doc.key };
+    renderFiles(doc); renderLegend(doc); renderVolume(doc);
+    if (doc.confirm && doc.confirm.cmd && window.confirm(doc.confirm.message)) {
+      send(Object.assign({}, doc.confirm.cmd, { force: true }));
+    }
+    pump();
+  }
+  watch("value", () => apply(props.value));
+  if (props.value) apply(props.value);
+
+  function renderFiles(doc) {
+    const files = doc.files || [];
+    const sig = JSON.stringify([files, doc.index]);
+    if (sig === st.filesSig) return;
+    st.filesSig = sig;
+    const box = $(".sp-files");
+    box.innerHTML = "";
+    element.querySelector(".sp-side").hidden = !files.length;
+    files.forEach((f, k) => {
+      const row = document.createElement("div");
+      row.className = "sp-file" + (k === doc.index ? " sp-on" : "") + (f.status ? " sp-" + f.status : "");
+      row.title = f.name + (f.status ? ` (${f.status})` : "");
+      row.textContent = `${{ done: "✓", saved: "●", "": "○" }[f.status || ""] || "○"} ${f.volume ? "▦ " : ""}${f.name}`;
+      row.addEventListener("click", () => send({ op: "open", index: k }));
+      box.appendChild(row);
+    });
+    const on = box.querySelector(".sp-on");
+    if (on) on.scrollIntoView({ block: "nearest" });
+  }
+  function renderLegend(doc) {
+    const sig = JSON.stringify(doc.legend || []);
+    if (sig === st.legendSig) return;
+    st.legendSig = sig;
+    $(".sp-legend").innerHTML = (doc.legend || []).map((c) =>
+      `<span class="sp-class${c.used ? " sp-used" : ""}"><i style="background:${c.colour}"></i>${c.name.replace(/[&<>]/g, "")}</span>`).join("");
+  }
+  function renderVolume(doc) {
+    const v = doc.volume, panel = $(".sp-volume");
+    panel.hidden = !v;
+    if (!v) return;
+    const slider = $(".sp-slice");
+    slider.max = v.n - 1;
+    if (document.activeElement !== slider) slider.value = v.k;
+    $(".sp-slice-no").textContent = `${v.k} / ${v.n - 1}` + (v.covered ? ` · object on ${v.covered}` : "");
+    const sig = JSON.stringify(v.windows);
+    const sel = $(".sp-window");
+    if (sig !== st.volSig) {
+      st.volSig = sig;
+      sel.innerHTML = v.windows.map((w) => `<option value="${w}">${w}</option>`).join("");
+    }
+    sel.value = v.window;
+  }
+  $(".sp-slice").addEventListener("input", (e) => send({ op: "slice", k: Number(e.target.value) }));
+  $(".sp-window").addEventListener("change", (e) => send({ op: "window", name: e.target.value }));
+  $(".sp-propagate").addEventListener("click", () => send({ op: "propagate" }));
+
+  // ------------------------------------------------------------------ mouse
+  const pos = (e) => { const r = cv.getBoundingClientRect(); return [(e.clientX - r.left) * cv.width / r.width, (e.clientY - r.top) * cv.height / r.height]; };
+  const inside = (p) => st.doc && p[0] >= 0 && p[1] >= 0 && p[0] <= st.doc.w && p[1] <= st.doc.h;
+  const clampPt = (p) => [Math.min(Math.max(p[0], 0), st.doc.w), Math.min(Math.max(p[1], 0), st.doc.h)];
+  function nearVertex(m) {
+    const rings = (st.doc && st.doc.polygons) || [];
+    for (let r = 0; r < rings.length; r++) for (let k = 0; k < rings[r].length; k++) {
+      const [x, y] = toScreen(...rings[r][k]);
+      if (Math.hypot(x - m[0], y - m[1]) < 8) return [r, k];
+    }
+    return null;
+  }
+  function nearEdge(m) {
+    const rings = (st.doc && st.doc.polygons) || [];
+    let best = null;
+    rings.forEach((ring, r) => ring.forEach((p, k) => {
+      const q = ring[(k + 1) % ring.length], [ax, ay] = toScreen(...p), [bx, by] = toScreen(...q);
+      const L = (bx - ax) ** 2 + (by - ay) ** 2 || 1, t = Math.max(0, Math.min(1, ((m[0] - ax) * (bx - ax) + (m[1] - ay) * (by - ay)) / L));
+      const d = Math.hypot(ax + t * (bx - ax) - m[0], ay + t * (by - ay) - m[1]);
+      if (d < 8 && (!best || d < best.d)) best = { r, k, d };
+    }));
+    return best;
+  }
+  cv.addEventListener("contextmenu", (e) => e.preventDefault());
+  cv.addEventListener("mousedown", (e) => {
+    if (!st.doc || !st.img) return;
+    stage.focus({ preventScroll: true });
+    const m = pos(e), p = toImage(...m);
+    if (e.button === 1 || e.altKey || st.space) { st.panning = { m, ox: st.ox, oy: st.oy }; e.preventDefault(); return; }
+    if (e.shiftKey && e.button === 0) { if (inside(p)) send({ op: "pick", x: p[0], y: p[1] }); return; }
+    if (e.button === 2 && (st.tool === "point" || st.tool === "negative")) {
+      if (inside(p)) send({ op: "point", x: p[0], y: p[1], positive: false });
+      return;
+    }
+    if (e.button !== 0) return;
+    api.downAt = performance.now();
+    if (st.tool === "point" || st.tool === "negative") {
+      if (inside(p)) send({ op: "point", x: p[0], y: p[1], positive: st.tool === "point" });
+    } else if (st.tool === "box") {
+      st.drag = { kind: "box", from: st.boxStart || clampPt(p), m };
+    } else if (st.tool === "brush" || st.tool === "eraser") {
+      st.stroke = { erase: st.tool === "eraser", points: [p] };
+    } else if (st.tool === "polygon") {
+      const v = nearVertex(m);
+      if (v) st.vertex = { r: v[0], k: v[1] };
+    }
+    draw();
+  });
+  window.addEventListener("mousemove", (e) => {
+    if (!st.doc) return;
+    const m = pos(e);
+    if (st.panning) { st.ox = st.panning.ox + m[0] - st.panning.m[0]; st.oy = st.panning.oy + m[1] - st.panning.m[1]; draw(); return; }
+    const p = toImage(...m);
+    const over = e.target === cv;
+    st.mouse = over || st.drag || st.stroke || st.vertex ? clampPt(p) : null;
+    if (st.stroke) {
+      const last = st.stroke.points[st.stroke.points.length - 1];
+      if (Math.hypot(p[0] - last[0], p[1] - last[1]) >= 0.75) st.stroke.points.push(p);
+    }
+    if (st.vertex) st.doc.polygons[st.vertex.r][st.vertex.k] = clampPt(p);
+    if (over || st.drag || st.stroke || st.vertex || st.boxStart) draw();
+  });
+  window.addEventListener("mouseup", (e) => {
+    if (st.panning) { st.panning = null; return; }
+    if (!st.doc) return;
+    const m = pos(e), p = clampPt(toImage(...m));
+    if (st.drag && st.drag.kind === "box") {
+      const a = st.drag.from, moved = Math.hypot(m[0] - st.drag.m[0], m[1] - st.drag.m[1]) > 4;
+      st.drag = null;
+      if (moved || st.boxStart) {
+        st.boxStart = null;
+        const box = [Math.min(a[0], p[0]), Math.min(a[1], p[1]), Math.max(a[0], p[0]), Math.max(a[1], p[1])];
+        if (box[2] - box[0] >= 1 && box[3] - box[1] >= 1) send({ op: "box", box });
+      } else {
+        st.boxStart = a; // a click: the first corner, shown until the second click
+      }
+    } else if (st.stroke) {
+      const s = st.stroke; st.stroke = null;
+      send({ op: "brush", points: s.points, radius: st.brush, erase: s.erase });
+    } else if (st.vertex) {
+      st.vertex = null;
+      send({ op: "polygon", polygons: st.doc.polygons });
+    }
+    draw();
+  });
+  cv.addEventListener("dblclick", (e) => {
+    if (st.tool !== "polygon" || !st.doc) return;
+    const m = pos(e), v = nearVertex(m);
+    const rings = st.doc.polygons.map((r) => r.slice());
+    if (v) { if (rings[v[0]].length > 3) rings[v[0]].splice(v[1], 1); else rings.splice(v[0], 1); }
+    else { const ed = nearEdge(m); if (!ed) return; rings[ed.r].splice(ed.k + 1, 0, toImage(...m)); }
+    send({ op: "polygon", polygons: rings });
+  });
+  cv.addEventListener("mouseleave", () => { st.mouse = null; draw(); });
+  cv.addEventListener("wheel", (e) => { // zoom about the cursor
+    if (!st.doc) return;
+    e.preventDefault();
+    const m = pos(e), f = Math.exp(-e.deltaY * 0.0015);
+    const fitS = Math.min(cv.width / st.doc.w, cv.height / st.doc.h);
+    const s = Math.min(Math.max(st.scale * f, fitS / 4), Math.max(40, fitS * 4));
+    st.ox = m[0] - (m[0] - st.ox) * s / st.scale; st.oy = m[1] - (m[1] - st.oy) * s / st.scale; st.scale = s;
+    draw();
+  }, { passive: false });
+
+  // ---------------------------------------------------------------- keyboard
+  // Shortcuts work whatever has focus, except where text is typed; each key press becomes one command.
+  const typing = (t) => t && (t.isContentEditable || t.tagName === "TEXTAREA" || t.tagName === "SELECT" ||
+    (t.tagName === "INPUT" && !["radio", "checkbox", "button", "range", "submit", "file"].includes(t.type)));
+  const KEYS = { n: "new", z: "undo", y: "redo", a: "accept", d: "discard", s: "propose", Delete: "delete",
+    Backspace: "delete", ArrowRight: "next", ArrowLeft: "prev", Enter: "done" };
+  api.key = (e) => {
+    if (typing(e.target) || !element.isConnected) return;
+    const k = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+    if (e.ctrlKey || e.metaKey) {
+      if (k === "z") { send({ op: "key", key: e.shiftKey ? "redo" : "undo" }); e.preventDefault(); }
+      else if (k === "y") { send({ op: "key", key: "redo" }); e.preventDefault(); }
+      return;
+    }
+    if (e.altKey) return;
+    const tool = TOOLS.find((t) => t[2] === k);
+    if (tool) { setTool(tool[0]); e.preventDefault(); return; }
+    if (k === " ") { st.space = true; e.preventDefault(); return; }
+    if (k === "f") { fitView(); draw(); return; }
+    if (k === "[" || k === "]") { st.brush = Math.max(0.5, st.brush * (k === "]" ? 1.25 : 0.8)); setTool(st.tool); return; }
+    if (k === "Escape") { st.boxStart = null; st.stroke = null; draw(); return; }
+    if (k === "e") { const b = document.getElementById("export"); if (b) b.click(); e.preventDefault(); return; }
+    if (st.doc && st.doc.volume && (k === "ArrowUp" || k === "ArrowDown" || k === "PageUp" || k === "PageDown")) {
+      const step = k === "ArrowUp" || k === "PageUp" ? 1 : -1;
+      const v = st.doc.volume, next = Math.min(Math.max(v.k + step, 0), v.n - 1);
+      v.k = next; send({ op: "slice", k: next }); e.preventDefault(); return;
+    }
+    if (k in KEYS) {
+      if (e.target && e.target.blur && e.target !== document.body) e.target.blur(); // no stray button presses
+      send({ op: "key", key: KEYS[k] }); e.preventDefault();
+    }
+  };
+  if (!window.__sampromptKeys) {
+    window.__sampromptKeys = true;
+    document.addEventListener("keydown", (e) => window.samprompt.key && window.samprompt.key(e), true);
+    document.addEventListener("keyup", (e) => { if (e.key === " " && window.samprompt.space) window.samprompt.space(); }, true);
+  }
+  api.space = () => { st.space = false; };
+  setTool("point");
+  draw();
+})();

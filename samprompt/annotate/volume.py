@@ -1,0 +1,239 @@
+"""Annotating a CT or MR volume slice by slice in the annotator, with propagation through the volume.
+
+A :class:`VolumeAnnotation` reads a NIfTI file or a DICOM series with the
+medical adapter (:func:`~samprompt.domains.medical.volume.load_volume`, RAS
+grid), windows it (``auto``, a CT preset or MR percentiles) and shows axial
+slices as the medical adapter sees them (columns x, rows y of the RAS grid,
+square pixels). The slice on screen is an ordinary
+:class:`~samprompt.annotation.ImageAnnotation`, so points, boxes, brush,
+polygons and undo work as on photos; each edit is written back into the
+object's 3D mask. :meth:`VolumeAnnotation.propagate` follows the selected object
+from its prompt on this slice up and down the volume with the medical
+adapter's propagation; any slice can then be checked and corrected.
+:meth:`VolumeAnnotation.export` writes the label volume as NIfTI on the scan's
+own grid (its affine and qform/sform codes), with a JSON naming each label.
+
+State is saved as ``KEY.volume.npz`` (labels on the RAS grid) and
+``KEY.volume.json`` (classes, window, slice, revision), so a restart resumes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..annotation import AnnotatedObject, ImageAnnotation, StaleSaveError
+from ..errors import PromptError, SampromptError
+from ..io import atomic_write_bytes, atomic_write_text
+from ..prompts import Prompt
+
+WINDOWS = ("auto", "soft", "lung", "bone", "brain", "liver", "mr")
+
+
+class VolumeAnnotation:
+    """Objects of one volume: a class and a 3D mask each; one slice open at a time as ``ann``."""
+
+    def __init__(self, segmenter, path: str | Path, key: str, window: str = "auto", axis: int = 2) -> None:
+        from ..domains.medical.volume import load_volume
+
+        self.seg = segmenter
+        self.vol = load_volume(path)
+        self.path = Path(path)
+        self.name = key
+        self.file_name = self.path.name
+        self.axis = axis
+        self.labels: dict[int, str] = {}  # uid -> class
+        self.masks: dict[int, np.ndarray] = {}  # uid -> (X, Y, Z) bool on the RAS grid
+        self.order: list[int] = []  # uids in object order (label value = place + 1)
+        self._trash: dict[int, tuple[str, np.ndarray]] = {}  # deleted objects, for undo
+        self._next_uid = 1
+        self.revision = 0
+        self.done = False
+        self._dirty = False  # changed since the last save or load (besides the open slice's own edits)
+        self.window = window
+        self.window_note = ""
+        self._set_window(window)
+        self.k = self.view.n // 2
+        self.ann: ImageAnnotation = self._slice(self.k)
+
+    # ----------------------------------------------------------- the view
+    def _set_window(self, name: str) -> None:
+        from ..domains.medical.intensity import choose_window
+        from ..domains.medical.propagate import SliceView
+
+        win, self.window_note = choose_window(self.vol.data, name, self.vol.modality)
+        self.window = name
+        self.view = SliceView(win(self.vol.data), self.vol.spacing, self.axis, self.vol.data)
+
+    def _slice_mask(self, uid: int, k: int) -> np.ndarray:
+        return np.ascontiguousarray(self.view.to_scaled(np.take(self.masks[uid], k, axis=self.axis).T))
+
+    def _slice(self, k: int) -> ImageAnnotation:
+        ann = ImageAnnotation(self.seg, self.view.image(k), f"{self.file_name} slice {k}", key=f"{self.name}-z{k}")
+        for uid in self.order:
+            m = self._slice_mask(uid, k)
+            ann.objects.append(AnnotatedObject(label=self.labels[uid], mask=m if m.any() else None, uid=uid))
+        ann.current = len(ann.objects) - 1 if ann.objects else None
+        return ann
+
+    def open_slice(self, k: int) -> ImageAnnotation:
+        """Write the open slice back and open slice ``k`` (clipped to the volume), keeping the selection."""
+        self.store()
+        self._dirty |= self.ann.dirty()
+        current = self.ann.objects[self.ann.current].uid if self.ann.current is not None else None
+        self.k = int(np.clip(k, 0, self.view.n - 1))
+        self.ann = self._slice(self.k)
+        if current in self.order:
+            self.ann.current = self.order.index(current)
+        return self.ann
+
+    def set_window(self, name: str) -> ImageAnnotation:
+        """Show the volume through another window (a CT preset, ``mr`` or ``auto``)."""
+        if name not in WINDOWS:
+            raise SampromptError(f"unknown window {name!r}; choose one of {', '.join(WINDOWS)}")
+        self.store()
+        self._set_window(name)
+        return self.open_slice(self.k)
+
+    # --------------------------------------------------------- slice <-> 3D
+    def store(self) -> None:
+        """Write the open slice's objects into their 3D masks (new objects get one, deleted ones go)."""
+        ann = self.ann
+        present = []
+        for o in ann.objects:
+            if o.uid is None:
+                o.uid, self._next_uid = self._next_uid, self._next_uid + 1
+            if o.uid not in self.masks:
+                self.masks[o.uid] = self._trash.pop(o.uid, (o.label, np.zeros(self.vol.shape, bool)))[1]
+            self.labels[o.uid] = o.label
+            m = o.mask if o.mask is not None else np.zeros(ann.size, bool)
+            self.view.put(self.masks[o.uid], self.k, self.view.to_native(m))
+            present.append(o.uid)
+        for uid in [u for u in self.order if u not in present]:
+            self._trash[uid] = (self.labels.pop(uid), self.masks.pop(uid))
+        self.order = present
+
+    def covered(self, uid: int) -> tuple[int, int] | None:
+        """The first and last slice where object ``uid`` has voxels."""
+        ks = np.nonzero(self.masks[uid].any(axis=tuple(a for a in range(3) if a != self.axis)))[0]
+        return (int(ks.min()), int(ks.max())) if len(ks) else None
+
+    # ------------------------------------------------------------ propagate
+    def propagate(self, settings=None) -> str:
+        """Follow the selected object from this slice through the volume; its other slices are replaced."""
+        from ..domains.medical.propagate import propagate_object
+
+        ann = self.ann
+        if ann.current is None:
+            raise PromptError("select or make an object on this slice first")
+        obj = ann.objects[ann.current]
+        prompt = obj.prompt()
+        if obj.mask is None or not obj.mask.any():
+            raise PromptError(f"object {ann.current} has no mask on slice {self.k} to start from")
+        if prompt is None or obj.edited:  # drawn or corrected by hand: start from the box of its mask
+            ys, xs = np.nonzero(obj.mask)
+            prompt = Prompt(box=(xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
+        self.store()
+        masks = propagate_object(self.seg, self.view, self.k, prompt, settings)
+        uid = obj.uid
+        vol = self.masks[uid]
+        key_slice = np.take(vol, self.k, axis=self.axis).copy()
+        vol[...] = False
+        for k, m in masks.items():
+            self.view.put(vol, k, m)
+        idx = [slice(None)] * 3
+        idx[self.axis] = self.k
+        vol[tuple(idx)] = key_slice  # this slice stays as the user made it
+        self._dirty = True
+        span = self.covered(uid)
+        return f"propagated {obj.label} through slices {span[0]}-{span[1]}" if span else "propagation found nothing"
+
+    # ----------------------------------------------------- labels and files
+    def label_volume(self) -> np.ndarray:
+        """(X, Y, Z) labels on the RAS grid: object i is i + 1; smaller objects stay on top of larger ones."""
+        self.store()
+        labels = np.zeros(self.vol.shape, np.uint16 if len(self.order) > 255 else np.uint8)
+        for i in sorted(range(len(self.order)), key=lambda i: -int(self.masks[self.order[i]].sum())):
+            labels[self.masks[self.order[i]]] = i + 1
+        return labels
+
+    def classes(self) -> dict[str, str]:
+        return {str(i + 1): self.labels[uid] for i, uid in enumerate(self.order)}
+
+    def dirty(self) -> bool:
+        """Whether the objects changed since the last save or load."""
+        return self._dirty or self.ann.dirty()
+
+    def _state_paths(self, folder: Path) -> tuple[Path, Path]:
+        return folder / f"{self.name}.volume.json", folder / f"{self.name}.volume.npz"
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the state (labels + JSON) as the next revision; a stale one raises :class:`StaleSaveError`."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta, arrays = self._state_paths(folder)
+        on_disk = _revision(meta)
+        if on_disk > self.revision:
+            raise StaleSaveError(f"{self.file_name} was saved from another tab meanwhile (revision {on_disk}); "
+                                 "reopen it to see those objects: your last change was not saved")
+        buf = io.BytesIO()
+        np.savez_compressed(buf, labels=self.label_volume())
+        atomic_write_bytes(arrays, buf.getvalue())
+        self.revision = on_disk + 1
+        self._dirty = False
+        self.ann.mark_saved()
+        doc = {"image": self.name, "file_name": self.file_name, "kind": "volume", "revision": self.revision,
+               "done": self.done, "shape": list(self.vol.shape), "window": self.window, "slice": self.k, "classes": self.classes()}
+        return atomic_write_text(meta, json.dumps(doc, indent=1))
+
+    def load(self, folder: str | Path) -> bool:
+        """Resume from the saved state, if any; returns whether it did."""
+        meta, arrays = self._state_paths(Path(folder))
+        if not meta.exists() or not arrays.exists():
+            return False
+        doc = json.loads(meta.read_text())
+        if tuple(doc.get("shape", ())) != self.vol.shape:
+            raise SampromptError(f"{meta.name} is for a volume of shape {doc.get('shape')}, not {self.vol.shape}; "
+                                 "move it away to start anew")
+        with np.load(arrays) as z:
+            labels = z["labels"]
+        self.order, self.labels, self.masks = [], {}, {}
+        for value, label in sorted(doc.get("classes", {}).items(), key=lambda kv: int(kv[0])):
+            uid, self._next_uid = self._next_uid, self._next_uid + 1
+            self.order.append(uid)
+            self.labels[uid], self.masks[uid] = label, labels == int(value)
+        self.revision = int(doc.get("revision", 0))
+        self.done = bool(doc.get("done", False))
+        if doc.get("window") in WINDOWS and doc["window"] != self.window:
+            self._set_window(doc["window"])
+        self.k = int(np.clip(doc.get("slice", self.k), 0, self.view.n - 1))
+        self.ann = self._slice(self.k)
+        return True
+
+    def export(self, folder: str | Path) -> list[Path]:
+        """``NAME_seg.nii.gz`` on the scan's grid and ``NAME_seg.json`` ({label value: class})."""
+        from ..domains.medical.volume import save_segmentation
+
+        folder = Path(folder)
+        labels = self.label_volume()
+        nii = save_segmentation(folder / f"{self.name}_seg.nii.gz", labels, self.vol)
+        names = atomic_write_text(folder / f"{self.name}_seg.json",
+                                  json.dumps({"labels": self.classes(), "source": self.file_name}, indent=1) + "\n")
+        return [self.save(folder), nii, names]
+
+    def summary(self) -> dict:
+        """What the canvas shows about the volume: slice, count, window, the selected object's slices."""
+        uid = self.ann.objects[self.ann.current].uid if self.ann.current is not None else None
+        span = self.covered(uid) if uid in self.masks else None
+        return {"k": self.k, "n": self.view.n, "window": self.window, "windows": list(WINDOWS),
+                "covered": f"slices {span[0]}-{span[1]}" if span else ""}
+
+
+def _revision(path: Path) -> int:
+    try:
+        return int(json.loads(path.read_text()).get("revision", 0))
+    except (OSError, ValueError, AttributeError):
+        return 0

@@ -1,0 +1,115 @@
+"""Volumes in the annotator: listing, slices, propagation, correction, export on the scan's grid, resume."""
+
+import json
+
+import numpy as np
+import pytest
+
+from samprompt import Segmenter
+from samprompt.annotator import Annotator, SessionState
+
+nib = pytest.importorskip("nibabel")
+pytest.importorskip("monai")
+pytest.importorskip("pydicom")
+
+
+@pytest.fixture(scope="module")
+def volume_folder(tmp_path_factory):
+    import cv2
+
+    from samprompt.synthetic import make_scene
+    from samprompt.synthetic.volumes import make_volume, save_nifti, write_dicom_series
+
+    d = tmp_path_factory.mktemp("mixed")
+    v = make_volume(3, shape=(96, 96, 30), orientation="LPS")  # a flipped file grid: export must keep it
+    save_nifti(d / "ct3.nii.gz", v.data, v.affine)
+    truth = tmp_path_factory.mktemp("truth")
+    save_nifti(truth / "ct3.nii.gz", v.labels, v.affine)
+    small = make_volume(4, shape=(48, 48, 6))
+    write_dicom_series(d / "series", small.data, small.affine, seed=4)
+    cv2.imwrite(str(d / "photo.png"), make_scene(0, size=(64, 80)).image[..., ::-1])
+    return d, truth / "ct3.nii.gz", v
+
+
+def _truth_ras(path):
+    from samprompt.domains.medical import load_volume
+
+    return load_volume(path).data.round().astype(int)  # the label volume on the RAS grid the annotator shows
+
+
+def test_a_volume_is_listed_opened_propagated_corrected_and_exported(volume_folder, tmp_path):
+    from samprompt.domains.medical import dice_3d
+
+    folder, truth_path, v = volume_folder
+    out = tmp_path / "ann"
+    app = Annotator(Segmenter("tiny"), folder, out)
+    files = app.files()
+    assert [(f["name"], f["volume"]) for f in files] == [("photo.png", False), ("ct3.nii.gz", True), ("series", True)]
+    st = SessionState()
+    assert "opened volume ct3.nii.gz (96 x 96 x 30" in app.open_index(st, 1)
+    doc = app.view(st)
+    assert doc["volume"]["n"] == 30 and doc["flip_y"] and doc["image"].startswith("data:image/png")
+    truth = _truth_ras(truth_path) == 1  # the liver
+    k = int(truth.sum(axis=(0, 1)).argmax())
+    app.command(st, {"op": "slice", "k": k}, "liver")
+    assert st.volume.k == k and app.view(st)["key"] == f"ct3-z{k}"
+    ii, jj = np.nonzero(truth[:, :, k])  # slice pixels: columns x, rows y of the RAS grid
+    app.command(st, {"op": "box", "box": [ii.min(), jj.min(), ii.max() + 1, jj.max() + 1]}, "liver")
+    app.autosave(st)
+    said = app.command(st, {"op": "propagate"}, "liver")
+    zs = np.nonzero(truth.any(axis=(0, 1)))[0]
+    lo, hi = (int(s) for s in said.rsplit(" ", 1)[1].split("-"))
+    assert abs(lo - zs.min()) <= 2 and abs(hi - zs.max()) <= 2, said  # it stops where the liver ends
+    app.autosave(st)
+    # check and correct another slice by hand: the correction lands in the 3D mask
+    app.command(st, {"op": "slice", "k": k + 2}, "liver")
+    assert st.ann.objects[0].mask is not None and st.ann.objects[0].mask.any()
+    app.command(st, {"op": "brush", "points": [[2.5, 2.5]], "radius": 2}, "liver")
+    app.autosave(st)
+    assert st.volume.masks[st.ann.objects[0].uid][2, 2, k + 2]
+    assert "slices" in app.view(st)["volume"]["covered"]
+    paths = app.export(st)
+    seg = nib.load(next(p for p in paths if p.endswith("_seg.nii.gz")))
+    src = nib.load(folder / "ct3.nii.gz")
+    np.testing.assert_allclose(seg.affine, src.affine)  # the scan's own grid, LPS flips and all
+    assert seg.shape == src.shape and int(seg.header["sform_code"]) == 1
+    labels = np.asarray(seg.dataobj)
+    assert dice_3d(labels == 1, v.labels == 1) > 0.6  # v.labels is on the file's grid
+    assert json.loads((out / "ct3_seg.json").read_text())["labels"] == {"1": "liver"}
+    # a restart resumes the object, and a stale second tab cannot overwrite it
+    again = Annotator(Segmenter("tiny"), folder, out)
+    st2 = SessionState()
+    assert "resumed 1 objects" in again.open_index(st2, 1)
+    np.testing.assert_array_equal(st2.volume.label_volume(), st.volume.label_volume())
+    assert [f["status"] for f in again.files()] == ["", "saved", ""]
+    app.command(st, {"op": "key", "key": "new"}, "kidney")
+    app.command(st, {"op": "point", "x": 30, "y": 40}, "kidney")
+    app.autosave(st)
+    again.command(st2, {"op": "point", "x": 60, "y": 60}, "liver")
+    with pytest.raises(Exception, match="another tab"):
+        again.autosave(st2)
+
+
+def test_deleting_a_volume_object_on_a_slice_is_undone_whole(volume_folder, tmp_path):
+    folder, truth_path, _ = volume_folder
+    app = Annotator(Segmenter("tiny"), folder, tmp_path / "ann")
+    st = SessionState()
+    app.open_index(st, 2)  # the DICOM series
+    assert st.volume.vol.shape == (48, 48, 6)
+    app.command(st, {"op": "box", "box": [10, 10, 30, 30]}, "object")
+    app.command(st, {"op": "propagate"}, "object")
+    before = st.volume.label_volume().copy()
+    assert before.any()
+    app.command(st, {"op": "key", "key": "delete"}, "object")
+    assert not st.volume.label_volume().any()
+    app.command(st, {"op": "key", "key": "undo"}, "object")
+    np.testing.assert_array_equal(st.volume.label_volume(), before)
+    with pytest.raises(Exception, match="unknown window"):
+        app.command(st, {"op": "window", "name": "sunset"}, "object")
+    assert "lung" in app.command(st, {"op": "window", "name": "lung"}, "object")
+    app.command(st, {"op": "slice", "k": 99}, "object")  # past the end: the last slice
+    assert st.volume.k == 5
+    photo = SessionState()
+    app.open_index(photo, 0)
+    with pytest.raises(Exception, match="for volumes"):
+        app.command(photo, {"op": "propagate"}, "object")
