@@ -92,6 +92,7 @@ class SessionState:
     shown: tuple | None = None  # the picture the browser has
     confirm: dict | None = None  # a question for the browser (hand edits about to be replaced)
     auto_advance: bool = True
+    side: tuple | None = None  # what the side panel shows (objects, progress), to skip unchanged updates
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __deepcopy__(self, memo) -> "SessionState":  # Gradio copies a new tab's state from the default one
@@ -556,8 +557,12 @@ def build_app(annotator: Annotator):
         choices = annotator.object_choices(state)
         current = choices[state.ann.current] if state.ann is not None and state.ann.current is not None and choices \
             else None
-        return (state, annotator.view(state), msg or "", gr.update(choices=choices, value=current),
-                annotator.progress(state))
+        side = (choices, current, annotator.progress(state))
+        same = side == state.side  # then the side panel is left as it is: a lighter reply
+        state.side = side
+        doc = json.dumps(annotator.view(state), separators=(",", ":"))  # one string: cheap for the page to take
+        return (state, doc, msg or "", gr.skip() if same else gr.update(choices=choices, value=current),
+                gr.skip() if same else side[2])
 
     def attempt(state, fn, *args) -> str:
         """Run an action and save; bad input becomes a status line and the app keeps working."""
@@ -590,7 +595,7 @@ def build_app(annotator: Annotator):
         state = gr.State(lambda: SessionState())  # a factory: one state per browser tab
         with gr.Row(equal_height=False):
             with gr.Column(scale=4, min_width=760):
-                canvas = gr.HTML({}, html_template="", js_on_load=CANVAS_JS.read_text(), css_template=CANVAS_CSS,
+                canvas = gr.HTML("", html_template="", js_on_load=CANVAS_JS.read_text(), css_template=CANVAS_CSS,
                                  elem_id="canvas")
                 status = gr.Markdown(elem_id="status", height=28)
             with gr.Column(scale=1, min_width=300):
@@ -629,7 +634,8 @@ def build_app(annotator: Annotator):
                 mode = gr.Radio(list(MODES), value=MODES[0], label="click adds", visible=False)  # for /click
 
         outs = [state, canvas, status, objects, progress]
-        canvas.submit(on_canvas, [state, label], outs, queue=False, show_progress="hidden", api_name=False)
+        canvas.submit(on_canvas, [state, label], outs, queue=False, show_progress="hidden", api_name=False,
+                      trigger_mode="multiple")  # the page sends one batch at a time itself
 
         def idx(o):
             return int(o.split(":")[0]) if o else -1

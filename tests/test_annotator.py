@@ -107,7 +107,7 @@ def test_client_bad_upload_keeps_app_alive(server, tmp_path):
     cv2.imwrite(str(good), np.full((40, 50, 3), 128, np.uint8))
     res = c.predict(gradio_client.handle_file(str(good)), api_name="/upload")
     assert "opened good" in str(res)
-    view = res[0]  # the canvas document: the picture (new to this tab) and the mask overlay
+    view = json.loads(res[0])  # the canvas document: the picture (new to this tab) and the masks
     assert view["image"].startswith("data:image/png;base64,") and (view["w"], view["h"]) == (50, 40)
 
 
@@ -311,9 +311,11 @@ def test_canvas_commands_and_the_documents_they_send(folder, random_sam, tmp_pat
     app.command(st, {"op": "box", "box": [10, 10, 60, 50]}, "cat")
     doc = app.view(st)
     assert "image" not in doc  # the picture is sent once; an edit sends the overlay alone
-    over = _decode(doc["overlay"])  # BGRA
-    assert over.shape == (96, 128, 4)
-    np.testing.assert_array_equal(over[..., 3] > 0, st.ann.objects[0].mask)  # the selected object, filled
+    from samprompt.annotate.canvas import runs_to_labels
+
+    labels = runs_to_labels(doc["masks"], 96, 128)  # the masks as the browser paints them
+    np.testing.assert_array_equal(labels == 1, st.ann.objects[0].mask)
+    assert doc["masks"]["palette"] == {"1": [*doc["masks"]["palette"]["1"][:3], 150]}  # selected: the stronger fill
     assert doc["objects"][0]["box"] == [10, 10, 60, 50] and doc["polygons"] and doc["legend"][1]["name"] == "cat"
     # a hand edit, then a SAM prompt on the same object: asked first, applied only when confirmed
     app.command(st, {"op": "brush", "points": [[100, 80]], "radius": 4}, "cat")

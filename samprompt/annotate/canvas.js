@@ -178,18 +178,51 @@
   function loadImage(url) {
     return new Promise((ok, bad) => { const im = new Image(); im.onload = () => ok(im); im.onerror = bad; im.src = url; });
   }
+  const layer = document.createElement("canvas"); // the masks, painted from the reply's runs
+  const lctx = layer.getContext("2d");
+  function paintMasks(doc) {
+    const m = doc.masks;
+    if (!m || !doc.w) return null;
+    const w = doc.w, h = doc.h, n = w * h;
+    if (layer.width !== w || layer.height !== h) { layer.width = w; layer.height = h; }
+    const img = lctx.createImageData(w, h), px = new Uint32Array(img.data.buffer);
+    const lab = new Uint16Array(n), fill = {}, edge = {};
+    for (const [v, [r, g, b, a]] of Object.entries(m.palette)) {
+      fill[v] = (a << 24) | (b << 16) | (g << 8) | r; // little-endian RGBA
+      edge[v] = (255 << 24) | (b << 16) | (g << 8) | r;
+    }
+    let pos = 0;
+    for (let k = 0; k < m.values.length; k++) {
+      const v = m.values[k], len = m.lengths[k];
+      if (v) { lab.fill(v, pos, pos + len); px.fill(fill[v], pos, pos + len); }
+      pos += len;
+    }
+    for (let y = 0; y < h; y++) { // outline every mask: a pixel whose right or lower neighbour differs
+      const row = y * w;
+      for (let x = 0; x < w; x++) {
+        const i = row + x, v = lab[i];
+        const r = x + 1 < w ? lab[i + 1] : 0, d = y + 1 < h ? lab[i + w] : 0;
+        if (v !== r || v !== d) {
+          if (v) px[i] = edge[v];
+          else if (r && r !== v) px[i + 1] = edge[r];
+          else if (d) px[i + w] = edge[d];
+        }
+      }
+    }
+    lctx.putImageData(img, 0, 0);
+    return layer;
+  }
   async function apply(doc) {
     if (!doc || doc.seq === undefined) return;
     if (inflight && doc.ack >= inflight.n) inflight = null;
     latest = doc.seq;
-    const wait = [doc.overlay ? loadImage(doc.overlay) : null, doc.image ? loadImage(doc.image) : null];
-    const [overlay, img] = await Promise.all(wait);
+    const img = doc.image ? await loadImage(doc.image) : null;
     if (doc.seq !== latest) return; // a newer reply arrived meanwhile
     const newKey = doc.key !== st.key;
     if (img) st.img = img;
     if (doc.key === null) st.img = null;
     if (newKey && doc.key !== null && !img) { send({ op: "refresh" }); } // a reply without the picture we need
-    st.overlay = overlay; st.doc = doc;
+    st.overlay = paintMasks(doc); st.doc = doc;
     if (newKey || img && (img.width !== (st.lastW || 0) || img.height !== (st.lastH || 0))) {
       st.key = doc.key; st.boxStart = null;
       if (!doc.keep_view || !st.lastW) fitView();
@@ -204,8 +237,9 @@
     }
     pump();
   }
-  watch("value", () => apply(props.value));
-  if (props.value) apply(props.value);
+  const parse = (v) => (typeof v === "string" ? (v ? JSON.parse(v) : null) : v); // a JSON string: Svelte
+  watch("value", () => apply(parse(props.value)));                               // keeps it whole, unproxied
+  if (props.value) apply(parse(props.value));
 
   function renderFiles(doc) {
     const files = doc.files || [];

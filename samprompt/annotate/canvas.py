@@ -1,13 +1,15 @@
-"""What the browser canvas draws: the image once, then only a mask overlay and vectors per edit.
+"""What the browser canvas draws: the image once, then only the masks and vectors per edit.
 
 :func:`view_payload` turns an :class:`~samprompt.annotation.ImageAnnotation`
 into a small JSON document for ``canvas.js``: the image as a data URL (only
-when a new image or slice is shown), an RGBA overlay PNG of the masks coloured
-by class (the selected object stronger (the browser outlines it from its polygons), the current
-segment-everything proposal filled and outlined in white), and per object its
-class, colour, points and box, plus the selected object's polygons for vertex
-editing. Sending the overlay alone keeps a click's reply to a few kilobytes and
-the picture on screen while it is computed (no flash).
+when a new image or slice is shown); the masks as one run-length-coded label
+map with a colour per label (:func:`label_runs`: objects in their class colour,
+the selected one stronger and on top, the current segment-everything proposal
+in white); per object its class, colour, points and box; and the selected
+object's polygons, for its outline and for vertex editing. The browser paints
+the runs into an overlay and outlines every object itself. Sending the masks
+alone keeps a click's reply to a few kilobytes and the picture on screen while
+it is computed (no flash).
 """
 
 from __future__ import annotations
@@ -49,33 +51,34 @@ def data_url(rgb_or_rgba: np.ndarray, fmt: str = ".png") -> str:
     return f"data:{mime};base64," + base64.b64encode(buf.tobytes()).decode("ascii")
 
 
-def _outline(rgba: np.ndarray, mask: np.ndarray, rgb, width: int) -> None:
-    cs, _ = cv2.findContours(np.ascontiguousarray(mask, np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
-    cv2.drawContours(rgba, cs, -1, (*rgb, 255), width)
+def label_runs(ann, classes: list[str], proposal: int | None = 0) -> dict[str, Any]:
+    """The masks as one label map, run-length coded for the browser, and the colour of each label.
 
-
-def render_overlay(ann, classes: list[str], proposal: int | None = 0) -> np.ndarray:
-    """(H, W, 4) uint8: objects filled in their class colour, the selected one stronger with an outline,
-    and proposal ``proposal`` (if any) filled and outlined in white."""
+    Objects are painted in order, the selected one last (on top), then proposal ``proposal`` (if any).
+    ``values``/``lengths``: the runs of the row-major label map; ``palette``: label -> [r, g, b, a]."""
     h, w = ann.size
-    rgba = np.zeros((h, w, 4), np.uint8)
-    width = max(1, min(h, w) // 256)
-    for i, o in enumerate(ann.objects):
-        if o.mask is None or i == ann.current:
-            continue
-        rgba[o.mask] = (*class_colour(classes, o.label), FILL_ALPHA)
-        _outline(rgba, o.mask, class_colour(classes, o.label), width)
-    if ann.current is not None and ann.current < len(ann.objects):
-        o = ann.objects[ann.current]
+    n = len(ann.objects)
+    labels = np.zeros((h, w), np.uint8 if n + 2 < 256 else np.uint16)
+    palette: dict[str, list[int]] = {}  # JSON keys are strings
+    order = [i for i in range(n) if i != ann.current] + ([ann.current] if ann.current is not None else [])
+    for i in order:
+        o = ann.objects[i]
         if o.mask is not None:
-            rgb = class_colour(classes, o.label)
-            rgba[o.mask] = (*rgb, SELECTED_ALPHA)  # its outline is drawn by the browser, from its polygons
+            labels[o.mask] = i + 1
+            alpha = SELECTED_ALPHA if i == ann.current else FILL_ALPHA
+            palette[str(i + 1)] = [*class_colour(classes, o.label), alpha]
     if proposal is not None and ann.proposals and proposal < len(ann.proposals):
-        m = ann.proposals[proposal]
-        rgba[m] = (255, 255, 255, PROPOSAL_ALPHA)
-        _outline(rgba, m, (255, 255, 255), width + 2)
-        _outline(rgba, m, (20, 20, 20), max(1, width))
-    return rgba
+        labels[ann.proposals[proposal]] = n + 1
+        palette[str(n + 1)] = [255, 255, 255, PROPOSAL_ALPHA]
+    flat = labels.ravel()
+    starts = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1])
+    lengths = np.diff(np.append(starts, flat.size))
+    return {"values": flat[starts].tolist(), "lengths": lengths.tolist(), "palette": palette}
+
+
+def runs_to_labels(runs: dict[str, Any], h: int, w: int) -> np.ndarray:
+    """The label map back from :func:`label_runs` (what the browser draws)."""
+    return np.repeat(np.asarray(runs["values"]), np.asarray(runs["lengths"])).reshape(h, w)
 
 
 def view_payload(ann, classes: list[str], *, seq: int, ack: int = 0, with_image: bool = False,
@@ -94,7 +97,7 @@ def view_payload(ann, classes: list[str], *, seq: int, ack: int = 0, with_image:
     used = list(dict.fromkeys([*(o.label for o in ann.objects)]))
     legend = [{"name": c, "colour": hex_colour(classes, c), "used": c in used}
               for c in dict.fromkeys([*classes, *used])]
-    doc.update(key=ann.name, file=ann.file_name, w=w, h=h, overlay=data_url(render_overlay(ann, classes)),
+    doc.update(key=ann.name, file=ann.file_name, w=w, h=h, masks=label_runs(ann, classes),
                objects=objects, current=ann.current, polygons=ann.polygons() if ann.current is not None else [],
                proposals=len(ann.proposals), legend=legend)
     if with_image:
