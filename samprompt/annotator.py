@@ -51,6 +51,8 @@ MODES = ("positive point", "negative point", "box (two clicks)")
 # Every button event that reads or edits annotations runs in one queue, one at a time, in arrival order.
 EDITS = {"concurrency_id": "edits", "concurrency_limit": 1, "show_progress": "hidden"}
 KEYS = ("new", "undo", "redo", "accept", "discard", "delete", "propose", "next", "prev", "done", "clear")
+# Segment everything with the built-in model: the thresholds samprompt geo uses (docs/geo.md)
+TINY_PROPOSALS = {"points_per_side": 16, "pred_iou_thresh": 0.6, "stability_score_thresh": 0.8}
 CANVAS_JS = Path(__file__).with_name("annotate") / "canvas.js"
 CANVAS_CSS = """
 .sp-root { display: flex; gap: 8px; height: max(420px, min(780px, calc(100vh - 170px))); }
@@ -154,6 +156,11 @@ class Annotator:
             self.images = list_images(self.folder)
             if self.folder.is_dir():
                 self.volumes = list_volumes(self.folder)
+                if not self.images and not self.volumes:
+                    raise SampromptError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) and no volumes (.nii, "
+                                         f".nii.gz, DICOM series folders) in {self.folder}")
+            else:
+                self.folder = self.folder.parent  # one file: its folder holds the annotations
         self.entries = self.images + self.volumes  # what the file list shows, images first
         self.out = Path(out) if out else (self.folder / "annotations" if self.folder else Path("annotations"))
         self.keys = folder_keys(self.entries, self.folder) if self.folder is not None else {}
@@ -297,12 +304,15 @@ class Annotator:
         if not self.entries:
             raise SampromptError("no folder of images was given; upload an image instead")
         self._leave(state)
-        state.index = int(np.clip(index, 0, len(self.entries) - 1))
-        path = self.entries[state.index]
+        index = int(np.clip(index, 0, len(self.entries) - 1))
+        path = self.entries[index]
         rel = path.relative_to(self.folder).as_posix() if self.folder and path.is_relative_to(self.folder) else path.name
         if path in self.volumes:
-            return self._open_volume(state, path, self.keys[path])
+            message = self._open_volume(state, path, self.keys[path])
+            state.index = index  # only once it opened: a file that fails leaves the tab where it was
+            return message
         message = self._open(state, self._read(path, path.name), rel, self.keys[path])
+        state.index = index
         nxt = state.index + 1
         if nxt < len(self.entries) and self.entries[nxt] not in self.volumes:  # encode the next image meanwhile
             self.prefetched = self.seg.prefetch(self.entries[nxt])
@@ -413,7 +423,8 @@ class Annotator:
             ann.clear()
             return "cleared"
         if name == "propose":
-            n = len(ann.propose())
+            tiny = self.seg.model_id.startswith("tiny:")  # the stock thresholds find few objects with it
+            n = len(ann.propose(**(TINY_PROPOSALS if tiny else {})))
             state.proposal = 0
             return f"{n} proposals: accept (a) or discard (d) the highlighted one"
         if name == "accept":
@@ -714,8 +725,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", default="tiny", help="registry name or checkpoint path (default: tiny)")
     p.add_argument("--out", help="where annotations go (default: FOLDER/annotations)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--max-upload-mb", type=float, default=25)
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--max-upload-mb", type=float, default=25, help="largest upload in MB (default 25)")
     p.add_argument("--import", dest="imports", metavar="PATH",
                    help="start images that have no saved annotation from existing labels: a folder of label-map "
                         "PNGs (or one holding masks/), a COCO JSON file, or a folder of YOLO-seg .txt files")

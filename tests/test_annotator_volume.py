@@ -113,3 +113,22 @@ def test_deleting_a_volume_object_on_a_slice_is_undone_whole(volume_folder, tmp_
     app.open_index(photo, 0)
     with pytest.raises(Exception, match="for volumes"):
         app.command(photo, {"op": "propagate"}, "object")
+
+
+def test_a_broken_volume_is_reported_and_the_tab_stays_where_it_was(volume_folder, tmp_path):
+    import shutil
+
+    folder, _, _ = volume_folder
+    d = tmp_path / "d"
+    d.mkdir()
+    shutil.copy(folder / "photo.png", d)
+    (d / "broken.nii.gz").write_bytes((folder / "ct3.nii.gz").read_bytes()[:3000])  # cut short
+    app = Annotator(Segmenter("tiny"), d, tmp_path / "ann")
+    st = SessionState()
+    app.open_index(st, 0)
+    with pytest.raises(Exception, match="cannot read .*broken.nii.gz"):
+        app.command(st, {"op": "open", "index": 1}, "object")
+    assert st.index == 0 and st.ann.file_name == "photo.png" and st.volume is None
+    up = SessionState()  # a NIfTI upload opens as a volume, keyed by its content
+    assert "opened volume ct3.nii.gz" in app.open_upload(up, str(folder / "ct3.nii.gz"))
+    assert up.volume.name.startswith("ct3-")

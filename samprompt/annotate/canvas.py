@@ -69,7 +69,7 @@ def label_runs(ann, classes: list[str], proposal: int | None = 0) -> dict[str, A
             palette[str(i + 1)] = [*class_colour(classes, o.label), alpha]
     if proposal is not None and ann.proposals and proposal < len(ann.proposals):
         labels[ann.proposals[proposal]] = n + 1
-        palette[str(n + 1)] = [255, 255, 255, PROPOSAL_ALPHA]
+        palette[str(n + 1)] = [255, 255, 255, PROPOSAL_ALPHA]  # white: no class colour is white
     flat = labels.ravel()
     starts = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1])
     lengths = np.diff(np.append(starts, flat.size))
