@@ -134,9 +134,13 @@ def test_upload_click_mask_second_object_undo_export(browser, tmp_path, tiny_or_
         before = page.evaluate("([x, y]) => Array.from(document.querySelector('#canvas canvas').getContext('2d')"
                                ".getImageData(x, y, 1, 1).data)", [200, 200])
         page.mouse.click(sx, sy)
-        during = page.evaluate("([x, y]) => Array.from(document.querySelector('#canvas canvas').getContext('2d')"
-                               ".getImageData(x, y, 1, 1).data)", [200, 200])
+        during, point = page.evaluate(
+            """([x, y]) => { const cv = document.querySelector('#canvas canvas'), r = cv.getBoundingClientRect();
+                 const px = (u, v) => Array.from(cv.getContext('2d').getImageData(u, v, 1, 1).data);
+                 return [px(200, 200), px(Math.round(x - r.left), Math.round(y - r.top)), window.samprompt.pending()]; }""",
+            [sx, sy])[:2]
         assert during == before != [30, 30, 36, 255]
+        assert point == [34, 197, 94, 255]  # the point is drawn as placed, before any reply
         settle(page)
         assert "object 0" in status(page)
         page.keyboard.press("n")
@@ -146,6 +150,11 @@ def test_upload_click_mask_second_object_undo_export(browser, tmp_path, tiny_or_
         assert "score" in status(page)
         page.keyboard.press("n")
         page.keyboard.press("z")  # at once: undo drops the empty third object, in order
+        settle(page)
+        assert "undone" in status(page)
+        page.click("#redo")  # a button now has the focus: the keys still work
+        page.wait_for_function("document.querySelector('#status')?.innerText.includes('redone')", timeout=60_000)
+        page.keyboard.press("z")
         settle(page)
         assert "undone" in status(page)
         page.keyboard.press("e")

@@ -38,6 +38,7 @@
     tool: "point", doc: null, img: null, overlay: null, key: null, scale: 1, ox: 0, oy: 0,
     drag: null, boxStart: null, stroke: null, mouse: null, brush: 6, vertex: null, panning: null,
     space: false, filesSig: "", legendSig: "", volSig: "",
+    ghosts: [], // points and boxes sent and not yet answered: drawn at once, as placed
   };
   const api = window.samprompt = window.samprompt || {};
   api.drawn = api.drawn || { seq: -1, ack: 0, t: 0 };
@@ -67,6 +68,7 @@
   let counter = 0, pending = [], inflight = null;
   function send(cmd) {
     cmd.n = ++counter;
+    if (cmd.op === "point" || cmd.op === "box") { st.ghosts.push(cmd); draw(); }
     if (cmd.op === "slice") pending = pending.filter((c) => c.op !== "slice"); // only the latest slice matters
     pending.push(cmd);
     pump();
@@ -140,6 +142,18 @@
         ctx.fillStyle = o.labels[k] ? "#22c55e" : "#ef4444"; ctx.fill();
         ctx.lineWidth = 2; ctx.strokeStyle = "#fff"; ctx.stroke();
       });
+    }
+    for (const g of st.ghosts) {
+      if (g.op === "point") {
+        const [x, y] = toScreen(g.x, g.y);
+        ctx.beginPath(); ctx.arc(x, y, 6, 0, 2 * Math.PI);
+        ctx.fillStyle = g.positive === false ? "#ef4444" : "#22c55e"; ctx.fill();
+        ctx.lineWidth = 2; ctx.strokeStyle = "#fff"; ctx.stroke();
+      } else {
+        const [a, b] = toScreen(g.box[0], g.box[1]), [c, d] = toScreen(g.box[2], g.box[3]);
+        ctx.lineWidth = 2; ctx.strokeStyle = "#38bdf8";
+        ctx.strokeRect(Math.min(a, c), Math.min(b, d), Math.abs(c - a), Math.abs(d - b));
+      }
     }
     const editing = st.tool === "polygon";
     for (const ring of doc.polygons || []) { // the selected object's outline, crisp at any zoom
@@ -215,6 +229,7 @@
   async function apply(doc) {
     if (!doc || doc.seq === undefined) return;
     if (inflight && doc.ack >= inflight.n) inflight = null;
+    st.ghosts = st.ghosts.filter((g) => g.n > doc.ack);
     latest = doc.seq;
     const img = doc.image ? await loadImage(doc.image) : null;
     if (doc.seq !== latest) return; // a newer reply arrived meanwhile
