@@ -387,7 +387,11 @@ class Annotator:
             if vol is None:
                 raise SampromptError("slices, windows and propagation are for volumes")
             if op == "slice":
+                before = vol.k
                 state.ann = vol.open_slice(int(cmd["k"]))
+                ahead = vol.k + (1 if vol.k >= before else -1)  # the next slice the way the user scrolls
+                if 0 <= ahead < vol.view.n:
+                    self.prefetched = self.seg.prefetch(vol.view.image(ahead))
                 return f"slice {vol.k}"
             if op == "window":
                 state.ann = vol.set_window(str(cmd["name"]))

@@ -53,6 +53,10 @@ def test_a_volume_is_listed_opened_propagated_corrected_and_exported(volume_fold
     k = int(truth.sum(axis=(0, 1)).argmax())
     app.command(st, {"op": "slice", "k": k}, "liver")
     assert st.volume.k == k and app.view(st)["key"] == f"ct3-z{k}"
+    app.prefetched.join()  # the next slice up was encoded in the background
+    calls = app.seg.encoder_calls
+    app.seg.embed(st.volume.view.image(k + 1))
+    assert app.seg.encoder_calls == calls
     ii, jj = np.nonzero(truth[:, :, k])  # slice pixels: columns x, rows y of the RAS grid
     app.command(st, {"op": "box", "box": [ii.min(), jj.min(), ii.max() + 1, jj.max() + 1]}, "liver")
     app.autosave(st)
