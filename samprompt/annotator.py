@@ -324,7 +324,7 @@ class Annotator:
         status = self.status()
         done = sum(v == "done" for v in status.values())
         saved = sum(v == "saved" for v in status.values())
-        return f"image {state.index + 1} / {len(self.entries)} ({done} done, {saved} with saved annotations)"
+        return f"file {state.index + 1} / {len(self.entries)} ({done} done, {saved} with saved annotations)"
 
     # ---------------------------------------------------------------- clicks
     def click(self, state: SessionState, x: float, y: float, mode: str, label: str, force: bool = False) -> str:
@@ -670,6 +670,23 @@ def build_app(annotator: Annotator):
             return guard(lambda st, lab="object": annotator.key(st, name, lab or "object"))
 
         xy_b.click(guard(on_xy), [state, xy, mode, label], outs, **EDITS, api_name="click")
+
+        def on_command(st, text, label_v):  # the canvas's commands as JSON, one or a list
+            try:
+                cmds = json.loads(text)
+            except ValueError:
+                raise SampromptError(f"expected a JSON command such as {{\"op\": \"slice\", \"k\": 3}}, "
+                                     f"got {text!r}") from None
+            msg = ""
+            for cmd in cmds if isinstance(cmds, list) else [cmds]:
+                if not isinstance(cmd, dict):
+                    raise SampromptError(f"a command is a JSON object with an \"op\", got {cmd!r}")
+                msg = annotator.command(st, cmd, label_v or "object")
+            return msg
+
+        cmd_text = gr.Textbox(visible=False)
+        cmd_b = gr.Button(visible=False)
+        cmd_b.click(guard(on_command), [state, cmd_text, label], outs, **EDITS, api_name="command")
         upload.upload(guard(lambda st, f: annotator.open_upload(st, f)), [state, upload], outs, **EDITS, api_name="upload")
         prev_b.click(key("prev"), [state], outs, **EDITS, api_name="previous")
         next_b.click(key("next"), [state], outs, **EDITS, api_name="next")

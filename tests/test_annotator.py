@@ -35,7 +35,7 @@ def test_logic_folder_clicks_box_and_resume(folder, random_sam, tmp_path):
     app.open_index(st, 0)
     app.prefetched.join()
     assert seg.encoder_calls == 2  # the next image was encoded in the background
-    assert "image 1 / 3" in app.progress(st)
+    assert "file 1 / 3" in app.progress(st)
     app.click(st, 30, 40, MODES[0], "cat")
     assert "box" in app.click(st, 10, 10, MODES[2], "cat")
     app.click(st, 60, 70, MODES[2], "cat")
@@ -76,6 +76,11 @@ def test_client_session_end_to_end(server, folder):
     c.predict("90,80", MODES[2], "object", api_name="/click")
     c.predict(api_name="/undo")
     c.predict(api_name="/redo")
+    out = c.predict('[{"op": "key", "key": "new"}, {"op": "box", "box": [20, 20, 70, 60]}]', "dog", api_name="/command")
+    assert "dog" in out[1]  # the canvas's commands, scripted
+    assert "expected a JSON command" in c.predict("slice 3", "dog", api_name="/command")[1]
+    c.predict(api_name="/undo")
+    c.predict(api_name="/undo")
     files, status = c.predict("object", api_name="/export")
     coco_path = [f for f in files if str(f).endswith(".coco.json")][0]
     api = COCO(coco_path)
