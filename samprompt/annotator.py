@@ -94,6 +94,7 @@ class SessionState:
     shown: tuple | None = None  # the picture the browser has
     confirm: dict | None = None  # a question for the browser (hand edits about to be replaced)
     auto_advance: bool = True
+    files_seen: int = -1  # the version of the file list this tab has
     side: tuple | None = None  # what the side panel shows (objects, progress), to skip unchanged updates
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -168,6 +169,7 @@ class Annotator:
         self.prefetched = None  # the background thread encoding the next image, if any
         self.classes = self._read_classes()
         self._status: dict[str, str] | None = None
+        self._files_version = 0  # bumped when a file's status changes: the list is resent only then
 
     # ---------------------------------------------------------------- classes
     @property
@@ -494,7 +496,9 @@ class Annotator:
         token = (ann.name, id(ann.image)) if ann is not None else None
         with_image = token is not None and token != state.shown
         state.shown = token
-        extra = {"files": self.files() if self.entries else [], "index": state.index if self.entries else None}
+        extra: dict = {"index": state.index if self.entries else None}
+        if self.entries and (with_image or state.files_seen != self._files_version):  # a long list, sent on change
+            extra["files"], state.files_seen = self.files(), self._files_version
         if state.volume is not None:
             extra.update(volume=state.volume.summary(), flip_y=True, keep_view=True)  # anterior up
         if state.confirm is not None:
@@ -520,7 +524,10 @@ class Annotator:
     def _mark(self, key: str, target) -> None:
         if self._status is not None and key in self._status:
             has = bool(getattr(target, "objects", None) or getattr(target, "order", None))
-            self._status[key] = "done" if getattr(target, "done", False) else "saved" if has else ""
+            new = "done" if getattr(target, "done", False) else "saved" if has else ""
+            if self._status[key] != new:
+                self._status[key] = new
+                self._files_version += 1
 
     def object_choices(self, state: SessionState) -> list[str]:
         if state.ann is None:

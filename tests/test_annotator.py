@@ -339,6 +339,9 @@ def test_canvas_commands_and_the_documents_they_send(folder, random_sam, tmp_pat
     assert st.ann.current == 0
     with pytest.raises(Exception, match="unknown canvas command"):
         app.command(st, {"op": "teleport"}, "cat")
+    app.autosave(st)  # the image is now "saved": the file list is sent again, once
+    d1, d2 = app.view(st), app.view(st)
+    assert d1["files"][0]["status"] == "saved" and "files" not in d2
 
 
 def test_done_marks_the_image_and_advances_to_the_next_unfinished_one(folder, random_sam, tmp_path):

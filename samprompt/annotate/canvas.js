@@ -257,7 +257,8 @@
   if (props.value) apply(parse(props.value));
 
   function renderFiles(doc) {
-    const files = doc.files || [];
+    if (doc.files) st.files = doc.files; // sent only when it changed
+    const files = st.files || [];
     const sig = JSON.stringify([files, doc.index]);
     if (sig === st.filesSig) return;
     st.filesSig = sig;
@@ -414,7 +415,9 @@
     Backspace: "delete", ArrowRight: "next", ArrowLeft: "prev", Enter: "done" };
   api.key = (e) => {
     if (typing(e.target) || !element.isConnected) return;
-    const k = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+    let k = e.key.length === 1 ? e.key.toLowerCase() : e.key;
+    if (e.target && e.target.classList && e.target.classList.contains("sp-slice")) // ← → on the slider: slices
+      k = { ArrowLeft: "ArrowDown", ArrowRight: "ArrowUp" }[k] || k;
     if (e.ctrlKey || e.metaKey) {
       if (k === "z") { send({ op: "key", key: e.shiftKey ? "redo" : "undo" }); e.preventDefault(); }
       else if (k === "y") { send({ op: "key", key: "redo" }); e.preventDefault(); }
