@@ -264,7 +264,9 @@ class Annotator:
         state.ann, state.volume = ann, None
         state.box_start, state.proposal = None, 0
         self.seg.embed(rgb)  # encode once, now, so clicks are instant
-        note = f" (resumed {len(ann.objects)} objects)" if resumed else f" (imported {imported} objects)" if imported else ""
+        done = ", done" if ann.done else ""
+        note = f" (resumed {len(ann.objects)} objects{done})" if resumed else \
+            f" (imported {imported} objects)" if imported else ""
         return f"opened {ann.file_name}" + note
 
     def _open_volume(self, state: SessionState, path: Path, key: str) -> str:
