@@ -154,6 +154,9 @@ def test_upload_click_mask_second_object_undo_export(browser, tmp_path, tiny_or_
         assert "undone" in status(page)
         page.click("#redo")  # a button now has the focus: the keys still work
         page.wait_for_function("document.querySelector('#status')?.innerText.includes('redone')", timeout=60_000)
+        page.keyboard.press(" ")  # space (held to pan) does not press the focused button
+        page.wait_for_timeout(600)
+        assert "redone" in status(page)
         page.keyboard.press("z")
         settle(page)
         assert "undone" in status(page)

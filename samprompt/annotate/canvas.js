@@ -426,7 +426,10 @@
     if (e.altKey) return;
     const tool = TOOLS.find((t) => t[2] === k);
     if (tool) { setTool(tool[0]); e.preventDefault(); return; }
-    if (k === " ") { st.space = true; e.preventDefault(); return; }
+    if (k === " ") { // held: drag to pan; a focused button must not be pressed by it
+      if (e.target && e.target !== document.body && e.target.blur) e.target.blur();
+      st.space = true; e.preventDefault(); return;
+    }
     if (k === "f") { fitView(); draw(); return; }
     if (k === "[" || k === "]") { st.brush = Math.max(0.5, st.brush * (k === "]" ? 1.25 : 0.8)); setTool(st.tool); return; }
     if (k === "Escape") { st.boxStart = null; st.stroke = null; draw(); return; }
