@@ -13,7 +13,8 @@ adapter's propagation; any slice can then be checked and corrected.
 :meth:`VolumeAnnotation.export` writes the label volume as NIfTI on the scan's
 own grid (its affine and qform/sform codes), with a JSON naming each label.
 
-State is saved as ``KEY.volume.npz`` (labels on the RAS grid) and
+State is saved as ``KEY.volume.npz`` (per object its box on the RAS grid and
+its bits inside it, compressed) and
 ``KEY.volume.json`` (classes, window, slice, revision), so a restart resumes.
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import io
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -179,8 +181,12 @@ class VolumeAnnotation:
         if on_disk > self.revision:
             raise StaleSaveError(f"{self.file_name} was saved from another tab meanwhile (revision {on_disk}); "
                                  "reopen it to see those objects: your last change was not saved")
+        self.store()
+        arrays_out = {}
+        for i, uid in enumerate(self.order):
+            arrays_out[f"box_{i}"], arrays_out[f"bits_{i}"] = _pack(self.masks[uid])
         buf = io.BytesIO()
-        np.savez_compressed(buf, labels=self.label_volume())
+        np.savez(buf, **arrays_out)  # each object's box and its bits, already compressed
         atomic_write_bytes(arrays, buf.getvalue())
         self.revision = on_disk + 1
         self._dirty = False
@@ -198,13 +204,13 @@ class VolumeAnnotation:
         if tuple(doc.get("shape", ())) != self.vol.shape:
             raise SampromptError(f"{meta.name} is for a volume of shape {doc.get('shape')}, not {self.vol.shape}; "
                                  "move it away to start anew")
-        with np.load(arrays) as z:
-            labels = z["labels"]
         self.order, self.labels, self.masks = [], {}, {}
-        for value, label in sorted(doc.get("classes", {}).items(), key=lambda kv: int(kv[0])):
-            uid, self._next_uid = self._next_uid, self._next_uid + 1
-            self.order.append(uid)
-            self.labels[uid], self.masks[uid] = label, labels == int(value)
+        with np.load(arrays) as z:
+            for value, label in sorted(doc.get("classes", {}).items(), key=lambda kv: int(kv[0])):
+                i = int(value) - 1
+                uid, self._next_uid = self._next_uid, self._next_uid + 1
+                self.order.append(uid)
+                self.labels[uid], self.masks[uid] = label, _unpack(z[f"box_{i}"], z[f"bits_{i}"], self.vol.shape)
         self.revision = int(doc.get("revision", 0))
         self.done = bool(doc.get("done", False))
         if doc.get("window") in WINDOWS and doc["window"] != self.window:
@@ -230,6 +236,30 @@ class VolumeAnnotation:
         span = self.covered(uid) if uid in self.masks else None
         return {"k": self.k, "n": self.view.n, "window": self.window, "windows": list(WINDOWS),
                 "covered": f"slices {span[0]}-{span[1]}" if span else ""}
+
+
+def _pack(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A 3D mask as its box (lo, hi) and its bits inside the box, zlib-compressed (fast, level 1)."""
+    xy = mask.any(axis=2)
+    xs, ys = np.flatnonzero(xy.any(axis=1)), np.flatnonzero(xy.any(axis=0))
+    if not len(xs):
+        return np.zeros(6, np.int64), np.zeros(0, np.uint8)
+    x0, x1, y0, y1 = xs[0], xs[-1] + 1, ys[0], ys[-1] + 1
+    zs = np.flatnonzero(mask[x0:x1, y0:y1].any(axis=(0, 1)))
+    box = np.array([x0, y0, zs[0], x1, y1, zs[-1] + 1], np.int64)
+    crop = mask[x0:x1, y0:y1, box[2]:box[5]]
+    return box, np.frombuffer(zlib.compress(np.packbits(crop).tobytes(), 1), np.uint8)
+
+
+def _unpack(box: np.ndarray, bits: np.ndarray, shape) -> np.ndarray:
+    out = np.zeros(shape, bool)
+    if not bits.size:
+        return out
+    x0, y0, z0, x1, y1, z1 = (int(v) for v in box)
+    n = (x1 - x0) * (y1 - y0) * (z1 - z0)
+    crop = np.unpackbits(np.frombuffer(zlib.decompress(bits.tobytes()), np.uint8), count=n)
+    out[x0:x1, y0:y1, z0:z1] = crop.reshape(x1 - x0, y1 - y0, z1 - z0).astype(bool)
+    return out
 
 
 def _revision(path: Path) -> int:
