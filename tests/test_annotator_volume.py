@@ -136,3 +136,17 @@ def test_a_broken_volume_is_reported_and_the_tab_stays_where_it_was(volume_folde
     up = SessionState()  # a NIfTI upload opens as a volume, keyed by its content
     assert "opened volume ct3.nii.gz" in app.open_upload(up, str(folder / "ct3.nii.gz"))
     assert up.volume.name.startswith("ct3-")
+
+
+def test_volume_state_packs_each_object_exactly():
+    from samprompt.annotate.volume import _pack, _unpack
+
+    rng = np.random.default_rng(0)
+    m = np.zeros((20, 30, 12), bool)
+    m[0:7, 25:30, 11] = True  # touches three faces
+    m[5:15, 3:9, 2:6] = rng.random((10, 6, 4)) > 0.5  # ragged
+    box, bits = _pack(m)
+    assert box.tolist() == [0, 3, 2, 15, 30, 12]
+    np.testing.assert_array_equal(_unpack(box, bits, m.shape), m)
+    box, bits = _pack(np.zeros((4, 4, 4), bool))
+    assert not _unpack(box, bits, (4, 4, 4)).any()
