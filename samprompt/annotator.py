@@ -386,10 +386,10 @@ class Annotator:
         if op == "refresh":
             state.shown = None
             return ""
-        if op in ("slice", "window", "propagate"):
+        if op in ("slice", "window", "plane", "propagate"):
             vol = state.volume
             if vol is None:
-                raise SampromptError("slices, windows and propagation are for volumes")
+                raise SampromptError("slices, planes, windows and propagation are for volumes")
             if op == "slice":
                 before = vol.k
                 state.ann = vol.open_slice(int(cmd["k"]))
@@ -400,6 +400,9 @@ class Annotator:
             if op == "window":
                 state.ann = vol.set_window(str(cmd["name"]))
                 return vol.window_note
+            if op == "plane":
+                state.ann = vol.set_plane(str(cmd["name"]))
+                return f"{vol.plane} slices ({vol.view.n})"
             message = vol.propagate()
             state.ann = vol.ann
             return message
@@ -502,7 +505,7 @@ class Annotator:
         if self.entries and (with_image or state.files_seen != self._files_version):  # a long list, sent on change
             extra["files"], state.files_seen = self.files(), self._files_version
         if state.volume is not None:
-            extra.update(volume=state.volume.summary(), flip_y=True, keep_view=True)  # anterior up
+            extra.update(volume=state.volume.summary(), flip_y=True, keep_view=True)  # anterior or superior up
         if state.confirm is not None:
             extra["confirm"], state.confirm = state.confirm, None
         return view_payload(ann, self.classes, seq=state.seq, ack=state.ack, with_image=with_image, extra=extra)

@@ -316,6 +316,9 @@ def test_a_volume_slice_box_propagate_and_export(browser, tmp_path):
         assert page.evaluate("() => window.samprompt.doc().polygons.length") > 0  # the object is on this slice
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "annotator_volume.png"))
+        page.select_option("#canvas .sp-plane", "coronal")  # the same object, cut the other way
+        page.wait_for_function("window.samprompt.drawn.key === 'ct3-y48'", timeout=30_000)
+        assert page.evaluate("() => window.samprompt.doc().polygons.length") > 0
         page.keyboard.press("e")
         page.wait_for_function("document.querySelector('#status').innerText.includes('exported')", timeout=60_000)
         assert page.errors == []

@@ -26,6 +26,7 @@
         <div class="sp-volume" hidden>
           <label>slice <input class="sp-slice" type="range" min="0" max="0" value="0" step="1"></label>
           <span class="sp-slice-no"></span>
+          <select class="sp-plane"></select>
           <select class="sp-window"></select>
           <button class="sp-propagate" type="button">propagate ▲▼</button>
         </div>
@@ -240,7 +241,7 @@
     st.overlay = paintMasks(doc); st.doc = doc;
     if (newKey || img && (img.width !== (st.lastW || 0) || img.height !== (st.lastH || 0))) {
       st.key = doc.key; st.boxStart = null;
-      if (!doc.keep_view || !st.lastW) fitView();
+      if (!doc.keep_view || doc.w !== st.lastW || doc.h !== st.lastH) fitView(); // a volume's next slice keeps the zoom
       if (doc.w) st.brush = Math.max(2, Math.round(Math.min(doc.w, doc.h) / 60));
       st.lastW = doc.w; st.lastH = doc.h; setTool(st.tool);
     }
@@ -298,9 +299,13 @@
       sel.innerHTML = v.windows.map((w) => `<option value="${w}">${w}</option>`).join("");
     }
     sel.value = v.window;
+    const plane = $(".sp-plane");
+    if (plane.options.length !== v.planes.length) plane.innerHTML = v.planes.map((w) => `<option value="${w}">${w}</option>`).join("");
+    plane.value = v.plane;
   }
   $(".sp-slice").addEventListener("input", (e) => send({ op: "slice", k: Number(e.target.value) }));
   $(".sp-window").addEventListener("change", (e) => send({ op: "window", name: e.target.value }));
+  $(".sp-plane").addEventListener("change", (e) => send({ op: "plane", name: e.target.value }));
   $(".sp-propagate").addEventListener("click", () => send({ op: "propagate" }));
 
   // ------------------------------------------------------------------ mouse

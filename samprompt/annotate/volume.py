@@ -33,6 +33,8 @@ from ..io import atomic_write_bytes, atomic_write_text
 from ..prompts import Prompt
 
 WINDOWS = ("auto", "soft", "lung", "bone", "brain", "liver", "mr")
+PLANES = {"axial": 2, "coronal": 1, "sagittal": 0}  # the RAS axis each plane cuts across
+_AXIS_LETTER = "xyz"
 
 
 class VolumeAnnotation:
@@ -74,7 +76,8 @@ class VolumeAnnotation:
         return np.ascontiguousarray(self.view.to_scaled(np.take(self.masks[uid], k, axis=self.axis).T))
 
     def _slice(self, k: int) -> ImageAnnotation:
-        ann = ImageAnnotation(self.seg, self.view.image(k), f"{self.file_name} slice {k}", key=f"{self.name}-z{k}")
+        ann = ImageAnnotation(self.seg, self.view.image(k), f"{self.file_name} slice {k}",
+                              key=f"{self.name}-{_AXIS_LETTER[self.axis]}{k}")
         for uid in self.order:
             m = self._slice_mask(uid, k)
             ann.objects.append(AnnotatedObject(label=self.labels[uid], mask=m if m.any() else None, uid=uid))
@@ -99,6 +102,25 @@ class VolumeAnnotation:
         self.store()
         self._set_window(name)
         return self.open_slice(self.k)
+
+    @property
+    def plane(self) -> str:
+        return next(name for name, a in PLANES.items() if a == self.axis)
+
+    def set_plane(self, name: str) -> ImageAnnotation:
+        """Cut the volume the other way (axial, coronal or sagittal), on the middle slice of that axis."""
+        if name not in PLANES:
+            raise SampromptError(f"unknown plane {name!r}; choose one of {', '.join(PLANES)}")
+        self.store()
+        self._dirty |= self.ann.dirty()
+        current = self.ann.objects[self.ann.current].uid if self.ann.current is not None else None
+        self.axis = PLANES[name]
+        self._set_window(self.window)
+        self.k = self.view.n // 2
+        self.ann = self._slice(self.k)
+        if current in self.order:
+            self.ann.current = self.order.index(current)
+        return self.ann
 
     # --------------------------------------------------------- slice <-> 3D
     def store(self) -> None:
@@ -235,6 +257,7 @@ class VolumeAnnotation:
         uid = self.ann.objects[self.ann.current].uid if self.ann.current is not None else None
         span = self.covered(uid) if uid in self.masks else None
         return {"k": self.k, "n": self.view.n, "window": self.window, "windows": list(WINDOWS),
+                "plane": self.plane, "planes": list(PLANES),
                 "covered": f"slices {span[0]}-{span[1]}" if span else ""}
 
 
