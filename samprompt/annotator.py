@@ -71,9 +71,12 @@ CANVAS_CSS = """
 .sp-stage { flex: 1; position: relative; min-height: 300px; border-radius: 6px; overflow: hidden; outline: none; }
 .sp-stage canvas { position: absolute; inset: 0; width: 100%; height: 100%; display: block; }
 .sp-empty { position: absolute; inset: 0; display: flex; align-items: center; justify-content: center; color: #bbb; }
-.sp-volume { display: flex; gap: 10px; align-items: center; font-size: 13px; }
+.sp-volume { display: flex; flex-wrap: wrap; gap: 8px; align-items: center; font-size: 13px; }
+.sp-volume select, .sp-volume button { padding: 2px 6px; font-size: 13px; width: auto; white-space: nowrap; }
+.sp-volume select { padding-right: 22px; }
+.sp-slice-no { white-space: nowrap; }
 .sp-volume[hidden], .sp-side[hidden], .sp-empty[hidden] { display: none; }
-.sp-slice { width: 320px; vertical-align: middle; }
+.sp-slice { width: 240px; vertical-align: middle; }
 .sp-legend { display: flex; flex-wrap: wrap; gap: 10px; font-size: 13px; min-height: 18px; }
 .sp-class i { display: inline-block; width: 12px; height: 12px; border-radius: 3px; margin-right: 4px; vertical-align: -1px; }
 .sp-class.sp-used { font-weight: 600; }
