@@ -324,16 +324,25 @@ class ImageAnnotation:
             raise IndexError(f"no object {index}; there are {len(self.objects)}")
 
     # ----------------------------------------------------------- proposals
-    def propose(self, repeat_iou: float = 0.5, **kwargs) -> list[np.ndarray]:
+    def propose(self, repeat_iou: float = 0.5, covered: float = 0.8, **kwargs) -> list[np.ndarray]:
         """Segment-everything proposals (not yet objects): accept or discard them one by one.
 
-        Proposals that repeat an existing object (IoU >= ``repeat_iou``) are dropped."""
+        A proposal that repeats an existing object is dropped: IoU >= ``repeat_iou`` with one, or at
+        least ``covered`` of its pixels already inside the objects (a piece of one)."""
+        masks = self.seg.segment_everything(self.image, **kwargs).masks
+        self.proposals = [m for m in masks if not self._repeats(m, repeat_iou, covered)]
+        return self.proposals
+
+    def _repeats(self, m: np.ndarray, repeat_iou: float, covered: float) -> bool:
         from .masks import iou
 
         have = [o.mask for o in self.objects if o.mask is not None]
-        masks = self.seg.segment_everything(self.image, **kwargs).masks
-        self.proposals = [m for m in masks if not any(iou(m, h) >= repeat_iou for h in have)]
-        return self.proposals
+        if not have:
+            return False
+        if any(iou(m, h) >= repeat_iou for h in have):
+            return True
+        union = np.logical_or.reduce(have)
+        return int((m & union).sum()) >= covered * max(1, int(m.sum()))
 
     def accept(self, k: int, label: str = "object") -> AnnotatedObject:
         """Make proposal ``k`` an object (undo brings the proposal back)."""

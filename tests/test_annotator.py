@@ -339,6 +339,14 @@ def test_canvas_commands_and_the_documents_they_send(folder, random_sam, tmp_pat
     assert st.ann.current == 0
     with pytest.raises(Exception, match="unknown canvas command"):
         app.command(st, {"op": "teleport"}, "cat")
+    proposal = np.zeros((96, 128), bool)
+    proposal[40:50, 100:120] = True
+    st.ann.proposals = [proposal]  # the proposal under review: white, on top, and boxed
+    doc = app.view(st)
+    n = len(st.ann.objects)
+    assert doc["proposal_box"] == [100, 40, 120, 50] and doc["masks"]["palette"][str(n + 1)][:3] == [255, 255, 255]
+    np.testing.assert_array_equal(runs_to_labels(doc["masks"], 96, 128) == n + 1, proposal)
+    st.ann.proposals = []
     app.autosave(st)  # the image is now "saved": the file list is sent again, once
     d1, d2 = app.view(st), app.view(st)
     assert d1["files"][0]["status"] == "saved" and "files" not in d2

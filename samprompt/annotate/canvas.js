@@ -144,6 +144,12 @@
         ctx.lineWidth = 2; ctx.strokeStyle = "#fff"; ctx.stroke();
       });
     }
+    if (doc.proposal_box) { // the proposal under review, boxed so that even a thin one is seen
+      const b = doc.proposal_box, [a, c] = toScreen(b[0], b[1]), [e, f] = toScreen(b[2], b[3]);
+      const x = Math.min(a, e) - 4, y = Math.min(c, f) - 4, w = Math.abs(e - a) + 8, h = Math.abs(f - c) + 8;
+      ctx.setLineDash([6, 4]); ctx.lineWidth = 3; ctx.strokeStyle = "rgba(0,0,0,0.6)"; ctx.strokeRect(x, y, w, h);
+      ctx.lineWidth = 1.5; ctx.strokeStyle = "#ffffff"; ctx.strokeRect(x, y, w, h); ctx.setLineDash([]);
+    }
     for (const g of st.ghosts) {
       if (g.op === "point") {
         const [x, y] = toScreen(g.x, g.y);

@@ -25,7 +25,7 @@ from ..masks import colour
 
 FILL_ALPHA = 100  # of 255, for objects
 SELECTED_ALPHA = 150
-PROPOSAL_ALPHA = 110
+PROPOSAL_ALPHA = 150
 
 
 def class_colour(classes: list[str], label: str) -> tuple[int, int, int]:
@@ -76,6 +76,11 @@ def label_runs(ann, classes: list[str], proposal: int | None = 0) -> dict[str, A
     return {"values": flat[starts].tolist(), "lengths": lengths.tolist(), "palette": palette}
 
 
+def _box(mask: np.ndarray) -> list[int] | None:
+    ys, xs = np.nonzero(mask)
+    return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1] if len(xs) else None
+
+
 def runs_to_labels(runs: dict[str, Any], h: int, w: int) -> np.ndarray:
     """The label map back from :func:`label_runs` (what the browser draws)."""
     return np.repeat(np.asarray(runs["values"]), np.asarray(runs["lengths"])).reshape(h, w)
@@ -99,7 +104,8 @@ def view_payload(ann, classes: list[str], *, seq: int, ack: int = 0, with_image:
               for c in dict.fromkeys([*classes, *used])]
     doc.update(key=ann.name, file=ann.file_name, w=w, h=h, masks=label_runs(ann, classes),
                objects=objects, current=ann.current, polygons=ann.polygons() if ann.current is not None else [],
-               proposals=len(ann.proposals), legend=legend)
+               proposals=len(ann.proposals), proposal_box=_box(ann.proposals[0]) if ann.proposals else None,
+               legend=legend)
     if with_image:
         doc["image"] = data_url(ann.image, ".jpg" if h * w > 1_000_000 else ".png")
     doc.update(extra or {})
