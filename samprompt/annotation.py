@@ -247,8 +247,8 @@ class ImageAnnotation:
         obj = self._current(label)
         h, w = self.size
         canvas = np.zeros((h, w), np.uint8) if obj.mask is None else np.ascontiguousarray(obj.mask, np.uint8)
-        ij = np.round(pts - 0.5).astype(np.int32)  # continuous (x, y) -> the pixel it falls in
-        r = max(0, int(round(radius - 0.5)))
+        ij = np.round(np.clip(pts, -1, [w + 1, h + 1]) - 0.5).astype(np.int32)  # (x, y) -> the pixel it falls in
+        r = max(0, int(round(min(radius, max(h, w)) - 0.5)))  # no wider than the image
         value = 0 if erase else 1
         if len(ij) == 1:
             cv2.circle(canvas, (int(ij[0, 0]), int(ij[0, 1])), r, value, -1)
@@ -291,6 +291,7 @@ class ImageAnnotation:
             ring = np.asarray(poly, np.float64).reshape(-1, 2)
             if len(ring) < 3 or not np.isfinite(ring).all():
                 raise PromptError("a polygon needs at least three finite (x, y) vertices")
+            ring = np.clip(ring, -1, [w + 1, h + 1])  # far-off vertices: clipped, not wrapped around int32
             rings.append(np.round(ring - 0.5).astype(np.int32).reshape(-1, 1, 2))
         self._checkpoint()
         canvas = np.zeros((h, w), np.uint8)

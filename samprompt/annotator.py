@@ -29,6 +29,7 @@ save based on a stale revision (another tab saved meanwhile) is refused.
 import argparse
 import hashlib
 import json
+import logging
 import threading
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -601,6 +602,9 @@ def build_app(annotator: Annotator):
             annotator.autosave(state)
         except (SampromptError, IndexError, ValueError, KeyError, TypeError) as exc:
             msg = f"⚠️ {exc}"
+        except Exception as exc:  # noqa: BLE001 - a bug must not stall the page: say it, log it, go on
+            logging.getLogger("samprompt.annotator").exception("action failed")
+            msg = f"⚠️ internal error ({type(exc).__name__}: {exc}); the details are in the server's log"
         return msg
 
     def guard(fn):

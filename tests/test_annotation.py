@@ -92,6 +92,8 @@ def test_brush_and_eraser_edit_on_top_of_sam_and_a_later_prompt_asks_first(ann):
     assert ann.undo() and ann.objects[0].edited and not ann.objects[0].mask[80, 110]
     with pytest.raises(PromptError):
         ann.brush([], radius=3)
+    ann.brush([(10, 10), (1e12, -1e12)], radius=1e9)  # absurd values from a page: clipped, no overflow
+    assert ann.objects[0].mask.all()
 
 
 def test_polygons_round_trip_keeps_holes_and_edits_apply(ann):
