@@ -168,6 +168,10 @@ class Annotator:
                 self.folder = self.folder.parent  # one file: its folder holds the annotations
         self.entries = self.images + self.volumes  # what the file list shows, images first
         self.out = Path(out) if out else (self.folder / "annotations" if self.folder else Path("annotations"))
+        inputs = {p.parent.resolve() for p in self.entries}
+        if self.out.resolve() in inputs:  # exports are NAME.png: they would write over the images
+            raise SampromptError(f"--out {self.out} is the folder of the images; exports would overwrite them. "
+                                 f"Choose another folder (the default is {self.folder / 'annotations'})")
         self.keys = folder_keys(self.entries, self.folder) if self.folder is not None else {}
         self.max_side = max_side
         self.prefetched = None  # the background thread encoding the next image, if any

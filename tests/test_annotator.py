@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from samprompt import Segmenter
+from samprompt import SampromptError, Segmenter
 from samprompt.annotator import MODES, Annotator, SessionState, build_app
 from samprompt.synthetic import write_dataset
 
@@ -50,6 +50,12 @@ def test_logic_folder_clicks_box_and_resume(folder, random_sam, tmp_path):
     assert seg.encoder_calls == 3  # each image encoded once, even when revisited
     with pytest.raises(Exception, match="limit"):
         Annotator(seg, folder, tmp_path, max_side=50).open_index(SessionState(), 0)
+    images = folder / "images" if (folder / "images").is_dir() else folder
+    for out in (images, images / "." ):  # the images' own folder: exports would write over them
+        with pytest.raises(SampromptError, match="would overwrite them"):
+            Annotator(seg, folder, out)
+    with pytest.raises(SampromptError, match="would overwrite them"):
+        Annotator(seg, next(images.glob("*.png")), images)  # one file, --out its folder
 
 
 @pytest.fixture(scope="module")
