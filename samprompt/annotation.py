@@ -80,7 +80,7 @@ class AnnotatedObject:
         return Prompt(points=self.points, labels=self.point_labels, box=self.box, mask=logits, label=self.label)
 
 
-def _revision_of(path: Path) -> int:
+def saved_revision(path: Path) -> int:
     """The revision a save file holds (0 for none, or for files written before revisions existed)."""
     try:
         return int(json.loads(path.read_text()).get("revision", 0))
@@ -383,7 +383,7 @@ class ImageAnnotation:
         """
         path = Path(folder) / f"{self.name}.annotation.json"
         with _SAVE_LOCK:
-            on_disk = _revision_of(path)
+            on_disk = saved_revision(path)
             if on_disk > self.revision:
                 raise StaleSaveError(f"{self.file_name} was saved from another tab meanwhile (revision {on_disk}); "
                                      "reopen the image to see its objects: your last change was not saved")
@@ -403,7 +403,7 @@ class ImageAnnotation:
                 raise SampromptError(f"{path.name} is for an image of {size[1]}x{size[0]}, not this "
                                      f"{self.size[1]}x{self.size[0]} {self.file_name}; move it away to start anew")
             self.objects = objects
-            self.revision = _revision_of(path)
+            self.revision = saved_revision(path)
             self.done = bool(json.loads(path.read_text()).get("done", False))
             self.mark_saved()
         self.current = len(self.objects) - 1 if self.objects else None

@@ -107,11 +107,10 @@ class SessionState:
 
 
 def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".nii.gz", ".nii"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem if path.is_file() else name
+    """NAME of ``NAME.png``, of a volume ``NAME.nii.gz`` and of a DICOM series folder ``NAME/``."""
+    from .domains.medical.volume import is_nifti, volume_name
+
+    return volume_name(path) if is_nifti(path) or path.is_dir() else path.stem
 
 
 def folder_keys(images: list[Path], folder: Path) -> dict[Path, str]:

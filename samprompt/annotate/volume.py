@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..annotation import AnnotatedObject, ImageAnnotation, StaleSaveError
+from ..annotation import AnnotatedObject, ImageAnnotation, StaleSaveError, saved_revision
 from ..errors import PromptError, SampromptError
 from ..io import atomic_write_bytes, atomic_write_text
 from ..prompts import Prompt
@@ -84,24 +84,29 @@ class VolumeAnnotation:
         ann.current = len(ann.objects) - 1 if ann.objects else None
         return ann
 
-    def open_slice(self, k: int) -> ImageAnnotation:
-        """Write the open slice back and open slice ``k`` (clipped to the volume), keeping the selection."""
+    def _reopen(self, k: int | None, change=None) -> ImageAnnotation:
+        """Write the open slice back, apply ``change`` (a new window or plane), open slice ``k`` (clipped;
+        None: the middle one), keeping the selected object."""
         self.store()
         self._dirty |= self.ann.dirty()
         current = self.ann.objects[self.ann.current].uid if self.ann.current is not None else None
-        self.k = int(np.clip(k, 0, self.view.n - 1))
+        if change is not None:
+            change()
+        self.k = self.view.n // 2 if k is None else int(np.clip(k, 0, self.view.n - 1))
         self.ann = self._slice(self.k)
         if current in self.order:
             self.ann.current = self.order.index(current)
         return self.ann
 
+    def open_slice(self, k: int) -> ImageAnnotation:
+        """Write the open slice back and open slice ``k`` (clipped to the volume), keeping the selection."""
+        return self._reopen(k)
+
     def set_window(self, name: str) -> ImageAnnotation:
         """Show the volume through another window (a CT preset, ``mr`` or ``auto``)."""
         if name not in WINDOWS:
             raise SampromptError(f"unknown window {name!r}; choose one of {', '.join(WINDOWS)}")
-        self.store()
-        self._set_window(name)
-        return self.open_slice(self.k)
+        return self._reopen(self.k, lambda: self._set_window(name))
 
     @property
     def plane(self) -> str:
@@ -111,16 +116,12 @@ class VolumeAnnotation:
         """Cut the volume the other way (axial, coronal or sagittal), on the middle slice of that axis."""
         if name not in PLANES:
             raise SampromptError(f"unknown plane {name!r}; choose one of {', '.join(PLANES)}")
-        self.store()
-        self._dirty |= self.ann.dirty()
-        current = self.ann.objects[self.ann.current].uid if self.ann.current is not None else None
-        self.axis = PLANES[name]
-        self._set_window(self.window)
-        self.k = self.view.n // 2
-        self.ann = self._slice(self.k)
-        if current in self.order:
-            self.ann.current = self.order.index(current)
-        return self.ann
+
+        def cut() -> None:
+            self.axis = PLANES[name]
+            self._set_window(self.window)
+
+        return self._reopen(None, cut)
 
     # --------------------------------------------------------- slice <-> 3D
     def store(self) -> None:
@@ -199,7 +200,7 @@ class VolumeAnnotation:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         meta, arrays = self._state_paths(folder)
-        on_disk = _revision(meta)
+        on_disk = saved_revision(meta)
         if on_disk > self.revision:
             raise StaleSaveError(f"{self.file_name} was saved from another tab meanwhile (revision {on_disk}); "
                                  "reopen it to see those objects: your last change was not saved")
@@ -283,10 +284,3 @@ def _unpack(box: np.ndarray, bits: np.ndarray, shape) -> np.ndarray:
     crop = np.unpackbits(np.frombuffer(zlib.decompress(bits.tobytes()), np.uint8), count=n)
     out[x0:x1, y0:y1, z0:z1] = crop.reshape(x1 - x0, y1 - y0, z1 - z0).astype(bool)
     return out
-
-
-def _revision(path: Path) -> int:
-    try:
-        return int(json.loads(path.read_text()).get("revision", 0))
-    except (OSError, ValueError, AttributeError):
-        return 0
