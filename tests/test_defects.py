@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 
@@ -131,7 +132,7 @@ def test_few_shot_pipeline_on_generated_categories(data, tmp_path, capsys):
     assert {"hole_000_map.png", "hole_000_labels.png", "hole_000_overlay.png", "good_000_map.png",
             "report.html", "metrics.json"} <= files
     cat = json.loads((out / "grid" / "metrics.json").read_text())
-    assert cat["shots"] == 4 and "4 normal validation images" in cat["threshold_rule"]
+    assert cat["shots"] == 4 and "4 held-out good images" in cat["threshold_rule"]
     assert "hole_000_overlay.png" in (out / "grid" / "report.html").read_text()
     # a rerun resumes: every image skipped, the same metrics
     assert cli.main(["defects", str(data), "--out", str(out), "--shots", "4", "--json"]) == 0
@@ -218,3 +219,27 @@ def test_out_inside_the_dataset_is_refused(data, capsys):
         assert cli.main(["defects", str(data), "--category", "grid", "--out", str(out)]) == 2
         assert "would write into the dataset" in capsys.readouterr().err
     assert not (data / "grid" / "metrics.json").exists() and not (data / "metrics.json").exists()
+
+
+def test_metrics_agree_with_anomalib(rng):
+    """AUROC, AUPRO (to FPR 0.3) and F1-max against anomalib's own metric classes on the same maps."""
+    pytest.importorskip("anomalib")
+    import torch
+    from anomalib.metrics.aupro import _AUPRO
+    from anomalib.metrics.auroc import _AUROC
+    from anomalib.metrics.f1_score import _F1Max
+
+    truth = [rng.random((40, 48)) > 0.93 for _ in range(4)]
+    truth = [cv2.dilate(t.astype(np.uint8), None).astype(bool) for t in truth]  # regions of several pixels
+    maps = [t * 0.6 + rng.random(t.shape) for t in truth]
+    tt = torch.tensor(np.stack(truth)).int()
+    mm = torch.tensor(np.stack(maps), dtype=torch.float32)
+    aupro = _AUPRO(fpr_limit=0.3)
+    aupro.update(mm, tt)
+    f1max, auroc = _F1Max(), _AUROC()
+    f1max.update(mm.flatten(), tt.flatten())
+    auroc.update(mm.flatten(), tt.flatten())
+    maps32 = [m.astype(np.float32) for m in maps]
+    assert pro(truth, maps32) == pytest.approx(float(aupro.compute()), abs=2e-3)
+    assert pixel_f1_max(truth, maps32) == pytest.approx(float(f1max.compute()), abs=1e-4)
+    assert pixel_auroc(truth, maps32) == pytest.approx(float(auroc.compute()), abs=1e-4)

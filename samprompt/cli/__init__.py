@@ -39,6 +39,16 @@ def _warning_line(message, category, filename, lineno, line=None) -> str:
     return f"samprompt: warning: {message}\n"
 
 
+def _subcommand(argv: list[str], command: str, verbs: tuple[str, ...]) -> list[str]:
+    """``COMMAND VERB ...`` -> ``COMMAND-VERB ...`` (a parser of its own, e.g. ``defects fit``)."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 2 if argv[i] == "--threads" else 1
+    if i + 1 < len(argv) and argv[i] == command and argv[i + 1] in verbs:
+        return [*argv[:i], f"{command}-{argv[i + 1]}", *argv[i + 2:]]
+    return argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import warnings
 
@@ -48,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmd_at = next((i for i, a in enumerate(argv) if a in ("annotate",)), None)
     if cmd_at is not None and all(a.startswith("-") or argv[i - 1] == "--threads" for i, a in enumerate(argv[:cmd_at])):
         argv = [*argv[: cmd_at + 1], "--", *argv[cmd_at + 1 :]]  # the app parses its own options
+    argv = _subcommand(argv, "defects", ("fit", "inspect"))
     args = parser.parse_args(argv)
     if args.threads is not None:
         import torch

@@ -15,8 +15,15 @@ DATA: a category folder (train/good, test/good, test/DEFECT, ground_truth/DEFECT
 a folder of such categories (the MVTec-AD download), or a plain folder of images (no labels).
 
 --shots K (default 4): a memory bank of the first K train/good images by name; the threshold
-is the highest map value on the other train/good images. --shots 0: zero-shot, each test image
-scored against the other test images of its category. See docs/defects.md.
+is the highest map value on the other train/good images (--max-false-alarm RATE: the value
+that flags at most RATE of them). Parts at any angle are turned onto the first shot's pose
+first (--align auto). --shots 0: zero-shot, each test image scored against the other test
+images of its category. See docs/defects.md.
+
+Fit once and inspect new images later:
+  samprompt defects fit DATA --category NAME --shots K --out MODEL_DIR
+  samprompt defects inspect MODEL_DIR INPUT --out DIR [--watch]
+(samprompt defects fit --help, samprompt defects inspect --help)
 
 Writes OUT/CATEGORY/DEFECT_NAME_{map,labels,overlay}.png, OUT/CATEGORY/metrics.json,
 OUT/CATEGORY/report.html (worst and best cases) and OUT/metrics.json (every category and the
@@ -35,12 +42,38 @@ def add_parser(sub, formatter) -> None:
     d.add_argument("--json", action="store_true", help="print the metrics as JSON")
     d.add_argument("--min-region", type=positive_int, default=16, metavar="PX",
                    help="smallest map region that becomes a prompt")
+    add_fit_options(d)
     d.add_argument("--maps", metavar="DIR", default=None,
                    help="use anomaly maps from another detector: DIR/CATEGORY/DEFECT_NAME.npy (or "
                         "DIR/DEFECT_NAME.npy), (H, W) float arrays; the threshold is then the zero-shot default")
     add_model_options(d)
     add_job_options(d, "image")
     d.set_defaults(func=run)
+    from . import defects_model
+
+    defects_model.add_parsers(sub, formatter)
+
+
+def add_fit_options(p) -> None:
+    """--max-false-alarm and --align, shared by ``defects`` and ``defects fit``."""
+    p.add_argument("--max-false-alarm", type=rate, default=0.0, metavar="RATE",
+                   help="the threshold flags at most this share of the held-out good images (train/good beyond "
+                        "the shots); 0: none of them")
+    p.add_argument("--align", choices=["auto", "on", "off"], default="auto",
+                   help="turn parts onto the first shot's pose before scoring (auto: when the shots show a part "
+                        "at different angles)")
+
+
+def rate(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a rate such as 0.01, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+    return value
 
 
 def _mean(rows: list[dict]) -> dict:
@@ -84,7 +117,8 @@ def run(args) -> int:
             maps = None
             if args.maps:
                 maps = str(Path(args.maps) / cat.name) if (Path(args.maps) / cat.name).is_dir() else args.maps
-            job = category_job(cat, shots, defects=DefectSettings(min_region=args.min_region), maps_dir=maps)
+            job = category_job(cat, shots, defects=DefectSettings(min_region=args.min_region), maps_dir=maps,
+                               align=args.align, max_false_alarm=args.max_false_alarm)
             summary = run_cli_job(args, category_items(cat), job, out=out / cat.name, segmenter=seg)
         except SampromptError as exc:
             print(f"samprompt: {cat.name}: {exc}", file=sys.stderr)

@@ -195,7 +195,7 @@ def _run(items, out, spec, seg, stamp, settings, overwrite, workers, scheduler, 
                                max_in_flight=max_in_flight)
     else:
         records = _in_process(local, todo, settings, out)
-    bar = tqdm(total=len(todo), desc="segment", unit=settings.unit, disable=not progress or len(todo) < 2)
+    bar = tqdm(total=len(todo), desc=settings.verb, unit=settings.unit, disable=not progress or len(todo) < 2)
     try:
         for rec in records:
             rec.update(config=configs[rec["id"]], version=__version__)

@@ -72,6 +72,7 @@ class JobSettings:
     """
 
     unit = "image"  # what the progress bar counts
+    verb = "segment"  # what the progress bar says it does
 
     formats: list[str] = field(default_factory=lambda: ["png"])
     classes: list[str] = field(default_factory=lambda: ["object"])

@@ -1,8 +1,10 @@
 """Generated industrial inspection data in the MVTec-AD layout, with known defect masks.
 
-Categories: four textures (``woven``, ``grid``, ``grain``, ``brushed`` metal) and two
-objects (``disc``, ``bolt``). Good images vary as real parts do (shifts, small
-rotations, lighting, sensor noise); defects are drawn on top with their exact mask:
+Categories: four textures (``woven``, ``grid``, ``grain``, ``brushed`` metal) and three
+objects (``disc``, ``bolt``, and ``flange``: a keyed disc with four bolt holes whose key
+notch sits at any angle, the case that needs pose alignment). Good images vary as real
+parts do (shifts, rotations, lighting, sensor noise); defects are drawn on top with their
+exact mask:
 
 * ``scratch``: a thin bright or dark curved line;
 * ``hole``: a dark pit with a lit rim;
@@ -24,7 +26,7 @@ import cv2
 import numpy as np
 
 TEXTURES = ("woven", "grid", "grain", "brushed")
-OBJECTS = ("disc", "bolt")
+OBJECTS = ("disc", "bolt", "flange")
 CATEGORIES = TEXTURES + OBJECTS
 DEFECTS = {c: ("scratch", "hole", "stain", "crack", "contamination") for c in TEXTURES}
 DEFECTS.update({c: ("scratch", "hole", "contamination", "missing") for c in OBJECTS})
@@ -79,6 +81,20 @@ def _object(kind: str, rng: np.random.Generator, h: int, w: int) -> tuple[np.nda
         v = shade + grooves
         part &= ~hole
         img[part] = np.stack([v, v * 0.98, v * 0.92], -1)[part]
+    elif kind == "flange":  # the whole part turns by ang: the key notch and the bolt holes with it
+        r = np.hypot(x - cx, y - cy)
+        theta = np.arctan2(y - cy, x - cx) - ang
+        rim = 0.4 * min(h, w)
+        part = r < rim
+        part &= ~(r < 0.12 * min(h, w))  # the bore
+        notch = (np.abs(np.angle(np.exp(1j * theta))) < 0.16) & (r > 0.72 * rim)  # the key notch, open at the rim
+        for k in range(4):  # bolt holes at 45 + 90 k degrees from the notch
+            a = ang + np.pi / 4 + k * np.pi / 2
+            hx, hy = cx + 0.6 * rim * np.cos(a), cy + 0.6 * rim * np.sin(a)
+            part &= np.hypot(x - hx, y - hy) > 0.07 * min(h, w)
+        part &= ~notch
+        v = 0.6 - 0.1 * (r / rim) ** 2 + 0.03 * np.sin(r * 0.9)
+        img[part] = np.stack([v * 0.95, v * 0.97, v], -1)[part]
     else:  # bolt: a hexagonal head and a threaded shaft
         c, s = np.cos(ang), np.sin(ang)
         u, t = (x - cx) * c + (y - cy) * s, -(x - cx) * s + (y - cy) * c

@@ -141,10 +141,12 @@ def greedy_coreset(features: np.ndarray, fraction: float, seed: int = 0, project
     return np.array(sorted(chosen))
 
 
-def augment(rgb: np.ndarray, angles=(-5.0, 5.0)) -> list[np.ndarray]:
-    """The image, its two flips, and small rotations (reflected borders): more normal views from few shots."""
+def augment(rgb: np.ndarray, angles=(-5.0, 5.0), flips: bool = True) -> list[np.ndarray]:
+    """The image, its two flips, and small rotations (reflected borders): more normal views from few shots.
+
+    Without ``flips`` (parts aligned to a pose, where a mirrored part is not a normal one) only the rotations."""
     h, w = rgb.shape[:2]
-    views = [rgb, rgb[:, ::-1].copy(), rgb[::-1].copy()]
+    views = [rgb, rgb[:, ::-1].copy(), rgb[::-1].copy()] if flips else [rgb]
     for a in angles:
         m = cv2.getRotationMatrix2D((w / 2, h / 2), a, 1.0)
         views.append(cv2.warpAffine(rgb, m, (w, h), borderMode=cv2.BORDER_REFLECT_101))
@@ -153,18 +155,30 @@ def augment(rgb: np.ndarray, angles=(-5.0, 5.0)) -> list[np.ndarray]:
 
 @dataclass
 class PatchCore:
-    """Few-shot anomaly maps from a memory bank of normal patch features (see the module doc)."""
+    """Few-shot anomaly maps from a memory bank of normal patch features (see the module doc).
+
+    With an ``aligner`` (:class:`~.pose.PoseAligner`), every image is turned onto the reference
+    pose before its features are taken, and its map turned back; the shots are then augmented by
+    small rotations only (a mirrored part is not a normal one). ``angles`` are the augmenting
+    rotations in degrees (a bank over all rotations is ``range(0, 360, 30)``).
+    """
 
     features: PatchFeatures
     coreset: float = 0.1
     augment_below: int = 8  # augment the shots when there are fewer than this
     sigma: float = 4.0
     bank: np.ndarray | None = field(default=None, repr=False)
+    aligner: object | None = field(default=None, repr=False)
+    angles: tuple[float, ...] = (-5.0, 5.0)
 
     def fit(self, normals: list[np.ndarray]) -> "PatchCore":
         if not normals:
             raise ImageError("few-shot scoring needs at least one normal image")
-        views = [v for im in normals for v in (augment(im) if len(normals) < self.augment_below else [im])]
+        if self.aligner is not None:
+            normals = [self.aligner.align(im)[0] for im in normals]
+        few = len(normals) < self.augment_below
+        views = [v for im in normals
+                 for v in (augment(im, self.angles, flips=self.aligner is None) if few else [im])]
         feats = np.concatenate([f.reshape(-1, f.shape[-1]) for f in map(self.features, views)])
         self.bank = feats[greedy_coreset(feats, self.coreset)] if self.coreset < 1 else feats
         return self
@@ -172,10 +186,14 @@ class PatchCore:
     def score(self, rgb: np.ndarray) -> np.ndarray:
         if self.bank is None:
             raise ConfigError("PatchCore.score before fit()")
+        m = None
+        if self.aligner is not None:
+            rgb, m = self.aligner.align(rgb)
         f = self.features(rgb)
         gh, gw, c = f.shape
         d = _nearest(f.reshape(-1, c), self.bank).reshape(gh, gw)
-        return to_image_map(d, rgb.shape[:2], self.features.cell(rgb.shape[:2]), self.sigma)
+        amap = to_image_map(d, rgb.shape[:2], self.features.cell(rgb.shape[:2]), self.sigma)
+        return amap if m is None else self.aligner.unalign(amap, m)
 
     def score_named(self, name: str, rgb: np.ndarray) -> np.ndarray:
         return self.score(rgb)

@@ -1,11 +1,17 @@
-"""Inspection data: the MVTec-AD layout, or a plain folder of images without labels.
+"""Inspection data: the MVTec-AD layout, the VisA layout, or a plain folder of images without labels.
 
-A category folder holds ``train/good/*.png`` (normal parts), ``test/good`` and
-``test/DEFECT`` (the images to judge) and ``ground_truth/DEFECT/NAME_mask.png``
-(255 = defect). DATA is a category folder, or a folder of category folders
-(the MVTec-AD download), or a plain folder of images (one category of test
-images, without labels). Files that are not images are skipped with a warning;
-a defect folder without ground truth is judged without pixel metrics.
+* MVTec-AD: a category folder holds ``train/good/*.png`` (normal parts), ``test/good``
+  and ``test/DEFECT`` (the images to judge) and ``ground_truth/DEFECT/NAME_mask.png``
+  (255 = defect). DATA is a category folder or a folder of category folders (the download).
+* VisA: DATA holds ``split_csv/1cls.csv`` (columns ``object,split,label,image,mask``,
+  paths relative to DATA) and ``OBJECT/Data/Images/{Normal,Anomaly}``,
+  ``OBJECT/Data/Masks/Anomaly`` (non-zero = defect). Its test images are named
+  ``good_NAME`` and ``anomaly_NAME``.
+* A plain folder of images: one category of test images, without labels (or, for
+  ``defects fit``, of good images).
+
+Files that are not images are skipped with a warning; a defect folder without ground
+truth is judged without pixel metrics.
 """
 
 from __future__ import annotations
@@ -73,12 +79,48 @@ def read_category(root: Path) -> Category:
     return cat
 
 
+VISA_SPLIT = Path("split_csv") / "1cls.csv"
+
+
+def read_visa(root: Path) -> list[Category]:
+    """The categories of a VisA download, from its ``split_csv/1cls.csv`` (see the module doc)."""
+    import csv
+
+    cats: dict[str, Category] = {}
+    with open(root / VISA_SPLIT, newline="") as f:
+        rows = list(csv.DictReader(f))
+    need = {"object", "split", "label", "image"}
+    if not rows or not need <= set(rows[0]):
+        raise SampromptError(f"{root / VISA_SPLIT} is not a VisA split file: it needs the columns "
+                             f"{', '.join(sorted(need))}, mask")
+    for k, row in enumerate(rows, 2):
+        obj, split, label = row["object"].strip(), row["split"].strip(), row["label"].strip()
+        image = root / row["image"].strip()
+        cat = cats.setdefault(obj, Category(obj, root / obj))
+        if not image.is_file():
+            warnings.warn(f"{root / VISA_SPLIT} line {k}: no image {image}", stacklevel=2)
+            continue
+        if split == "train":
+            if label == "normal":
+                cat.train_good.append(image)
+        else:
+            mask = (row.get("mask") or "").strip()
+            defect = "good" if label == "normal" else "anomaly"
+            cat.test.append(TestImage(defect, image, root / mask if mask and defect != "good" else None))
+    for cat in cats.values():
+        cat.train_good.sort()
+        cat.test.sort(key=lambda t: (t.defect, t.path.name))
+    return [cats[k] for k in sorted(cats)]
+
+
 def find_categories(data: str | Path, names: list[str] | None = None) -> list[Category]:
     """The categories of DATA (see the module doc), filtered by ``names``; an error when none is found."""
     data = Path(data)
     if not data.is_dir():
         raise SampromptError(f"no such folder: {data}")
-    if _is_category(data):
+    if (data / VISA_SPLIT).is_file():
+        cats = read_visa(data)
+    elif _is_category(data):
         cats = [read_category(data)]
     else:
         cats = [read_category(p) for p in sorted(data.iterdir()) if p.is_dir() and _is_category(p)]

@@ -50,6 +50,8 @@ class DefectJob(JobSettings):
     zoom: int = 2
     coreset: float = 0.1
     maps_dir: str | None = None  # a folder of DEFECT_NAME.npy maps from another detector
+    align: str = "auto"  # pose alignment of parts: auto, on, off (see pose.py)
+    max_false_alarm: float = 0.0  # the share of held-out good images the threshold may flag
     defects: DefectSettings = field(default_factory=DefectSettings)
 
     def prompts_json(self, item: WorkItem):
@@ -62,44 +64,41 @@ class DefectJob(JobSettings):
     # ------------------------------------------------------------- prepare
     def prepare(self, seg, items: list[WorkItem]) -> None:
         from ...images import to_rgb_uint8
-        from .anomaly import MutualScoring, PatchCore, PatchFeatures
+        from .anomaly import MutualScoring, PatchFeatures
+        from .model import DefectModel
 
-        feats = PatchFeatures(seg, self.layers, zoom=self.zoom)
-        self._bank = self._test_feats = None
+        self._model = self._test_feats = None
         if self.maps_dir:
             source = self._source(seg)
             maps = [source.score_named(i.id, to_rgb_uint8(i.input)) for i in items]
             self.threshold, self.threshold_rule = _default_threshold(maps)
         elif self.shots > 0:
-            shots = [to_rgb_uint8(p) for p in self.shot_paths]
-            core = PatchCore(feats, self.coreset).fit(shots)
-            self._bank = core.bank
-            if self.validation_paths:
-                self.threshold = max(float(core.score(to_rgb_uint8(p)).max()) for p in self.validation_paths)
-                self.threshold_rule = f"max over {len(self.validation_paths)} normal validation images"
-            elif len(shots) >= 2:
-                loo = [float(PatchCore(feats, self.coreset).fit(shots[:i] + shots[i + 1:]).score(s).max())
-                       for i, s in enumerate(shots)]
-                self.threshold = max(loo)
-                self.threshold_rule = f"max of leave-one-out maps of the {len(shots)} shots"
-            else:
-                maps = [core.score(to_rgb_uint8(i.input)) for i in items]
+            model = DefectModel.fit(seg, self.shot_paths, self.validation_paths, max_false_alarm=self.max_false_alarm,
+                                    layers=self.layers, zoom=self.zoom, coreset=self.coreset, align=self.align,
+                                    settings=self.defects, category=self.category)
+            model.seg = None  # the job travels to Dask workers; each brings its own Segmenter
+            self._model = model
+            if model.threshold is None:
+                maps = [model.source(seg).score(to_rgb_uint8(i.input)) for i in items]
                 self.threshold, self.threshold_rule = _default_threshold(maps)
+            else:
+                self.threshold, self.threshold_rule = model.threshold, model.config["threshold_rule"]
+            self.aligned = model.config["align"]["used"]
         else:
-            mutual = MutualScoring(feats).fit({i.id: to_rgb_uint8(i.input) for i in items})
+            mutual = MutualScoring(PatchFeatures(seg, self.layers, zoom=self.zoom)).fit(
+                {i.id: to_rgb_uint8(i.input) for i in items})
             self._test_feats = mutual.feats
             maps = [mutual.score_named(i.id, to_rgb_uint8(i.input)) for i in items]
             self.threshold, self.threshold_rule = _default_threshold(maps)
 
     def _source(self, seg):
-        from .anomaly import GivenMap, MutualScoring, PatchCore, PatchFeatures
+        from .anomaly import GivenMap, MutualScoring, PatchFeatures
 
         if self.maps_dir:
             return GivenMap(self.maps_dir)
-        feats = PatchFeatures(seg, self.layers, zoom=self.zoom)
-        if self._bank is not None:
-            return PatchCore(feats, self.coreset, bank=self._bank)
-        return MutualScoring(feats, feats=self._test_feats)
+        if self._model is not None:
+            return self._model.source(seg)
+        return MutualScoring(PatchFeatures(seg, self.layers, zoom=self.zoom), feats=self._test_feats)
 
     # ------------------------------------------------------------- items
     def compute(self, seg, item: WorkItem):
@@ -119,28 +118,11 @@ class DefectJob(JobSettings):
             truth = np.zeros(rgb.shape[:2], bool)
         amap = self._source(seg).score_named(item.id, rgb)
         res = segment_defects(seg, rgb, amap, self.threshold, self.defects)
-        rec.update(n_masks=len(res.masks), score=round(res.score, 5), defect=item.meta.get("defect"),
-                   threshold=self.threshold, threshold_rule=self.threshold_rule)
+        rec.update(result_record(res, item), defect=item.meta.get("defect"), threshold_rule=self.threshold_rule)
         return rgb, res, truth
 
     def write(self, rec: dict, result, item: WorkItem, out: Path) -> dict:
-        import io
-
-        from ...io import atomic_write_bytes, write_image
-
-        def files() -> list[Path]:
-            rgb, res, truth = result
-            heat = heatmap(res.anomaly_map, self.threshold)
-            labels = res.labels.astype(np.uint8 if len(res.masks) < 256 else np.uint16)
-            buf = io.BytesIO()
-            union = res.masks.any(0) if len(res.masks) else np.zeros(rgb.shape[:2], bool)
-            np.savez_compressed(buf, map=res.anomaly_map.astype(np.float32), masks=union,
-                                truth=truth if truth is not None else np.zeros(0, bool))
-            return [write_image(out / f"{item.id}_map.png", heat), write_image(out / f"{item.id}_labels.png", labels),
-                    write_image(out / f"{item.id}_overlay.png", overlay(rgb, heat, res.masks, truth)),
-                    atomic_write_bytes(out / PARTS / f"{item.id}.npz", buf.getvalue())]
-
-        return write_timed(rec, result, out, files)
+        return write_timed(rec, result, out, lambda: write_item_images(result, item, out, self.threshold, parts=True))
 
     def finalize(self, out: Path, items: list[WorkItem], done: dict[str, dict]) -> None:
         from .report import category_metrics, write_report
@@ -154,6 +136,36 @@ class DefectJob(JobSettings):
 
         atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
         write_report(out, self.category, items, done, metrics)
+
+
+def write_item_images(result, item: WorkItem, out: Path, threshold: float, parts: bool) -> list[Path]:
+    """``ID_map.png``, ``ID_labels.png``, ``ID_overlay.png`` and, with ``parts``, ``parts/ID.npz`` (map, masks,
+    truth: what the metrics read)."""
+    import io
+
+    from ...io import atomic_write_bytes, write_image
+
+    rgb, res, truth = result
+    heat = heatmap(res.anomaly_map, threshold)
+    labels = res.labels.astype(np.uint8 if len(res.masks) < 256 else np.uint16)
+    files = [write_image(out / f"{item.id}_map.png", heat), write_image(out / f"{item.id}_labels.png", labels),
+             write_image(out / f"{item.id}_overlay.png", overlay(rgb, heat, res.masks, truth))]
+    if parts:
+        buf = io.BytesIO()
+        union = res.masks.any(0) if len(res.masks) else np.zeros(rgb.shape[:2], bool)
+        np.savez_compressed(buf, map=res.anomaly_map.astype(np.float32), masks=union,
+                            truth=truth if truth is not None else np.zeros(0, bool))
+        files.append(atomic_write_bytes(out / PARTS / f"{item.id}.npz", buf.getvalue()))
+    return files
+
+
+def result_record(res, item: WorkItem) -> dict:
+    """What the manifest and ``results.jsonl`` keep of one image's verdict."""
+    rec = {"image": item.name, "score": round(res.score, 5), "verdict": res.verdict,
+           "threshold": float(res.threshold), "n_masks": len(res.masks), "instances": res.instances()}
+    if res.verdict == "defect" and not len(res.masks):
+        rec["why_no_instance"] = "; ".join(d["reason"] for d in res.dropped) or "no region above the threshold"
+    return rec
 
 
 def _default_threshold(maps: list[np.ndarray]) -> tuple[float, str]:
