@@ -43,6 +43,7 @@ from .errors import ImageError, SampromptError
 from .images import IMAGE_SUFFIXES, list_images, to_rgb_uint8
 from .io import atomic_write_text
 from .masks import overlay
+from .outputs import check_out_folder, check_outputs
 from .segmenter import Segmenter
 
 if TYPE_CHECKING:
@@ -167,6 +168,7 @@ class Annotator:
                 self.folder = self.folder.parent  # one file: its folder holds the annotations
         self.entries = self.images + self.volumes  # what the file list shows, images first
         self.out = Path(out) if out else (self.folder / "annotations" if self.folder else Path("annotations"))
+        check_out_folder(self.out)
         inputs = {p.parent.resolve() for p in self.entries}
         if self.out.resolve() in inputs:  # exports are NAME.png: they would write over the images
             raise SampromptError(f"--out {self.out} is the folder of the images; exports would overwrite them. "
@@ -551,7 +553,9 @@ class Annotator:
         for o in ann.objects:
             self.add_class(o.label)
         if state.volume is not None:
+            check_outputs(state.volume.export_paths(self.out), inputs=self.entries)
             return [str(p) for p in state.volume.export(self.out)]
+        check_outputs([self.out / "classes.txt", self.out / "data.yaml"], inputs=self.entries)
         paths = ann.export(self.out, categories=self.classes)
         if "labels" in {p.parent.name for p in paths}:
             paths += self._yolo_dataset_files()
@@ -580,7 +584,8 @@ class Annotator:
             rel = path.relative_to(self.folder).as_posix() if self.folder and path.is_relative_to(self.folder) \
                 else path.name
             coco.add_image(rel, masks, labels=[o.label for o in objs], height=h, width=w)
-        return str(coco.write(self.out / "coco_all.json"))
+        check_outputs([self.out / "coco_all.json"], inputs=self.entries)
+        return str(coco.write(self.out / "coco_all.json", overwrite=True))
 
 
 def build_app(annotator: Annotator):

@@ -210,6 +210,8 @@ def plot_report(report: EvalReport, path: str | Path) -> Path:
         ax.set_title("mIoU per click", fontsize=9)
     fig.suptitle(f"{report.model or 'model'}: {report.n_objects} objects in {report.n_images} images", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    from .io import save_figure
+
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
     return Path(path)

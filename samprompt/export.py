@@ -15,13 +15,18 @@ import numpy as np
 
 from .io import atomic_write_text, write_image
 from .masks import mask_to_polygons, mask_to_rle, overlay, to_label_map
+from .outputs import check_outputs
 
 FORMATS = ("png", "coco", "yolo")
 
 
-def export_png(out_dir: str | Path, name: str, image: np.ndarray, masks: np.ndarray, **overlay_kw) -> list[Path]:
-    """Write ``NAME.png`` (label map) and ``NAME_overlay.png`` under ``out_dir``."""
+def export_png(out_dir: str | Path, name: str, image: np.ndarray, masks: np.ndarray, *, overwrite: bool = False,
+               **overlay_kw) -> list[Path]:
+    """Write ``NAME.png`` (label map) and ``NAME_overlay.png`` under ``out_dir``.
+
+    Existing files that samprompt did not write are refused unless ``overwrite`` (as every export here)."""
     out = Path(out_dir)
+    check_outputs([out / f"{name}.png", out / f"{name}_overlay.png"], overwrite=overwrite)
     masks = np.asarray(masks, bool).reshape(-1, *image.shape[:2])
     labels = write_image(out / f"{name}.png", to_label_map(masks))
     over = write_image(out / f"{name}_overlay.png", overlay(image, masks, **overlay_kw))
@@ -48,8 +53,10 @@ def _area(poly: np.ndarray) -> float:
     return 0.5 * float(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))
 
 
-def export_yolo(path: str | Path, masks: np.ndarray, class_ids: Sequence[int] | None = None) -> Path:
+def export_yolo(path: str | Path, masks: np.ndarray, class_ids: Sequence[int] | None = None, *,
+                overwrite: bool = False) -> Path:
     """Write a YOLO-seg label file (class 0 for every object unless ``class_ids``)."""
+    check_outputs([path], overwrite=overwrite)
     masks = np.asarray(masks, bool)
     ids = list(class_ids) if class_ids is not None else [0] * len(masks)
     return atomic_write_text(path, "\n".join(yolo_lines(masks, ids)) + ("\n" if len(masks) else ""))
@@ -123,5 +130,6 @@ class CocoWriter:
             "categories": [{"id": i + 1, "name": n, "supercategory": ""} for i, n in enumerate(self.categories)],
         }
 
-    def write(self, path: str | Path) -> Path:
+    def write(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        check_outputs([path], overwrite=overwrite)
         return atomic_write_text(path, json.dumps(self.to_dict()))

@@ -11,7 +11,10 @@ from typing import Iterator
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; move it into place only on success."""
+    """Yield a temporary path beside ``path``; move it into place only on success, and note it in the
+    folder's ledger of files samprompt wrote (:mod:`samprompt.outputs`)."""
+    from .outputs import record_written, sha256_of
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
@@ -19,7 +22,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
+        digest = sha256_of(tmp)
         os.replace(tmp, path)
+        record_written(path, digest)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -55,3 +60,22 @@ def write_image(path: str | Path, image) -> Path:
     if not ok:  # pragma: no cover - OpenCV refuses only odd dtypes
         raise ValueError(f"cannot encode image of dtype {arr.dtype} as {Path(path).suffix}")
     return atomic_write_bytes(path, buf.tobytes())
+
+
+def save_figure(fig, path: str | Path, **kw) -> Path:
+    """``fig.savefig`` atomically (the format from the suffix), noted in the ledger as every write here."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".").lower() or "png", **kw)
+    return path
+
+
+def gzip_bytes(data: bytes) -> bytes:
+    """gzip ``data`` without a time stamp, so the same data always gives the same bytes."""
+    import gzip
+    import io
+
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as f:
+        f.write(data)
+    return buf.getvalue()

@@ -54,6 +54,9 @@ def _export(module: nn.Module, args: tuple, path: Path, names_in: list[str], nam
         warnings.simplefilter("ignore")
         torch.onnx.export(module, args, str(path), input_names=names_in, output_names=names_out,
                           dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
+    from .outputs import record_written
+
+    record_written(path)
 
 
 def export_onnx(model: Sam, out: str | Path) -> Path:
@@ -85,7 +88,9 @@ def export_onnx(model: Sam, out: str | Path) -> Path:
                     "note": "coordinates in the encoder's input frame; labels 1/0 points, 2/3 box corners, "
                             "-1 padding; output 0 is the single-mask answer, 1-3 the multimask ones"},
     }
-    (out / INFO_FILE).write_text(json.dumps(info, indent=1) + "\n")
+    from .io import atomic_write_text
+
+    atomic_write_text(out / INFO_FILE, json.dumps(info, indent=1) + "\n")
     return out
 
 

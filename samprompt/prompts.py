@@ -268,10 +268,12 @@ def image_size_of(doc: dict[str, Any]) -> tuple[int, int] | None:
     return int(size[0]), int(size[1])
 
 
-def save_prompts(path: str | Path, prompts: Iterable[Prompt], **meta: Any) -> Path:
-    """Write prompts as JSON (atomically)."""
+def save_prompts(path: str | Path, prompts: Iterable[Prompt], *, overwrite: bool = False, **meta: Any) -> Path:
+    """Write prompts as JSON (atomically); an existing file samprompt did not write is refused unless ``overwrite``."""
     from .io import atomic_write_text
+    from .outputs import check_outputs
 
+    check_outputs([path], overwrite=overwrite)
     return atomic_write_text(path, json.dumps(prompts_to_json(prompts, **meta), indent=1))
 
 

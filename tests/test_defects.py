@@ -217,7 +217,7 @@ def test_a_dask_run_gives_the_in_process_metrics(data, tmp_path, capsys):
 def test_out_inside_the_dataset_is_refused(data, capsys):
     for out in (data, data / "grid", data / "grid" / "test"):
         assert cli.main(["defects", str(data), "--category", "grid", "--out", str(out)]) == 2
-        assert "would write into the dataset" in capsys.readouterr().err
+        assert "inside the input folder" in capsys.readouterr().err
     assert not (data / "grid" / "metrics.json").exists() and not (data / "metrics.json").exists()
 
 

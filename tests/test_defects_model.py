@@ -217,7 +217,7 @@ def test_bad_inputs_to_fit_and_inspect_give_one_line_and_exit_2(data, tmp_path, 
         (["defects", "fit", str(data), "--category", "grid", "--shots", "0", "--out", str(model_dir)],
          "samprompt defects DATA --shots 0"),
         (["defects", "fit", str(data), "--out", str(model_dir)], "pick one with --category"),
-        (["defects", "fit", str(data), "--category", "grid", "--out", str(data / "grid" / "x")], "into the dataset"),
+        (["defects", "fit", str(data), "--category", "grid", "--out", str(data / "grid" / "x")], "inside the input folder"),
         (["defects", "inspect", str(tmp_path / "nope"), str(data), "--out", str(tmp_path / "o")], "no defect model"),
     ]
     for args, expect in cases:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from samprompt import Segmenter, cli
+from samprompt import SampromptError, Segmenter, cli
 from samprompt.jobs import JobSettings, Manifest, SegmenterSpec, WorkItem, run_job
 from samprompt.models import save_safetensors
 from samprompt.prompts import Prompt
@@ -29,7 +29,7 @@ def folder(tmp_path_factory):
 
 
 def _items(folder, prompts):
-    paths = sorted((folder / "images").iterdir())
+    paths = sorted((folder / "images").glob("*.png"))
     return [WorkItem(p.stem, str(p), prompts) for p in paths]
 
 
@@ -69,7 +69,12 @@ def test_manifest_records_what_made_each_output(folder, ckpt, tmp_path):
                    settings=JobSettings(formats=["png", "coco", "yolo"], classes=["object", "cat"]),
                    progress=False).skipped == 6
     assert (out / "coco.json").read_bytes() == coco_before
-    (out / "default_000003.png").write_bytes(b"damaged")
+    (out / "default_000003.png").write_bytes(b"edited")  # by hand, or damaged: someone's data now
+    with pytest.raises(SampromptError, match="default_000003.png was changed since samprompt wrote it"):
+        run_job(_items(folder, prompts), out, segmenter=SegmenterSpec(ckpt, threads=1),
+                settings=JobSettings(formats=["png", "coco", "yolo"], classes=["object", "cat"]), progress=False)
+    assert (out / "default_000003.png").read_bytes() == b"edited"
+    (out / "default_000003.png").unlink()  # gone: the rerun redoes that image only
     again = run_job(_items(folder, prompts), out, segmenter=SegmenterSpec(ckpt, threads=1),
                     settings=JobSettings(formats=["png", "coco", "yolo"], classes=["object", "cat"]), progress=False)
     assert (again.skipped, again.done) == (5, 1)
@@ -203,10 +208,10 @@ def test_inputs_are_never_written_over(tmp_path, ckpt, capsys):
     img = data / "images" / "default_000000.png"
     before = img.read_bytes()
     assert cli.main(["segment", str(img), "--point", "5,5", "--model", ckpt, "--out", str(img.parent)]) == 2
-    assert "would overwrite an input" in capsys.readouterr().err and img.read_bytes() == before
+    assert "would overwrite the input" in capsys.readouterr().err and img.read_bytes() == before
     assert cli.main(["segment", str(data / "images"), "--point", "5,5", "--model", ckpt,
                      "--out", str(data / "images")]) == 2
-    assert "folder of the input images" in capsys.readouterr().err
+    assert "would overwrite the input" in capsys.readouterr().err
     assert not (data / "images" / "manifest.jsonl").exists()
     (tmp_path / "afile").write_text("x")
     assert cli.main(["segment", str(img), "--point", "5,5", "--model", ckpt, "--out", str(tmp_path / "afile")]) == 2

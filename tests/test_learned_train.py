@@ -70,9 +70,9 @@ def test_cli_tune_then_eval_with_learned(random_sam, data, tmp_path, capsys):
 
 
 def test_cli_tune_on_a_bad_folder_is_a_clear_error(tmp_path, capsys):
-    (tmp_path / "images").mkdir()
-    (tmp_path / "masks").mkdir()
-    assert cli.main(["tune", str(tmp_path), "--method", "vpt-deep", "--out", str(tmp_path / "p")]) == 2
+    (tmp_path / "d" / "images").mkdir(parents=True)
+    (tmp_path / "d" / "masks").mkdir()
+    assert cli.main(["tune", str(tmp_path / "d"), "--method", "vpt-deep", "--out", str(tmp_path / "p")]) == 2
     assert "no labelled images" in capsys.readouterr().err
     assert cli.main(["tune", str(tmp_path / "nope"), "--method", "vpt-deep", "--out", str(tmp_path / "p")]) == 2
     assert "not a labelled folder" in capsys.readouterr().err

@@ -35,8 +35,8 @@ def test_write_dataset(tmp_path):
     import cv2
 
     out = write_dataset(tmp_path / "d", 3, seed=10)
-    imgs = sorted((out / "images").iterdir())
-    masks = sorted((out / "masks").iterdir())
+    imgs = sorted((out / "images").glob("*.png"))
+    masks = sorted((out / "masks").glob("*.png"))
     assert [p.name for p in imgs] == [p.name for p in masks] == [f"default_{i:06d}.png" for i in (10, 11, 12)]
     lab = cv2.imread(str(masks[0]), cv2.IMREAD_UNCHANGED)
     assert np.array_equal(lab, make_scene(10).labels)

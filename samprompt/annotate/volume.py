@@ -242,6 +242,10 @@ class VolumeAnnotation:
         self.ann = self._slice(self.k)
         return True
 
+    def export_paths(self, folder: str | Path) -> list[Path]:
+        """The files :meth:`export` writes into ``folder``."""
+        return [Path(folder) / f"{self.name}_seg.nii.gz", Path(folder) / f"{self.name}_seg.json"]
+
     def export(self, folder: str | Path) -> list[Path]:
         """``NAME_seg.nii.gz`` on the scan's grid and ``NAME_seg.json`` ({label value: class})."""
         from ..domains.medical.volume import save_segmentation

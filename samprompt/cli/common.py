@@ -70,15 +70,17 @@ def add_job_options(p: argparse.ArgumentParser, unit: str) -> None:
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
-def run_cli_job(args: argparse.Namespace, items, settings, out=None, segmenter=None):
-    """``run_job`` with the command's model, --out, --overwrite, cluster and --quiet options."""
+def run_cli_job(args: argparse.Namespace, items, settings, out=None, segmenter=None, input_dirs=()):
+    """``run_job`` with the command's model, --out, --overwrite, cluster and --quiet options; ``input_dirs``:
+    dataset folders no output may land in."""
     from ..jobs import run_job
 
     if segmenter is None:
         spec = segmenter_spec(args)
         segmenter = spec if (args.workers or args.scheduler) else spec.build()
     return run_job(items, args.out if out is None else out, segmenter=segmenter, settings=settings,
-                   overwrite=args.overwrite, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet)
+                   overwrite=args.overwrite, workers=args.workers, scheduler=args.scheduler, progress=not args.quiet,
+                   input_dirs=input_dirs)
 
 
 def segmenter_spec(args: argparse.Namespace):

@@ -98,14 +98,14 @@ def run(args) -> int:
     if args.shots < 0:
         raise ConfigError(f"--shots must be 0 (zero-shot) or more, got {args.shots}")
     cats = find_categories(args.data, args.category)
-    where = Path(args.out).resolve()
-    for cat in cats:
-        root = cat.root.resolve()
-        if where / cat.name == root or where == root or root in where.parents:
-            raise ConfigError(f"--out {args.out} would write into the dataset ({cat.root}); choose another folder")
+    from ..outputs import check_outputs
+
+    out = Path(args.out)
+    for cat in cats:  # before any category runs: no output inside any category's folder
+        check_outputs([out / cat.name / "metrics.json", out / "metrics.json"], input_dirs=[cat.root],
+                      overwrite=args.overwrite)
     spec = segmenter_spec(args)
     seg = spec if (args.workers or args.scheduler) else spec.build()
-    out = Path(args.out)
     results, code = {}, 0
     for cat in cats:
         try:
@@ -119,7 +119,8 @@ def run(args) -> int:
                 maps = str(Path(args.maps) / cat.name) if (Path(args.maps) / cat.name).is_dir() else args.maps
             job = category_job(cat, shots, defects=DefectSettings(min_region=args.min_region), maps_dir=maps,
                                align=args.align, max_false_alarm=args.max_false_alarm)
-            summary = run_cli_job(args, category_items(cat), job, out=out / cat.name, segmenter=seg)
+            summary = run_cli_job(args, category_items(cat), job, out=out / cat.name, segmenter=seg,
+                                  input_dirs=[cat.root])
         except SampromptError as exc:
             print(f"samprompt: {cat.name}: {exc}", file=sys.stderr)
             results[cat.name] = {"error": str(exc)}

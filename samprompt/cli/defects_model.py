@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from .common import add_job_options, add_model_options, positive_int
+from .common import add_job_options, add_model_options
 
 FIT = """Fit a defect model on good images and save it: the memory bank of SAM patch features of
 the first K good images by name, the threshold (from the other good images), the pose
@@ -95,12 +95,11 @@ def run_fit(args) -> int:
         raise ConfigError(f"{args.data} holds no images")
     if len(good) < args.shots:
         raise ConfigError(f"--shots {args.shots} but {args.data} has {len(good)} good image(s)")
-    out = Path(args.out)
-    where, root = out.resolve(), Path(root).resolve()
-    if where == root or root in where.parents or where in {p.resolve().parent for p in good}:
-        raise ConfigError(f"--out {args.out} would write into the dataset ({root}); choose another folder")
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {args.out} is a file, not a folder")
+    from ..domains.defects.model import WEIGHTS
+    from ..outputs import check_out_folder, check_outputs
+
+    out = check_out_folder(args.out)
+    check_outputs([out / CONFIG, out / WEIGHTS], inputs=good, input_dirs=[root], overwrite=args.overwrite)
     if (out / CONFIG).exists() and not args.overwrite:
         raise ConfigError(f"{out} already holds a defect model; --overwrite replaces it")
     seg = load_segmenter(args)

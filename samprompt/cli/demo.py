@@ -26,12 +26,14 @@ def run(args) -> int:
     from ..images import iter_labelled, read_label_map
     from ..jobs import JobSettings, WorkItem, run_job
     from ..masks import from_label_map
+    from ..outputs import check_new_or_own_folder
     from ..prompts import Prompt
     from ..segmenter import Segmenter
     from ..simulate import box_from_mask
     from ..synthetic import write_dataset
 
     out = Path(args.out)
+    check_new_or_own_folder(out / "data")
     seg = Segmenter(args.model, cache_size=max(16, args.n))
     data = write_dataset(out / "data", args.n, seed=args.seed)
     items = []

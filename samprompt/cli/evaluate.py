@@ -35,6 +35,7 @@ def add_parser(sub, formatter) -> None:
     e.add_argument("--json", action="store_true", help="print the report as JSON")
     e.add_argument("--per-image", action="store_true", help="include per-image scores in the JSON")
     e.add_argument("--plot", metavar="PNG", help="also draw mIoU by object size (and per click) into this PNG")
+    e.add_argument("--overwrite", action="store_true", help="let --plot replace a file samprompt did not write")
     e.set_defaults(func=run)
 
 
@@ -48,6 +49,10 @@ def run(args) -> int:
         return _run_volumes(args)
     if args.plot and Path(args.plot).suffix.lower() not in (".png", ".pdf", ".svg", ".jpg"):
         raise SampromptError(f"--plot {args.plot}: use a .png, .pdf, .svg or .jpg file name")
+    if args.plot:
+        from ..outputs import check_outputs
+
+        check_outputs([args.plot], input_dirs=[args.dir], overwrite=args.overwrite, hint="--plot")
     labelled = {name for name, _, _ in iter_labelled(args.dir)}
     unlabelled = [p.name for p in list_images(Path(args.dir) / "images") if p.stem not in labelled]
     if not labelled:

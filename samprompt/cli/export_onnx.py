@@ -12,6 +12,7 @@ def add_parser(sub, formatter) -> None:
     e = sub.add_parser("export-onnx", help=HELP, description=DESCRIPTION, formatter_class=formatter)
     e.add_argument("model", help="registry name (tiny, vit_b, ...) or checkpoint path")
     e.add_argument("--out", required=True, help="output folder")
+    e.add_argument("--overwrite", action="store_true", help="replace files in --out that samprompt did not write")
     e.set_defaults(func=run)
 
 
@@ -19,8 +20,14 @@ def run(args) -> int:
     import time
 
     from ..models import load_model
-    from ..onnx_backend import export_onnx
+    from ..onnx_backend import DECODER_FILE, ENCODER_FILE, INFO_FILE, export_onnx
+    from ..outputs import check_out_folder, check_outputs
 
+    out = check_out_folder(args.out)
+    from ..models import REGISTRY
+
+    check_outputs([out / f for f in (ENCODER_FILE, DECODER_FILE, INFO_FILE)],
+                  inputs=[] if args.model in REGISTRY else [args.model], overwrite=args.overwrite)
     t = time.perf_counter()
     out = export_onnx(load_model(args.model), args.out)
     print(f"wrote {out}/encoder.onnx, decoder.onnx and onnx.json in {time.perf_counter() - t:.1f} s")

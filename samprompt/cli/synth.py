@@ -16,7 +16,9 @@ seams; OUT/scene_truth.tif (labels), OUT/scene_truth.geojson and OUT/prompts.geo
 object's footprint in lon/lat, for samprompt geo).
 With --defects: an MVTec-AD style inspection set in OUT/CATEGORY/ (train/good, test/good,
 test/DEFECT, ground_truth/DEFECT) for textures (woven, grid, grain, brushed) and parts (disc,
-bolt) with scratches, holes, stains, cracks, contamination and missing pieces."""
+bolt, flange: a keyed part at any angle) with scratches, holes, stains, cracks, contamination
+and missing pieces.
+OUT must be new, or hold only files samprompt wrote (a rerun); --overwrite writes anyway."""
 STYLES = ["default", "ultrasound", "rooftops", "scratches"]
 
 
@@ -39,6 +41,8 @@ def add_parser(sub, formatter) -> None:
     y.add_argument("--size", type=positive_int, default=None,
                    help="image side in pixels (default 256; 2048 with --raster)")
     y.add_argument("--seed", type=int, default=0, help="seed of the first scene (then +1 each)")
+    y.add_argument("--overwrite", action="store_true",
+                   help="write into OUT even when it holds files samprompt did not write (they may be replaced)")
     v = y.add_argument_group("volumes")
     v.add_argument("--volumes", action="store_true", help="write CT-like NIfTI volumes instead of scenes")
     v.add_argument("--shape", type=_shape, default=(96, 96, 40), metavar="X,Y,Z", help="voxels per volume")
@@ -50,11 +54,14 @@ def add_parser(sub, formatter) -> None:
     d = y.add_argument_group("defects")
     d.add_argument("--defects", action="store_true", help="write an MVTec-AD style inspection set instead")
     d.add_argument("--category", action="append", default=None, metavar="NAME",
-                   help="only this category (repeat; default: all six)")
+                   help="only this category (repeat; default: all seven)")
     y.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from ..outputs import check_new_or_own_folder
+
+    check_new_or_own_folder(args.out, args.overwrite, hint="OUT")
     if args.defects:
         from ..errors import SampromptError
         from ..synthetic.defects import CATEGORIES, write_defect_dataset

@@ -59,6 +59,7 @@ def add_parser(sub, formatter) -> None:
     t.add_argument("--method", required=True, choices=[*METHODS, *BASELINES], help="what to learn")
     t.add_argument("--out", required=True, metavar="PROMPT_DIR", help="folder for the learned prompt")
     t.add_argument("--val", metavar="DIR", help="labelled folder for validation (the best epoch is kept)")
+    t.add_argument("--overwrite", action="store_true", help="let --out replace files samprompt did not write")
     add_model_options(t, learned=False)
     t.add_argument("--epochs", type=positive_int, default=10, help="passes over the training images")
     t.add_argument("--batch-size", type=positive_int, default=2, help="images per step")
@@ -89,6 +90,12 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--{name.replace('_', '-')} is for {', '.join(methods)}, not {args.method}")
         config[name] = value
     make_config(args.method, **config)  # bad values fail here, before any data is read
+    from ..learned.train import TUNE_OUTPUTS
+    from ..outputs import check_out_folder, check_outputs
+
+    out = check_out_folder(args.out)
+    check_outputs([out / name for name in TUNE_OUTPUTS], input_dirs=[args.data_dir, *([args.val] if args.val else [])],
+                  overwrite=args.overwrite)
     res = tune(load_model(args.model), args.data_dir, args.method, val_dir=args.val, out=args.out,
                epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, prompts=args.prompts, seed=args.seed,
                **config)

@@ -66,19 +66,16 @@ def _in_process(seg, items: list[WorkItem], settings: JobSettings, out: Path) ->
         pool.shutdown(wait=True)  # writes in flight finish (atomically); their items rerun on resume
 
 
-def _check_outputs(items: list[WorkItem], settings: JobSettings, out: Path) -> None:
-    """Refuse, before writing anything, a run whose outputs would land on an input."""
-    if out.exists() and not out.is_dir():
-        raise SampromptError(f"--out {out} is a file, not a folder")
-    inputs = {Path(i.input).resolve() for i in items}
-    if out.resolve() in {p.parent for p in inputs} and len(items) > 1:
-        raise SampromptError(f"--out {out} is the folder of the input images; choose another output folder")
-    planned = []
-    for item in items:
-        planned += settings.planned_outputs(item, out)
-    clash = [p for p in planned if p.resolve() in inputs]
-    if clash:
-        raise SampromptError(f"output {clash[0]} would overwrite an input; choose another --out")
+def _check_outputs(items: list[WorkItem], settings: JobSettings, out: Path, overwrite: bool,
+                   input_dirs=()) -> None:
+    """Refuse, before writing anything, a run whose outputs would land on an input, inside an input folder or
+    on a file samprompt did not write (:func:`samprompt.outputs.check_outputs`)."""
+    from ..outputs import check_out_folder, check_outputs
+
+    check_out_folder(out)
+    planned = [p for item in items for p in settings.planned_outputs(item, out)]
+    check_outputs([*planned, out / FAILURES], inputs=[i.input for i in items], input_dirs=input_dirs,
+                  overwrite=overwrite)
 
 
 def run_job(
@@ -92,6 +89,7 @@ def run_job(
     scheduler: str | None = None,
     max_in_flight: int | None = None,
     progress: bool = True,
+    input_dirs=(),
 ) -> JobSummary:
     """Run a batch job into ``out``; see the module doc. Returns a :class:`JobSummary`.
 
@@ -101,7 +99,9 @@ def run_job(
     cluster of that many worker processes (one thread each); ``scheduler``: the
     address of a running Dask scheduler. Neither: run in this process. Only one
     run at a time may write into ``out`` (a lock file says so). Ctrl-C stops
-    cleanly (``summary.interrupted``).
+    cleanly (``summary.interrupted``). Nothing is written over an input, inside
+    ``input_dirs`` (datasets the items come from) or over a file samprompt did
+    not write (unless ``overwrite``): see :mod:`samprompt.outputs`.
     """
     settings = settings or JobSettings()
     out = Path(out)
@@ -118,7 +118,7 @@ def run_job(
     else:
         spec, seg = None, segmenter
         stamp = {"model_id": seg.model_id, "learned_id": seg.learned_id, "encoder": seg.encoder.id}
-    _check_outputs(items, settings, out)
+    _check_outputs(items, settings, out, overwrite, input_dirs)
     with _exclusive(out):
         return _run(items, out, spec, seg, stamp, settings, overwrite, workers, scheduler, max_in_flight, progress)
 

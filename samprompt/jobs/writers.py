@@ -49,14 +49,14 @@ class Writer:
 class LabelMapWriter(Writer):
     def write(self, out, item, res):
         pts = [(p.points, p.labels) for p in res.prompts]
-        return export_png(out, item.id, res.image, res.masks, points=pts, boxes=[p.box for p in res.prompts])
+        return export_png(out, item.id, res.image, res.masks, overwrite=True, points=pts, boxes=[p.box for p in res.prompts])
 
 
 class PromptsWriter(Writer):
     def write(self, out, item, res):
         if not res.prompts:
             return []
-        return [save_prompts(out / f"{item.id}.prompts.json", res.prompts, image=item.name,
+        return [save_prompts(out / f"{item.id}.prompts.json", res.prompts, overwrite=True, image=item.name,
                              image_size=res.image.shape[:2])]
 
 
@@ -66,7 +66,7 @@ class YoloWriter(Writer):
 
     def write(self, out, item, res):
         ids = [self.classes.index(c or self.classes[0]) for c in res.classes]
-        return [export_yolo(out / "labels" / f"{item.id}.txt", res.masks, ids)]
+        return [export_yolo(out / "labels" / f"{item.id}.txt", res.masks, ids, overwrite=True)]
 
     def finalize(self, out, items, done):
         return [atomic_write_text(out / "classes.txt", "\n".join(self.classes) + "\n")]

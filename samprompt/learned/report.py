@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ..io import atomic_write_text, save_figure
 from .config import BASELINES, METHODS
 
 TASKS = ("ultrasound", "rooftops", "scratches")
@@ -69,7 +70,7 @@ def report(out: Path) -> str:
         f = out / f"results_{task}.json"
         if f.exists():
             rows += sorted(json.loads(f.read_text()), key=_order)
-    (out / "results.json").write_text(json.dumps(rows, indent=1))
+    atomic_write_text(out / "results.json", json.dumps(rows, indent=1))
     seeds = max(len(r.get("mIoU_runs", [0])) for r in rows)
     lines = ["| task | method | test mIoU | val mIoU | trained params | % of model | train time | file |",
              "|---|---|---|---|---|---|---|---|"]
@@ -82,7 +83,7 @@ def report(out: Path) -> str:
     lines += ["", f"Model: {', '.join(models)}; box prompts on the held-out test images; {runs}; "
                   "val mIoU: the validation score of the kept epoch (mean)."]
     text = "\n".join(lines + [""] + verdicts(rows) + size_table(rows)) + "\n"
-    (out / "results.md").write_text(text)
+    atomic_write_text(out / "results.md", text)
     plot(rows, out / "results.png")
     print(text)
     return text
@@ -185,6 +186,6 @@ def plot(rows: list[dict], path: Path) -> Path:
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, fontsize=7, frameon=False)
     axes[0][0].invert_yaxis()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path

@@ -27,13 +27,14 @@ from segment_anything.utils.transforms import ResizeLongestSide
 from ..errors import ConfigError, ImageError
 from ..evaluation import evaluate_folder
 from ..images import iter_labelled, read_label_map, to_rgb_uint8
+from ..io import atomic_write_text, save_figure
 from ..masks import from_label_map
 from ..segmenter import Segmenter
 from ..simulate import box_from_mask, random_point
 from ..steps import model_input, run_decoder
 from ..training.losses import sam_loss
 from .config import DEFAULT_LR
-from .prompt import LearnedPrompt
+from .prompt import CONFIG_NAME, WEIGHTS_NAME, LearnedPrompt
 
 PROMPT_KINDS = ("mixed", "box", "point")
 
@@ -195,9 +196,12 @@ def tune(
     result.seconds = time.perf_counter() - t0
     if out is not None:
         result.out = prompt.save(out)
-        (Path(out) / "history.json").write_text(json.dumps(result.history, indent=1))
+        atomic_write_text(Path(out) / "history.json", json.dumps(result.history, indent=1))
         plot_curve(result.history, Path(out) / "curve.png", title=method)
     return result
+
+
+TUNE_OUTPUTS = (WEIGHTS_NAME, CONFIG_NAME, "history.json", "curve.png")  # what tune(out=) writes
 
 
 def plot_curve(history: list[dict], path: str | Path, title: str = "") -> Path:
@@ -218,6 +222,6 @@ def plot_curve(history: list[dict], path: str | Path, title: str = "") -> Path:
         ax2.set_ylabel("val mIoU", color="tab:orange")
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, path)
     plt.close(fig)
     return Path(path)

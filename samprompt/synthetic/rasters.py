@@ -22,6 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..io import atomic_write_text
+
 EPSG = 32633
 ORIGIN = (500000.0, 5600000.0)  # UTM 33N easting, northing of the top-left corner (~15 E, 50.5 N)
 PIXEL_M = 0.5
@@ -204,6 +206,10 @@ def write_raster(path: str | Path, size: int | tuple[int, int] = 2048, *, seed: 
     if factors and overviews:
         with rasterio.open(path, "r+") as dst:
             dst.build_overviews(factors, Resampling.average)
+    from ..outputs import record_written
+
+    for written in (path, truth) if truth is not None else (path,):
+        record_written(written)
     return objects
 
 
@@ -226,6 +232,6 @@ def write_raster_dataset(out: str | Path, size: int = 2048, *, seed: int = 0, dt
     feats = [{"type": "Feature", "properties": {"id": o.id, "class": o.kind},
               "geometry": {"type": "Polygon", "coordinates": [_lonlat(o.outline)]}} for o in objects]
     doc = {"type": "FeatureCollection", "features": feats}
-    (out / "scene_truth.geojson").write_text(json.dumps(doc) + "\n")
-    (out / "prompts.geojson").write_text(json.dumps(doc) + "\n")
+    atomic_write_text(out / "scene_truth.geojson", json.dumps(doc) + "\n")
+    atomic_write_text(out / "prompts.geojson", json.dumps(doc) + "\n")
     return out

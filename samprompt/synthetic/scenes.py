@@ -292,13 +292,15 @@ def write_dataset(
     Seeds ``seed .. seed + n - 1`` are used, so disjoint seed ranges give
     disjoint data sets. Mask PNGs are 8-bit when there are < 256 objects, else 16-bit.
     """
+    from ..io import write_image
+
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
     for i in range(seed, seed + n):
         scene = make_scene(i, style, size)
         name = f"{style}_{i:06d}.png"
-        cv2.imwrite(str(out / "images" / name), cv2.cvtColor(scene.image, cv2.COLOR_RGB2BGR))
+        write_image(out / "images" / name, scene.image)
         dtype = np.uint8 if scene.num_objects < 256 else np.uint16
-        cv2.imwrite(str(out / "masks" / name), scene.labels.astype(dtype))
+        write_image(out / "masks" / name, scene.labels.astype(dtype))
     return out

@@ -139,10 +139,11 @@ def save_nifti(path: str | Path, array: np.ndarray, affine: np.ndarray) -> Path:
     img = nib.Nifti1Image(array, affine)
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
+    from ..io import atomic_write_bytes, gzip_bytes
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(img, str(path))
-    return path
+    data = img.to_bytes()
+    return atomic_write_bytes(path, gzip_bytes(data) if path.suffix == ".gz" else data)
 
 
 def write_volume_dataset(
@@ -174,8 +175,10 @@ def write_volume_dataset(
                 objects.append({"label": label, "name": name,
                                 "box": [int(ii.min()), int(jj.min()), int(ii.max()), int(jj.max())], "slice": k})
         prompts[f"ct_{i:04d}"] = {"objects": objects}
-    (out / "labels.json").write_text(json.dumps({str(k): v for k, v in LABELS.items()}, indent=1) + "\n")
-    (out / "prompts.json").write_text(json.dumps(prompts, indent=1) + "\n")
+    from ..io import atomic_write_text
+
+    atomic_write_text(out / "labels.json", json.dumps({str(k): v for k, v in LABELS.items()}, indent=1) + "\n")
+    atomic_write_text(out / "prompts.json", json.dumps(prompts, indent=1) + "\n")
     return out
 
 
@@ -193,6 +196,8 @@ def write_dicom_series(
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
     from pydicom.valuerep import DSfloat
+
+    from ..io import atomic_path
 
     def ds_values(values):  # decimal strings that fit DICOM's 16 characters
         return [DSfloat(float(v), auto_format=True) for v in values]
@@ -232,10 +237,9 @@ def write_dicom_series(
         ds.RescaleIntercept, ds.RescaleSlope = intercept, 1.0
         stored = np.clip(np.round(data[:, :, k].T - intercept), 0, 65535).astype(np.uint16)
         ds.PixelData = np.ascontiguousarray(stored).tobytes()
-        pydicom.dcmwrite(str(folder / f"slice_{k:04d}.dcm"), ds, enforce_file_format=True)
+        with atomic_path(folder / f"slice_{k:04d}.dcm") as tmp:
+            pydicom.dcmwrite(str(tmp), ds, enforce_file_format=True)
     return folder
-
-
 
 
 def write_slice_dataset(out_dir: str | Path, n: int, *, seed: int = 0, every: int = 2,
@@ -243,8 +247,7 @@ def write_slice_dataset(out_dir: str | Path, n: int, *, seed: int = 0, every: in
     """Axial slices of ``n`` generated volumes as a 2D labelled folder (``images/`` PNG in the soft-tissue
     window, ``masks/`` one instance per structure), every ``every``-th slice that holds a structure:
     training data for ``samprompt tune`` on CT."""
-    import cv2
-
+    from ..io import write_image
     from ..normalize import Window
 
     out = Path(out_dir)
@@ -260,8 +263,8 @@ def write_slice_dataset(out_dir: str | Path, n: int, *, seed: int = 0, every: in
             inst = np.zeros(lab.shape, np.uint8)
             for j, v in enumerate(np.unique(lab[lab > 0]), 1):
                 inst[lab == v] = j
-            cv2.imwrite(str(out / "images" / f"ct_{i:04d}_{k:03d}.png"), window(vol.data[:, :, k].T))
-            cv2.imwrite(str(out / "masks" / f"ct_{i:04d}_{k:03d}.png"), inst)
+            write_image(out / "images" / f"ct_{i:04d}_{k:03d}.png", window(vol.data[:, :, k].T))
+            write_image(out / "masks" / f"ct_{i:04d}_{k:03d}.png", inst)
     return out
 
 

@@ -70,10 +70,9 @@ def _crs_member(doc: dict) -> str | None:
 
 
 def _parse_crs(text: str, where: str):
+    import rasterio
     from rasterio.crs import CRS
     from rasterio.errors import CRSError
-
-    import rasterio
 
     if text.lower() == PIXEL:
         return PIXEL
