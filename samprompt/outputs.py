@@ -11,11 +11,13 @@ which refuses, with one line naming both paths, a planned path that
 * is an existing file that samprompt did not write, unless ``overwrite`` is given.
 
 What samprompt wrote is known from a ledger: each folder that samprompt writes into keeps
-``.samprompt-outputs.jsonl``, one line per file written (its name and sha256), appended by
-every atomic write (:mod:`samprompt.io`). A file whose current hash is the one the ledger
-recorded for its name is ours and may be replaced by a rerun; any other existing file is
-someone's data. Appends are single ``write`` calls of one short line, so processes writing
-into one folder (Dask workers) do not tear each other's lines.
+``.samprompt-outputs.jsonl``, one line per file written (its name, sha256 and role), appended
+by every atomic write (:mod:`samprompt.io`). A file whose current hash is one the ledger
+recorded for its name as an ``output`` is ours and may be replaced by a rerun; any other
+existing file is someone's data. Generated data sets (``samprompt synth``) are written with
+the role ``data``: they are inputs to every other command, so only a generator's own rerun
+(:func:`check_new_or_own_folder`) may replace them. Appends are single ``write`` calls of one
+short line, so processes writing into one folder (Dask workers) do not tear each other's lines.
 """
 
 from __future__ import annotations
@@ -23,12 +25,36 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import contextmanager
+from functools import wraps
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from .errors import SampromptError
 
 LEDGER = ".samprompt-outputs.jsonl"
+_role = ["output"]  # what the writes of this process are now: "output", or "data" inside a generator
+
+
+@contextmanager
+def writing_data() -> Iterator[None]:
+    """Writes inside are generated data sets (role ``data``), not outputs a later run may replace."""
+    _role.append("data")
+    try:
+        yield
+    finally:
+        _role.pop()
+
+
+def data_writer(fn):
+    """Decorate a function that writes a generated data set: its writes get the role ``data``."""
+
+    @wraps(fn)
+    def wrapped(*args, **kwargs):
+        with writing_data():
+            return fn(*args, **kwargs)
+
+    return wrapped
 
 
 class OutputError(SampromptError):
@@ -47,7 +73,7 @@ def record_written(path: str | Path, digest: str | None = None) -> None:
     """Note in the folder's ledger that samprompt wrote ``path`` (with this sha256; hashed when None)."""
     path = Path(path)
     digest = digest or sha256_of(path)
-    line = (json.dumps({"name": path.name, "sha256": digest}) + "\n").encode()
+    line = (json.dumps({"name": path.name, "sha256": digest, "role": _role[-1]}) + "\n").encode()
     fd = os.open(path.parent / LEDGER, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     try:
         os.write(fd, line)
@@ -55,7 +81,8 @@ def record_written(path: str | Path, digest: str | None = None) -> None:
         os.close(fd)
 
 
-def _ledger(folder: Path) -> dict[str, set[str]]:
+def _ledger(folder: Path, roles: tuple[str, ...] = ("output",)) -> dict[str, set[str]]:
+    """{file name: the sha256s samprompt wrote it with, in one of ``roles``} of a folder."""
     known: dict[str, set[str]] = {}
     try:
         text = (folder / LEDGER).read_text(encoding="utf-8", errors="replace")
@@ -64,16 +91,17 @@ def _ledger(folder: Path) -> dict[str, set[str]]:
     for line in text.splitlines():
         try:
             rec = json.loads(line)
-            known.setdefault(rec["name"], set()).add(rec["sha256"])
-        except (json.JSONDecodeError, KeyError, TypeError):
+            if rec.get("role", "output") in roles:
+                known.setdefault(rec["name"], set()).add(rec["sha256"])
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
             continue  # a torn line
     return known
 
 
-def written_by_samprompt(path: str | Path) -> bool:
-    """True when the file's current contents are ones samprompt wrote under that name."""
+def written_by_samprompt(path: str | Path, roles: tuple[str, ...] = ("output",)) -> bool:
+    """True when the file's current contents are ones samprompt wrote under that name (as an output)."""
     path = Path(path)
-    hashes = _ledger(path.parent).get(path.name)
+    hashes = _ledger(path.parent, roles).get(path.name)
     return bool(hashes) and path.is_file() and sha256_of(path) in hashes
 
 
@@ -119,7 +147,7 @@ def check_out_folder(out: str | Path, hint: str = "--out") -> Path:
     return out
 
 
-def foreign_files(folder: str | Path, limit: int = 1000) -> list[Path]:
+def foreign_files(folder: str | Path, limit: int = 1000, roles: tuple[str, ...] = ("output", "data")) -> list[Path]:
     """Files under ``folder`` (recursively, up to ``limit`` looked at) that samprompt did not write."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -132,7 +160,7 @@ def foreign_files(folder: str | Path, limit: int = 1000) -> list[Path]:
         seen += 1
         if seen > limit:
             break
-        known = ledgers.setdefault(path.parent, _ledger(path.parent)).get(path.name)
+        known = ledgers.setdefault(path.parent, _ledger(path.parent, roles)).get(path.name)
         if not known or sha256_of(path) not in known:
             found.append(path)
     return found

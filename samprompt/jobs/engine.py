@@ -74,7 +74,7 @@ def _check_outputs(items: list[WorkItem], settings: JobSettings, out: Path, over
 
     check_out_folder(out)
     planned = [p for item in items for p in settings.planned_outputs(item, out)]
-    check_outputs([*planned, out / FAILURES], inputs=[i.input for i in items], input_dirs=input_dirs,
+    check_outputs([*planned, *settings.job_outputs(out), out / FAILURES], inputs=[i.input for i in items], input_dirs=input_dirs,
                   overwrite=overwrite)
 
 

@@ -114,6 +114,11 @@ class JobSettings:
         """Files the item will write (checked against the inputs before the job starts)."""
         return [out / f"{item.id}.png", out / f"{item.id}_overlay.png", out / f"{item.id}.prompts.json"]
 
+    def job_outputs(self, out: Path) -> list[Path]:
+        """Job-wide files :meth:`finalize` writes (checked with the items' outputs)."""
+        return ([out / "coco.json"] if "coco" in self.formats else []) + (
+            [out / "classes.txt"] if "yolo" in self.formats else [])
+
 
 def segment_item(seg, item: WorkItem, settings: JobSettings, out: Path) -> dict:
     """Segment one item and write its outputs; returns its manifest line (never raises on bad input)."""

@@ -25,6 +25,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..outputs import data_writer
+
 TEXTURES = ("woven", "grid", "grain", "brushed")
 OBJECTS = ("disc", "bolt", "flange")
 CATEGORIES = TEXTURES + OBJECTS
@@ -197,6 +199,7 @@ def make_inspection_image(category: str, seed: int, defect: str | None = None,
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), mask
 
 
+@data_writer
 def write_defect_dataset(out: str | Path, categories=CATEGORIES, *, train: int = 12, test_good: int = 4,
                          per_defect: int = 3, size: int = 256, seed: int = 0) -> Path:
     """Write ``OUT/CATEGORY/{train/good, test/good, test/DEFECT, ground_truth/DEFECT}`` (see the module doc)."""

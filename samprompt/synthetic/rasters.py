@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from ..io import atomic_write_text
+from ..outputs import data_writer
 
 EPSG = 32633
 ORIGIN = (500000.0, 5600000.0)  # UTM 33N easting, northing of the top-left corner (~15 E, 50.5 N)
@@ -223,6 +224,7 @@ def _lonlat(outline: np.ndarray) -> list[list[float]]:
     return ring + ring[:1]
 
 
+@data_writer
 def write_raster_dataset(out: str | Path, size: int = 2048, *, seed: int = 0, dtype: str = "uint8",
                          bands: int = 3) -> Path:
     """``OUT/scene.tif``, ``OUT/scene_truth.tif``, ``OUT/scene_truth.geojson`` and ``OUT/prompts.geojson``."""

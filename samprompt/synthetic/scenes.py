@@ -33,6 +33,8 @@ from typing import Callable, Iterable
 import cv2
 import numpy as np
 
+from ..outputs import data_writer
+
 STYLES = ("default", "ultrasound", "rooftops", "scratches")
 Texture = Callable[[int, int], np.ndarray]
 
@@ -279,6 +281,7 @@ def make_scene(seed: int, style: str = "default", size: int | tuple[int, int] = 
     return scene
 
 
+@data_writer
 def write_dataset(
     out_dir: str | Path,
     n: int,

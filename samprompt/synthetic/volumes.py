@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..outputs import data_writer
+
 LABELS = {1: "liver", 2: "kidney_right", 3: "kidney_left", 4: "spleen", 5: "aorta", 6: "lesion"}
 ORIENTATIONS = ("RAS", "LPS", "oblique")
 
@@ -146,6 +148,7 @@ def save_nifti(path: str | Path, array: np.ndarray, affine: np.ndarray) -> Path:
     return atomic_write_bytes(path, gzip_bytes(data) if path.suffix == ".gz" else data)
 
 
+@data_writer
 def write_volume_dataset(
     out_dir: str | Path,
     n: int,
@@ -182,6 +185,7 @@ def write_volume_dataset(
     return out
 
 
+@data_writer
 def write_dicom_series(
     folder: str | Path, data: np.ndarray, affine: np.ndarray, *, modality: str = "CT", seed: int = 0,
     series_description: str = "samprompt synthetic",
@@ -242,6 +246,7 @@ def write_dicom_series(
     return folder
 
 
+@data_writer
 def write_slice_dataset(out_dir: str | Path, n: int, *, seed: int = 0, every: int = 2,
                         shape: tuple[int, int, int] = (96, 96, 40)) -> Path:
     """Axial slices of ``n`` generated volumes as a 2D labelled folder (``images/`` PNG in the soft-tissue

@@ -48,6 +48,9 @@ class InspectJob(JobSettings):
     def planned_outputs(self, item: WorkItem, out: Path) -> list[Path]:
         return [out / f"{item.id}{s}" for s in ("_map.png", "_labels.png", "_overlay.png")]
 
+    def job_outputs(self, out: Path) -> list[Path]:
+        return [out / RESULTS]
+
     def prepare(self, seg, items: list[WorkItem]) -> None:
         model = DefectModel.load(self.model_dir, seg)
         model.seg = None  # the job travels to Dask workers; each brings its own Segmenter

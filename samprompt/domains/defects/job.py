@@ -61,6 +61,9 @@ class DefectJob(JobSettings):
         return [out / f"{item.id}{s}" for s in ("_map.png", "_labels.png", "_overlay.png")] + [
             out / PARTS / f"{item.id}.npz"]
 
+    def job_outputs(self, out: Path) -> list[Path]:
+        return [out / "metrics.json", out / "report.html"]
+
     # ------------------------------------------------------------- prepare
     def prepare(self, seg, items: list[WorkItem]) -> None:
         from ...images import to_rgb_uint8

@@ -66,6 +66,12 @@ class GeoJob(JobSettings):
     def planned_outputs(self, item: WorkItem, out: Path) -> list[Path]:
         return [out / PARTS / f"{item.id}.json"]
 
+    def job_outputs(self, out: Path) -> list[Path]:
+        if self.info is None:
+            return []
+        return [out / f"{self.info.name}{ext}" for ext in (".labels.tif", ".geojson", *(
+            [".gpkg"] if "gpkg" in self.formats else []))]
+
     def compute(self, seg, item: WorkItem):
         return compute_timed(seg, item, lambda rec: self._compute(seg, item, rec))
 

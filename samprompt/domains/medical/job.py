@@ -106,6 +106,9 @@ class VolumeJob(JobSettings):
     def planned_outputs(self, item: WorkItem, out: Path) -> list[Path]:
         return [out / f"{item.id}_seg.nii.gz"]
 
+    def job_outputs(self, out: Path) -> list[Path]:
+        return [out / "labels.json"]
+
     def compute(self, seg, item: WorkItem):
         return compute_timed(seg, item, lambda rec: self._compute(seg, item, rec))
 
