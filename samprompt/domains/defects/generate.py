@@ -24,6 +24,9 @@ region what its instance is, so the masks never lose what the map found:
 The rule and its numbers were chosen on generated data of seed 0 and checked on
 held-out seeds (docs/defects.md): against keeping only SAM masks it raised the
 mask F1 on parts from 0.09-0.15 to the map's own F1, and kept the textures'.
+With ``sam`` False every region is its own instance: :class:`~.model.DefectModel`
+sets it for parts it aligns to a pose, where the built-in model's masks follow the
+part's own edges (holes, notches, threads) and scored below the map.
 Instances that overlap are merged; the source of a merged instance names its
 parts (``sam+map``). The image score is the map's maximum (PatchCore's image
 score), and the verdict is ``defect`` when it exceeds the threshold.
@@ -51,6 +54,7 @@ class DefectSettings:
     sharpen: float = 1.05  # SAM's mask: mean map under it >= sharpen x the region's mean
     grow: int = 4  # SAM's mask is cut to the region grown by this many px
     leak: float = 0.5  # SAM's mask this share of the region's area or more: fall back to the region
+    sam: bool = True  # False: every region is its own instance (parts aligned to a pose; see DefectModel.fit)
 
 
 @dataclass
@@ -158,7 +162,10 @@ def segment_defects(seg, rgb: np.ndarray, anomaly_map: np.ndarray, threshold: fl
     st = settings or DefectSettings()
     found, dropped = _regions(anomaly_map, threshold, st.min_region)
     masks, scores, sources, used = [], [], [], []
-    if found:
+    if found and not st.sam:
+        masks, scores, sources, used = ([r for _, r in found], [np.nan] * len(found), ["map"] * len(found),
+                                        [p for p, _ in found])
+    elif found:
         results = seg.predict(rgb, [p for p, _ in found], multimask=False)
         for r, (p, region) in zip(results, found):
             inst, how = _choose(r.mask, float(r.score), region, anomaly_map, threshold, st)

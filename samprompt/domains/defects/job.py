@@ -70,7 +70,7 @@ class DefectJob(JobSettings):
         from .anomaly import MutualScoring, PatchFeatures
         from .model import DefectModel
 
-        self._model = self._test_feats = None
+        self._model = self._test_feats = self._settings = None
         if self.maps_dir:
             source = self._source(seg)
             maps = [source.score_named(i.id, to_rgb_uint8(i.input)) for i in items]
@@ -81,6 +81,7 @@ class DefectJob(JobSettings):
                                     settings=self.defects, category=self.category)
             model.seg = None  # the job travels to Dask workers; each brings its own Segmenter
             self._model = model
+            self._settings = model.settings  # what the model decided (SAM on aligned parts or not)
             if model.threshold is None:
                 maps = [model.source(seg).score(to_rgb_uint8(i.input)) for i in items]
                 self.threshold, self.threshold_rule = _default_threshold(maps)
@@ -120,7 +121,7 @@ class DefectJob(JobSettings):
         elif item.meta.get("defect") == "good":
             truth = np.zeros(rgb.shape[:2], bool)
         amap = self._source(seg).score_named(item.id, rgb)
-        res = segment_defects(seg, rgb, amap, self.threshold, self.defects)
+        res = segment_defects(seg, rgb, amap, self.threshold, getattr(self, "_settings", None) or self.defects)
         rec.update(result_record(res, item), defect=item.meta.get("defect"), threshold_rule=self.threshold_rule)
         return rgb, res, truth
 
@@ -134,7 +135,7 @@ class DefectJob(JobSettings):
         last = next((done[i.id] for i in items if i.id in done), {})  # a rerun that ran nothing has no prepare()
         metrics.update(shots=self.shots, threshold=getattr(self, "threshold", last.get("threshold")),
                        threshold_rule=getattr(self, "threshold_rule", last.get("threshold_rule")),
-                       settings=asdict(self.defects))
+                       settings=asdict(getattr(self, "_settings", None) or self.defects))
         from ...io import atomic_write_text
 
         atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")

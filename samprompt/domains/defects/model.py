@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -80,11 +80,12 @@ class DefectModel:
     def fit(cls, seg, shots: Sequence, good: Sequence = (), *, max_false_alarm: float = 0.0,
             layers: tuple[int, ...] = (2, 4), zoom: int = 2, coreset: float = 0.1, align: str = "auto",
             settings: DefectSettings | None = None, category: str = "", model_name: str | None = None,
-            shot_names: Sequence[str] = ()) -> "DefectModel":
+            shot_names: Sequence[str] = (), sam_on_parts: bool | None = None) -> "DefectModel":
         """Fit on ``shots`` (good images: paths or arrays); ``good``: held-out good images for the threshold.
 
         ``align``: ``auto`` (turn parts onto the first shot's pose when the shots need it, see
-        :mod:`.pose`), ``on`` or ``off``.
+        :mod:`.pose`), ``on`` or ``off``. ``sam_on_parts``: whether SAM outlines the regions of an
+        aligned part (default None: no, the regions are the instances; see :mod:`.generate`).
         """
         from .anomaly import PatchCore, PatchFeatures
         from .pose import PoseAligner, needs_alignment
@@ -105,6 +106,11 @@ class DefectModel:
         else:
             use = align == "on"
         aligner = PoseAligner.from_reference(shots[0]) if use else None
+        settings = settings or DefectSettings()
+        if use and sam_on_parts is None:
+            settings = replace(settings, sam=False)  # see generate.py: SAM's masks lose to the map on aligned parts
+        elif sam_on_parts is not None:
+            settings = replace(settings, sam=bool(sam_on_parts) or not use)
         feats = PatchFeatures(seg, tuple(layers), zoom=zoom)
         core = PatchCore(feats, coreset, aligner=aligner).fit(shots)
         if good:
@@ -125,7 +131,7 @@ class DefectModel:
             "threshold": threshold, "threshold_rule": rule, "max_false_alarm": max_false_alarm,
             "layers": list(layers), "zoom": zoom, "coreset": coreset, "sigma": core.sigma,
             "align": {"asked": align, "used": use, "gain": None if gain is None else round(gain, 4)},
-            "settings": asdict(settings or DefectSettings()),
+            "settings": asdict(settings),
         }
         pose = None if aligner is None else {"reference": aligner.reference, "centre": list(aligner.centre),
                                              "radius": aligner.radius}
