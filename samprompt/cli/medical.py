@@ -7,14 +7,18 @@ import sys
 from .common import add_encoder_options, add_job_options, add_model_options, run_cli_job, summary_line
 
 HELP = "segment NIfTI volumes or DICOM series from a box, clicks or a 3D box per object"
-DESCRIPTION = """Segment each object of each volume of INPUT (a .nii/.nii.gz file, a DICOM series folder, a
-folder of both, or a MONAI/MSD datalist JSON) from its prompt in --prompts, propagating
-from a key slice up and down. Writes OUT/NAME_seg.nii.gz (uint8, each object's label) on
+DESCRIPTION = """Segment each object of each volume of INPUT (a .nii/.nii.gz file; DICOM as exported: a file,
+a series folder, a study tree of any depth, a folder with a DICOMDIR, or a zip; a folder of
+NIfTI files; or a MONAI/MSD datalist JSON) from its prompt in --prompts, propagating from a
+key slice up and down. Every DICOM series is found and checked: non-image objects are
+skipped, localizers split off, and a series with a gap, uneven spacing or a tilt is refused
+with the reason (--allow-gaps keeps a gap on the true grid). --list prints what was found. Writes OUT/NAME_seg.nii.gz (uint8, each object's label) on
 the input's own grid and affine, and a manifest.jsonl; rerunning resumes. A volume that
 fails is recorded in OUT/failures.json and the rest go on.
 
 --prompts (JSON): {"objects": [...]} for every volume, or {"NAME": {"objects": [...]}}
-per volume (NAME: the file name without .nii/.nii.gz, or the series folder's name).
+per volume (NAME: the file name without .nii/.nii.gz; a DICOM series' folder name when the
+folder holds that series alone, else patient_study_series from its tags: see --list).
 Each object: "label" (its output value) and one of
   "box": [x0, y0, x1, y1] + "slice": k   key-slice box (first/last voxel, inclusive)
   "box3d": [x0, y0, z0, x1, y1, z1]      3D box
@@ -31,7 +35,12 @@ def add_parser(sub, formatter) -> None:
 
     m = sub.add_parser("medical", help=HELP, description=DESCRIPTION, formatter_class=formatter)
     m.add_argument("input", help="volume, DICOM series folder, folder of volumes, or datalist JSON")
-    m.add_argument("--prompts", metavar="JSON", required=True, help="objects per volume (see above)")
+    m.add_argument("--prompts", metavar="JSON", help="objects per volume (see above); required unless --list")
+    m.add_argument("--list", action="store_true", help="list the volumes and DICOM series found (and what was "
+                                                       "skipped or would be refused), then exit")
+    m.add_argument("--allow-gaps", action="store_true",
+                   help="keep a DICOM series with missing slices on its true grid (the missing slices empty; "
+                        "prompts on them refused) instead of refusing it")
     m.add_argument("--out", default="samprompt_medical", help="output folder")
     m.add_argument("--window", default="auto", metavar="WINDOW", help=WINDOW_HELP)
     p = m.add_argument_group("propagation")
@@ -56,9 +65,13 @@ def run(args) -> int:
     for name in ("min_agree", "stop_iou"):
         if not 0 <= getattr(args, name) <= 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be between 0 and 1, got {getattr(args, name)}")
+    if args.list:
+        return list_volumes(args.input, args.allow_gaps)
+    if not args.prompts:
+        raise ConfigError("--prompts is required (objects per volume); --list shows the volumes' names")
     items = volume_items(args.input, args.prompts)
     settings = VolumeJob(window=args.window, propagation=PropagationSettings(
-        fuse=args.fuse, min_agree=args.min_agree, stop_iou=args.stop_iou))
+        fuse=args.fuse, min_agree=args.min_agree, stop_iou=args.stop_iou), allow_gaps=args.allow_gaps)
     summary = run_cli_job(args, items, settings)
     for rec in summary.records:
         if rec["status"] == "failed":
@@ -75,3 +88,22 @@ def run(args) -> int:
     if summary.interrupted:
         print("samprompt: interrupted; run the same command again to resume", file=sys.stderr)
     return summary.exit_code
+
+
+def list_volumes(source, allow_gaps: bool) -> int:
+    """``--list``: each volume or series found, with its size and whether it can be read (the geometry is
+    checked, the pixels are not decoded), then what was skipped."""
+    from ..domains.medical.dicom import geometry_problem
+    from ..domains.medical.job import discover_volumes
+
+    found, skipped = discover_volumes(source)
+    for f in found:
+        if f.series is None:
+            print(f"{f.name}: NIfTI {f.path}")
+            continue
+        problem = geometry_problem(f.series, f.unreadable, allow_gaps)
+        state = f"REFUSED: {problem}" if problem else "ok"
+        print(f"{f.name}: {f.series.describe().split(': ', 1)[1]} in {f.path} -> {state}")
+    for what, why in skipped:
+        print(f"skipped {what}: {why}")
+    return 0

@@ -1,11 +1,14 @@
 """Batch segmentation of volumes on the jobs engine: inputs, work items and the volume job.
 
-INPUT is a NIfTI file, a DICOM series folder, a folder of both (``*.nii``,
-``*.nii.gz`` and sub-folders that hold DICOM files), or a MONAI/MSD datalist
-JSON (``{"training": [{"image": ...}, ...], "test": [...]}``, paths relative to
-the JSON). Each volume is one :class:`~samprompt.jobs.WorkItem` whose id is its
-NAME; it writes ``OUT/NAME_seg.nii.gz``, and its manifest line lists its
-objects, the window chosen and the counts of encoder passes and decoded slices.
+INPUT is a NIfTI file, DICOM in any form (a file, a series folder, a study tree of
+any depth, a folder with a DICOMDIR, a zip: every series is found, see
+:mod:`.dicom`), a folder of NIfTI files and DICOM, or a MONAI/MSD datalist JSON
+(``{"training": [{"image": ...}, ...], "test": [...]}``, paths relative to the
+JSON). Each volume is one :class:`~samprompt.jobs.WorkItem` whose id is its NAME:
+a NIfTI file's stem; a DICOM series' folder name when the folder holds that
+series alone, else a name from its tags. It writes ``OUT/NAME_seg.nii.gz``, and
+its manifest line lists its objects, the window chosen and the counts of encoder
+passes and decoded slices.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def _datalist(path: Path) -> list[Path]:
 
 
 def find_volumes(source: str | Path) -> list[Path]:
-    """The volumes of INPUT (see the module doc), sorted; an error when there are none."""
+    """The NIfTI volumes and DICOM inputs of INPUT (see the module doc), sorted; an error when there are none."""
     src = Path(source)
     if not src.exists():
         raise SampromptError(f"no such file or folder: {src}")
@@ -66,23 +69,70 @@ def find_volumes(source: str | Path) -> list[Path]:
         if src.suffix.lower() == ".json":
             return _datalist(src)
         return [src]
-    if _is_series_folder(src):
-        return [src]
-    found = [p for p in sorted(src.iterdir()) if (p.is_file() and is_nifti(p)) or _is_series_folder(p)]
+    nifti = [p for p in sorted(src.iterdir()) if p.is_file() and is_nifti(p)]
+    if nifti and not any(_is_dicom_file(f) for f in src.rglob("*") if f.is_file() and not is_nifti(f)):
+        return nifti
+    return nifti + [src]  # the DICOM of the tree: discovered series by series
+
+
+@dataclass
+class FoundVolume:
+    """One volume of INPUT: its name, the path it is read from and, for DICOM, its series."""
+
+    name: str
+    path: Path
+    series: object | None = None
+    unreadable: list[str] = field(default_factory=list)
+
+
+def discover_volumes(source: str | Path) -> tuple[list[FoundVolume], list[tuple[str, str]]]:
+    """(the volumes of INPUT, [(what, why)] for what was skipped); DICOM inputs are discovered (see the module
+    doc). An error when nothing is found."""
+    from .dicom import discover
+
+    found: list[FoundVolume] = []
+    skipped: list[tuple[str, str]] = []
+    for path in find_volumes(source):
+        if is_nifti(path):
+            found.append(FoundVolume(volume_name(path), path))
+            continue
+        d = discover(path)
+        skipped += d.skipped
+        skipped += [(u, "not DICOM (unreadable)") for u in d.unreadable if not is_nifti(u)
+                    and Path(u).suffix.lower() not in (".json", ".txt", ".md", ".png", ".jpg", ".csv")]
+        per_folder: dict[str, int] = {}
+        for s in d.series:
+            per_folder[s.folder] = per_folder.get(s.folder, 0) + 1
+        for s in d.series:
+            name = s.name
+            if per_folder[s.folder] == 1 and Path(s.folder).name and "|part" not in s.key:
+                name = Path(s.folder).name  # a series alone in its folder keeps the folder's name
+            folder = Path(s.folder) if not zipfile_member(s) else path
+            found.append(FoundVolume(name, folder, s, d.unreadable))
     if not found:
-        raise SampromptError(f"no volumes in {src} (looked for .nii, .nii.gz and folders of DICOM files)")
-    return found
+        raise SampromptError(f"no volumes in {source} (looked for .nii, .nii.gz and DICOM image series)")
+    names = [f.name for f in found]
+    for k, f in enumerate(found):  # unique names
+        if names.count(f.name) > 1:
+            f.name = f"{f.name}_{names[:k].count(f.name) + 1}" if names[:k].count(f.name) else f.name
+    return found, skipped
+
+
+def zipfile_member(series) -> bool:
+    return bool(series.slices and series.slices[0].source.member)
 
 
 def volume_items(source: str | Path, prompts: str | Path | None) -> list[WorkItem]:
     """One work item per volume of ``source``, with its objects from the prompts file (``[]`` when none)."""
-    paths = find_volumes(source)
-    names = [volume_name(p) for p in paths]
+    found, _ = discover_volumes(source)
+    names = [f.name for f in found]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise SampromptError(f"two inputs are both named {dupes[0]!r} (e.g. a.nii and a.nii.gz); rename one")
     per_name = read_volume_prompts(prompts, names) if prompts is not None else {n: [] for n in names}
-    return [WorkItem(n, str(p), per_name[n]) for n, p in zip(names, paths)]
+    return [WorkItem(f.name, str(f.path), per_name[f.name],
+                     meta={"series": f.series, "unreadable": f.unreadable} if f.series is not None else {})
+            for f in found]
 
 
 @dataclass
@@ -99,6 +149,7 @@ class VolumeJob(JobSettings):
 
     window: str = "auto"
     propagation: PropagationSettings = field(default_factory=PropagationSettings)
+    allow_gaps: bool = False  # DICOM: keep a series with missing slices on its true grid
 
     def prompts_json(self, item: WorkItem):
         return [o.to_json() for o in item.prompts or []]
@@ -113,9 +164,17 @@ class VolumeJob(JobSettings):
         return compute_timed(seg, item, lambda rec: self._compute(seg, item, rec))
 
     def _compute(self, seg, item: WorkItem, rec: dict):
-        vol = load_volume(item.input)
+        vol = load_volume(item.input, item.meta.get("series"), item.meta.get("unreadable", ()), self.allow_gaps)
         window, why = choose_window(vol.data, self.window, vol.modality)
         objects: list[VolumeObject] = list(item.prompts or [])
+        if vol.missing:
+            rec["missing_slices"] = vol.missing
+            on_gap = [o.label for o in objects if o.slice is not None and o.axis == 2 and o.slice in vol.missing]
+            if on_gap:
+                raise SampromptError(f"the prompts of label(s) {on_gap} lie on slices missing from the series "
+                                     f"({vol.missing}); move them to a slice that exists")
+        if vol.notes:
+            rec["notes"] = vol.notes
         res = segment_volume(seg, vol, objects, window, self.propagation)
         rec.update(n_masks=len(objects), window=why, objects=res.objects, encoder_passes=res.encoder_passes,
                    decoded_slices=res.decoded_slices, shape=list(vol.file_shape),

@@ -58,6 +58,8 @@ class MedicalVolume:
     file_shape: tuple[int, int, int]
     modality: str | None = None
     header: object | None = field(default=None, repr=False)
+    missing: list[int] = field(default_factory=list)  # file-order slice indices that a gap left empty (DICOM)
+    notes: list[str] = field(default_factory=list)  # what loading noted (DICOM: duplicates dropped, gaps kept)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -106,53 +108,49 @@ class MedicalVolume:
         return np.ascontiguousarray(np.transpose(out, np.argsort(ras_of_file)))
 
 
-def _dicom_series(folder: Path) -> tuple[list[Path], str | None]:
-    """The DICOM files of a folder and their Modality; an error unless they form exactly one series."""
-    pydicom = require("pydicom", "medical")
-    files, series, modality = [], {}, None
-    for f in sorted(folder.iterdir()):
-        if not f.is_file() or f.name.startswith("."):
-            continue
-        try:
-            ds = pydicom.dcmread(str(f), stop_before_pixels=True)
-        except Exception:
-            continue  # not DICOM (a README, a .nii.gz written beside it, ...)
-        uid = str(getattr(ds, "SeriesInstanceUID", ""))
-        if not uid or "ImagePositionPatient" not in ds:
-            continue
-        series.setdefault(uid, []).append(f)
-        modality = modality or (str(ds.Modality) if "Modality" in ds else None)
-        files.append(f)
-    if not series:
-        raise ImageError(f"{folder} holds no DICOM image slices (with a series UID and a position)")
-    if len(series) > 1:
-        sizes = ", ".join(f"{uid} ({len(v)} file{'s' if len(v) != 1 else ''})" for uid, v in series.items())
-        raise ImageError(f"{folder} mixes {len(series)} DICOM series: {sizes}; put each series in its own folder")
-    if len(files) < 2:
-        raise ImageError(f"{folder} holds one DICOM slice; a volume needs a series of at least two")
-    return files, modality
-
-
 def _check_affine(affine: np.ndarray, source: str) -> None:
     if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise ImageError(f"{source} has no usable affine (singular or not finite): its voxels cannot be placed "
                          "in space, so results could not be aligned")
 
 
-def load_volume(path: str | Path) -> MedicalVolume:
-    """Read a NIfTI file or a DICOM series folder (see the module doc); bad input raises :class:`ImageError`."""
+def load_volume(path: str | Path, series=None, unreadable=(), allow_gaps: bool = False) -> MedicalVolume:
+    """Read a NIfTI file, or DICOM (a series folder, a file, a zip; ``series``: one found by
+    :func:`~.dicom.discover` in ``path``) (see the module doc); bad input raises :class:`ImageError`.
+
+    DICOM is stacked by :func:`~.dicom.build_volume`: a gap, uneven spacing or a tilt is refused with the
+    reason; ``allow_gaps`` keeps a gap on the true grid (``MedicalVolume.missing`` lists the empty slices).
+    """
     require("monai", "medical")
     # MONAI notes at import that a GPU DICOM decoder is missing: noise for everyone without one
     logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
-    from monai.data import NibabelReader, PydicomReader
+    from monai.data import MetaTensor, NibabelReader
     from monai.transforms import LoadImage, Orientation
 
     path = Path(path)
-    header, modality = None, None
-    if path.is_dir():
-        _, modality = _dicom_series(path)
-        reader = PydicomReader()
-        target = str(path)
+    header, modality, img, missing, notes = None, None, None, [], []
+    if series is None and not is_nifti(path) and (path.is_dir() or (path.is_file() and not path.suffix.lower()
+                                                                     in (".json", ".png", ".jpg", ".txt"))):
+        from .dicom import discover
+
+        found = discover(path)
+        if not found.series:
+            raise ImageError(f"{path} holds no DICOM image series" + (
+                f" ({len(found.unreadable)} file(s) are not DICOM)" if found.unreadable else ""))
+        if len(found.series) > 1:
+            listed = "; ".join(s.describe() for s in found.series[:4])
+            raise ImageError(f"{path} holds {len(found.series)} DICOM series ({listed}); give one "
+                             "(samprompt medical --list shows them)")
+        series, unreadable = found.series[0], found.unreadable
+    if series is not None:
+        import torch
+
+        from .dicom import build_volume
+
+        sv = build_volume(series, list(unreadable), allow_gaps)
+        img = MetaTensor(torch.from_numpy(sv.data)[None], affine=torch.from_numpy(sv.affine))
+        modality, missing, notes = sv.modality, sv.missing, sv.notes
+        target = None
     elif is_nifti(path):
         nib = require("nibabel", "medical")
         if not path.is_file():
@@ -168,15 +166,17 @@ def load_volume(path: str | Path) -> MedicalVolume:
         reader = NibabelReader()
         target = str(path)
     elif path.exists():
-        raise ImageError(f"{path} is not a volume: give a .nii or .nii.gz file or a folder of one DICOM series")
+        raise ImageError(f"{path} is not a volume: give a .nii or .nii.gz file, DICOM files (a series folder, a "
+                         "study tree, a zip)")
     else:
         raise ImageError(f"no such file or folder: {path}")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            img = LoadImage(reader=reader, image_only=True, ensure_channel_first=True)(target)
-    except Exception as exc:
-        raise ImageError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
+    if img is None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                img = LoadImage(reader=reader, image_only=True, ensure_channel_first=True)(target)
+        except Exception as exc:
+            raise ImageError(f"cannot read {path}: {type(exc).__name__}: {exc}") from None
     if img.ndim == 5 and img.shape[-1] == 1:
         img = img[..., 0]
     if img.ndim != 4 or img.shape[0] != 1:
@@ -196,8 +196,9 @@ def load_volume(path: str | Path) -> MedicalVolume:
         raise ImageError(f"{path} contains NaN or infinite values")
     affine = np.asarray(ras.affine, np.float64)
     spacing = tuple(float(v) for v in np.linalg.norm(affine[:3, :3], axis=0))
-    return MedicalVolume(volume_name(path), str(path), data, affine, spacing, file_affine, file_shape,  # type: ignore[arg-type]
-                         modality, header)
+    name = series.name if series is not None and path.is_file() else volume_name(path)
+    return MedicalVolume(name, str(path), data, affine, spacing, file_affine, file_shape,  # type: ignore[arg-type]
+                         modality, header, missing=list(missing), notes=list(notes))
 
 
 def label_dtype(max_label: int):
