@@ -169,3 +169,26 @@ def test_python_exports_refuse_foreign_files(tmp_path):
     save_prompts(tmp_path / "p.json", [Prompt(box=(1, 1, 5, 5))])  # now ours
     CocoWriter().write(tmp_path / "c.json")
     CocoWriter().write(tmp_path / "c.json")
+
+
+def test_geo_and_inspect_refuse_foreign_outputs(world, tmp_path, capsys):
+    pytest.importorskip("rasterio")
+    from samprompt.synthetic.rasters import write_raster_dataset
+
+    geo = write_raster_dataset(tmp_path / "geo", 512, seed=1)
+    scene = geo / "scene.tif"
+    _refused(["geo", str(scene), "--prompts", str(geo / "prompts.geojson"), "--out", str(geo)], capsys,
+             "inside the input folder", geo)
+    mine = tmp_path / "g"
+    mine.mkdir()
+    (mine / "scene.geojson").write_text("{}")  # someone's polygons with the output's name
+    _refused(["geo", str(scene), "--prompts", str(geo / "prompts.geojson"), "--out", str(mine)], capsys,
+             "scene.geojson exists and was not written by samprompt", geo, mine)
+    parts = world["parts"]
+    model = tmp_path / "model"
+    assert cli.main(["defects", "fit", str(parts), "--category", "grid", "--shots", "2", "--out", str(model)]) == 0
+    test = parts / "grid" / "test" / "good"
+    _refused(["defects", "inspect", str(model), str(test), "--out", str(test)], capsys, "input", parts)
+    (mine / "results.jsonl").write_text("")
+    _refused(["defects", "inspect", str(model), str(test), "--out", str(mine)], capsys,
+             "results.jsonl exists and was not written by samprompt", parts, mine)
