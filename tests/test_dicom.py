@@ -167,3 +167,47 @@ def test_the_dicomdir_test_tree_of_pydicom_is_listed(capsys):
     assert "split off its series: localizer" in out and "skipped" in out and "DICOMDIR" in out
     v = load_volume(TEST_FILES / "dicomdirtests" / "98892001" / "CT5N")
     assert v.shape == (16, 16, 5) and v.modality == "CT"
+
+
+def test_dicom_seg_reads_back_voxel_for_voxel_as_the_nifti(tmp_path, vol, series):
+    hd = pytest.importorskip("highdicom")
+    nib = pytest.importorskip("nibabel")
+    from pydicom import config
+
+    prompts = tmp_path / "p.json"
+    prompts.write_text(json.dumps({"objects": [
+        {"label": 1, "name": "liver", "box": [8, 8, 30, 30], "slice": 6},
+        {"label": 5, "name": "aorta", "box3d": [18, 18, 2, 24, 24, 9]}]}))
+    out = tmp_path / "out"
+    assert cli.main(["medical", str(series.parent), "--prompts", str(prompts), "--out", str(out), "--format", "nifti",
+                     "--format", "dicom-seg", "--quiet"]) == 0
+    labels = np.asarray(nib.load(str(out / "ser_seg.nii.gz")).dataobj)
+    file_order = labels  # written on the series' own grid: (columns, rows, slices)
+    old = config.settings.reading_validation_mode
+    config.settings.reading_validation_mode = config.RAISE  # pydicom validates the file as it reads
+    try:
+        seg = hd.seg.segread(str(out / "ser" / "seg.dcm"))
+    finally:
+        config.settings.reading_validation_mode = old
+    assert seg.Manufacturer == "samprompt" and seg.SegmentationType == "BINARY"
+    names = {int(d.SegmentNumber): d.SegmentLabel for d in seg.SegmentSequence}
+    assert sorted(names.values()) == ["aorta", "liver"]
+    by_label = {"liver": 1, "aorta": 5}
+    srcs = [pydicom.dcmread(f, stop_before_pixels=True) for f in _files(series)]
+    normal = np.cross(np.array(srcs[0].ImageOrientationPatient[:3], float),
+                      np.array(srcs[0].ImageOrientationPatient[3:], float))
+    srcs.sort(key=lambda d: float(np.array(d.ImagePositionPatient, float) @ normal))
+    uids = [d.SOPInstanceUID for d in srcs]
+    got = seg.get_pixels_by_source_instance(uids, combine_segments=True, skip_overlap_checks=True)  # (slices, r, c)
+    relabel = np.zeros(max(names) + 1, np.uint8)
+    for number, name in names.items():
+        relabel[number] = by_label[name]
+    seg_labels = relabel[got].transpose(2, 1, 0)  # -> (columns, rows, slices), the NIfTI's file order
+    assert seg_labels.shape == file_order.shape and (file_order > 0).sum() > 50
+    np.testing.assert_array_equal(seg_labels, file_order)
+    # a NIfTI input cannot give DICOM SEG: refused before any work
+    nii = tmp_path / "nii"
+    nii.mkdir()
+    shutil.copy(out / "ser_seg.nii.gz", nii / "x.nii.gz")
+    assert cli.main(["medical", str(nii / "x.nii.gz"), "--prompts", str(prompts), "--out", str(tmp_path / "o2"),
+                     "--format", "dicom-seg"]) == 2

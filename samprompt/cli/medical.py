@@ -43,6 +43,9 @@ def add_parser(sub, formatter) -> None:
                         "prompts on them refused) instead of refusing it")
     m.add_argument("--out", default="samprompt_medical", help="output folder")
     m.add_argument("--window", default="auto", metavar="WINDOW", help=WINDOW_HELP)
+    m.add_argument("--format", action="append", choices=["nifti", "dicom-seg"], default=None,
+                   help="nifti: OUT/NAME_seg.nii.gz on the input's grid; dicom-seg: OUT/NAME/seg.dcm, a DICOM "
+                        "Segmentation of a DICOM input's series (for PACS viewers); repeat for both (default: nifti)")
     p = m.add_argument_group("propagation")
     p.add_argument("--fuse", action="store_true", help="add coronal and sagittal passes and keep voxels 2 of 3 "
                                                        "passes agree on (about 3x slower)")
@@ -70,7 +73,13 @@ def run(args) -> int:
     if not args.prompts:
         raise ConfigError("--prompts is required (objects per volume); --list shows the volumes' names")
     items = volume_items(args.input, args.prompts)
-    settings = VolumeJob(window=args.window, propagation=PropagationSettings(
+    formats = args.format or ["nifti"]
+    if "dicom-seg" in formats:
+        require("highdicom", "medical")
+        nifti = [i.id for i in items if not i.meta.get("series")]
+        if nifti:
+            raise ConfigError(f"--format dicom-seg needs DICOM inputs; {nifti[0]} is NIfTI (use --format nifti)")
+    settings = VolumeJob(formats=formats, window=args.window, propagation=PropagationSettings(
         fuse=args.fuse, min_agree=args.min_agree, stop_iou=args.stop_iou), allow_gaps=args.allow_gaps)
     summary = run_cli_job(args, items, settings)
     for rec in summary.records:
