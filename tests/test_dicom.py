@@ -211,3 +211,42 @@ def test_dicom_seg_reads_back_voxel_for_voxel_as_the_nifti(tmp_path, vol, series
     shutil.copy(out / "ser_seg.nii.gz", nii / "x.nii.gz")
     assert cli.main(["medical", str(nii / "x.nii.gz"), "--prompts", str(prompts), "--out", str(tmp_path / "o2"),
                      "--format", "dicom-seg"]) == 2
+
+
+def test_an_enhanced_multiframe_file_loads_as_one_series(series, tmp_path):
+    """One file, many frames, each with its own PlanePositionSequence: the same volume as the slices."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    slices = [pydicom.dcmread(f) for f in _files(series)]
+    first = slices[0]
+    mf = pydicom.dcmread(_files(series)[0])
+    for tag in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "SliceLocation", "InstanceNumber"):
+        if tag in mf:
+            delattr(mf, tag)
+    mf.SOPInstanceUID = generate_uid()
+    mf.NumberOfFrames = len(slices)
+    shared = Dataset()
+    ori, px = Dataset(), Dataset()
+    ori.ImageOrientationPatient = first.ImageOrientationPatient
+    px.PixelSpacing = first.PixelSpacing
+    px.SliceThickness = first.get("SliceThickness", 1)
+    shared.PlaneOrientationSequence = Sequence([ori])
+    shared.PixelMeasuresSequence = Sequence([px])
+    mf.SharedFunctionalGroupsSequence = Sequence([shared])
+    frames = []
+    for ds in slices:
+        fg, pos = Dataset(), Dataset()
+        pos.ImagePositionPatient = ds.ImagePositionPatient
+        fg.PlanePositionSequence = Sequence([pos])
+        frames.append(fg)
+    mf.PerFrameFunctionalGroupsSequence = Sequence(frames)
+    mf.PixelData = b"".join(ds.PixelData for ds in slices)
+    mf.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    folder = tmp_path / "mf"
+    folder.mkdir()
+    mf.save_as(folder / "enhanced.dcm", enforce_file_format=True)
+    found = discover(folder)
+    assert len(found.series) == 1 and found.series[0].size == len(slices) and "multi-frame" in found.series[0].notes[0]
+    np.testing.assert_allclose(load_volume(folder).data, load_volume(series).data)

@@ -313,13 +313,15 @@ def build_volume(series: Series, unreadable: list[str] = (), allow_gaps: bool = 
     # duplicates: the same instance twice is dropped; the same position with another instance is refused
     uniq: dict[str, Slice] = {}
     for s in sl:
-        key = s.sop_uid or f"{s.source}#{s.frame}"
+        key = f"{s.sop_uid or s.source}#{s.frame}"  # a multi-frame file's frames share one SOP instance
         if key in uniq:
             continue
         uniq[key] = s
     if len(uniq) < len(sl):
         notes.append(f"{len(sl) - len(uniq)} duplicate file(s) of the same instance dropped")
     sl = sorted(uniq.values(), key=lambda s: float(s.position @ normal))
+    if len(sl) < 2:
+        raise ImageError(f"{series.name}: one slice (and {len(series.slices) - 1} duplicate(s)); a volume needs two")
     z = np.array([float(s.position @ normal) for s in sl])
     dz = np.diff(z)
     if (np.abs(dz) < 1e-3).any():

@@ -110,7 +110,7 @@ def _sorted_slices(series):
     """The series' slices in the order :func:`~.dicom.build_volume` stacks them (duplicates dropped)."""
     uniq = {}
     for s in series.slices:
-        uniq.setdefault(s.sop_uid or f"{s.source}#{s.frame}", s)
+        uniq.setdefault(f"{s.sop_uid or s.source}#{s.frame}", s)
     ori = series.slices[0].orientation
     normal = np.cross(ori[:3], ori[3:])
     return sorted(uniq.values(), key=lambda s: float(s.position @ normal))
