@@ -192,3 +192,35 @@ def test_geo_and_inspect_refuse_foreign_outputs(world, tmp_path, capsys):
     (mine / "results.jsonl").write_text("")
     _refused(["defects", "inspect", str(model), str(test), "--out", str(mine)], capsys,
              "results.jsonl exists and was not written by samprompt", parts, mine)
+
+
+def test_annotator_exports_and_export_onnx_refuse_foreign_files(tmp_path, capsys):
+    pytest.importorskip("gradio")
+    import cv2
+
+    from samprompt.annotator import MODES, Annotator, SessionState
+    from samprompt.segmenter import Segmenter
+    from samprompt.synthetic import make_scene
+
+    d = tmp_path / "imgs"
+    d.mkdir()
+    cv2.imwrite(str(d / "im0.png"), make_scene(0, size=(96, 128)).image[..., ::-1])
+    out = tmp_path / "ann"
+    out.mkdir()
+    (out / "im0.png").write_bytes(b"a label map made by hand")
+    app = Annotator(Segmenter("tiny"), d, out)
+    st = SessionState()
+    app.open_index(st, 0)
+    app.click(st, 0, 0, MODES[2], "object")
+    app.click(st, 128, 96, MODES[2], "object")
+    with pytest.raises(OutputError, match="im0.png exists and was not written by samprompt"):
+        app.export(st)
+    assert (out / "im0.png").read_bytes() == b"a label map made by hand"
+    (out / "im0.png").unlink()
+    assert any(p.endswith("im0.png") for p in app.export(st))  # and again: its own files are replaced
+    assert any(p.endswith("im0.png") for p in app.export(st))
+    pytest.importorskip("onnx")
+    onnx_dir = tmp_path / "onnx"
+    onnx_dir.mkdir()
+    (onnx_dir / "encoder.onnx").write_bytes(b"someone's model")
+    _refused(["export-onnx", "tiny", "--out", str(onnx_dir)], capsys, "encoder.onnx exists", onnx_dir)
