@@ -250,3 +250,23 @@ def test_an_enhanced_multiframe_file_loads_as_one_series(series, tmp_path):
     found = discover(folder)
     assert len(found.series) == 1 and found.series[0].size == len(slices) and "multi-frame" in found.series[0].notes[0]
     np.testing.assert_allclose(load_volume(folder).data, load_volume(series).data)
+
+
+def test_rtstruct_contours_rasterise_back_to_the_nifti(tmp_path, series):
+    nib = pytest.importorskip("nibabel")
+    from samprompt.domains.medical.rtstruct import rasterise_rtstruct
+
+    prompts = tmp_path / "p.json"
+    prompts.write_text(json.dumps({"objects": [{"label": 1, "name": "liver", "box": [8, 8, 30, 30], "slice": 6},
+                                               {"label": 2, "box3d": [18, 18, 2, 24, 24, 9]}]}))
+    out = tmp_path / "out"
+    assert cli.main(["medical", str(series.parent), "--prompts", str(prompts), "--out", str(out), "--format", "nifti",
+                     "--format", "rtstruct", "--quiet"]) == 0
+    labels = np.asarray(nib.load(str(out / "ser_seg.nii.gz")).dataobj)
+    ds = pydicom.dcmread(out / "ser" / "rtstruct.dcm")
+    assert ds.Modality == "RTSTRUCT" and [r.ROIName for r in ds.StructureSetROISequence] == ["liver", "label 2"]
+    back = rasterise_rtstruct(out / "ser" / "rtstruct.dcm", discover(series).series[0])
+    for name, value in (("liver", 1), ("label 2", 2)):
+        truth = labels == value
+        dice = 2 * (back[name] & truth).sum() / (back[name].sum() + truth.sum())
+        assert truth.sum() > 20 and dice >= 0.95, (name, dice)

@@ -43,9 +43,10 @@ def add_parser(sub, formatter) -> None:
                         "prompts on them refused) instead of refusing it")
     m.add_argument("--out", default="samprompt_medical", help="output folder")
     m.add_argument("--window", default="auto", metavar="WINDOW", help=WINDOW_HELP)
-    m.add_argument("--format", action="append", choices=["nifti", "dicom-seg"], default=None,
+    m.add_argument("--format", action="append", choices=["nifti", "dicom-seg", "rtstruct"], default=None,
                    help="nifti: OUT/NAME_seg.nii.gz on the input's grid; dicom-seg: OUT/NAME/seg.dcm, a DICOM "
-                        "Segmentation of a DICOM input's series (for PACS viewers); repeat for both (default: nifti)")
+                        "Segmentation of a DICOM input's series (PACS viewers); rtstruct: OUT/NAME/rtstruct.dcm, "
+                        "contours per slice (planning systems); repeat for several (default: nifti)")
     p = m.add_argument_group("propagation")
     p.add_argument("--fuse", action="store_true", help="add coronal and sagittal passes and keep voxels 2 of 3 "
                                                        "passes agree on (about 3x slower)")
@@ -74,11 +75,13 @@ def run(args) -> int:
         raise ConfigError("--prompts is required (objects per volume); --list shows the volumes' names")
     items = volume_items(args.input, args.prompts)
     formats = args.format or ["nifti"]
-    if "dicom-seg" in formats:
-        require("highdicom", "medical")
+    dicom_out = [f for f in formats if f != "nifti"]
+    if dicom_out:
+        if "dicom-seg" in formats:
+            require("highdicom", "medical")
         nifti = [i.id for i in items if not i.meta.get("series")]
         if nifti:
-            raise ConfigError(f"--format dicom-seg needs DICOM inputs; {nifti[0]} is NIfTI (use --format nifti)")
+            raise ConfigError(f"--format {dicom_out[0]} needs DICOM inputs; {nifti[0]} is NIfTI (use --format nifti)")
     settings = VolumeJob(formats=formats, window=args.window, propagation=PropagationSettings(
         fuse=args.fuse, min_agree=args.min_agree, stop_iou=args.stop_iou), allow_gaps=args.allow_gaps)
     summary = run_cli_job(args, items, settings)

@@ -150,14 +150,15 @@ class VolumeJob(JobSettings):
     window: str = "auto"
     propagation: PropagationSettings = field(default_factory=PropagationSettings)
     allow_gaps: bool = False  # DICOM: keep a series with missing slices on its true grid
-    formats: list[str] = field(default_factory=lambda: ["nifti"])  # nifti, dicom-seg (DICOM inputs only)
+    formats: list[str] = field(default_factory=lambda: ["nifti"])  # nifti, dicom-seg, rtstruct (DICOM inputs only)
 
     def prompts_json(self, item: WorkItem):
         return [o.to_json() for o in item.prompts or []]
 
     def planned_outputs(self, item: WorkItem, out: Path) -> list[Path]:
         return ([out / f"{item.id}_seg.nii.gz"] if "nifti" in self.formats else []) + (
-            [out / item.id / "seg.dcm"] if "dicom-seg" in self.formats else [])
+            [out / item.id / "seg.dcm"] if "dicom-seg" in self.formats else []) + (
+            [out / item.id / "rtstruct.dcm"] if "rtstruct" in self.formats else [])
 
     def job_outputs(self, out: Path) -> list[Path]:
         return [out / "labels.json"]
@@ -191,14 +192,19 @@ class VolumeJob(JobSettings):
             written = []
             if "nifti" in self.formats:
                 written.append(save_segmentation(out / f"{item.id}_seg.nii.gz", result.labels, result.volume))
+            vol = result.volume
+            names = {int(o.label): o.name for o in item.prompts or [] if o.name}
+            sources = [None if k in vol.missing else "" for k in range(vol.file_shape[2])]
             if "dicom-seg" in self.formats:
                 from .dicom_seg import write_dicom_seg
 
-                vol = result.volume
-                names = {int(o.label): o.name for o in item.prompts or [] if o.name}
-                sources = [None if k in vol.missing else "" for k in range(vol.file_shape[2])]
                 written.append(write_dicom_seg(out / item.id / "seg.dcm", vol.to_file_order(result.labels),
                                                item.meta["series"], names, rec.get("model_id", ""), sources))
+            if "rtstruct" in self.formats:
+                from .rtstruct import write_rtstruct
+
+                written.append(write_rtstruct(out / item.id / "rtstruct.dcm", vol.to_file_order(result.labels),
+                                              item.meta["series"], names, rec.get("model_id", ""), sources))
             return written
 
         return write_timed(rec, result, out, files)
