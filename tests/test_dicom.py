@@ -270,3 +270,21 @@ def test_rtstruct_contours_rasterise_back_to_the_nifti(tmp_path, series):
         truth = labels == value
         dice = 2 * (back[name] & truth).sum() / (back[name].sum() + truth.sum())
         assert truth.sum() > 20 and dice >= 0.95, (name, dice)
+
+
+def test_a_labels_file_names_every_output(tmp_path, series, capsys):
+    prompts = tmp_path / "p.json"
+    prompts.write_text(json.dumps({"objects": [{"label": 1, "name": "blob", "box": [8, 8, 30, 30], "slice": 6}]}))
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"1": {"name": "liver", "color": [10, 20, 30]}, "2": "spleen"}))
+    out = tmp_path / "out"
+    assert cli.main(["medical", str(series.parent), "--prompts", str(prompts), "--out", str(out), "--labels",
+                     str(labels), "--format", "nifti", "--format", "rtstruct", "--quiet"]) == 0
+    ds = pydicom.dcmread(out / "ser" / "rtstruct.dcm")
+    assert ds.StructureSetROISequence[0].ROIName == "liver"
+    assert list(ds.ROIContourSequence[0].ROIDisplayColor) == [10, 20, 30]
+    assert json.loads((out / "labels.json").read_text()) == {"1": "liver", "2": "spleen"}
+    labels.write_text(json.dumps({"one": "liver"}))
+    assert cli.main(["medical", str(series.parent), "--prompts", str(prompts), "--out", str(tmp_path / "o2"),
+                     "--labels", str(labels)]) == 2
+    assert "label 'one' is not a whole number" in capsys.readouterr().err

@@ -36,6 +36,9 @@ def add_parser(sub, formatter) -> None:
     m = sub.add_parser("medical", help=HELP, description=DESCRIPTION, formatter_class=formatter)
     m.add_argument("input", help="volume, DICOM series folder, folder of volumes, or datalist JSON")
     m.add_argument("--prompts", metavar="JSON", help="objects per volume (see above); required unless --list")
+    m.add_argument("--labels", metavar="JSON", default=None,
+                   help='label names (and colours) for every output: {"1": "liver", "2": {"name": "spleen", '
+                        '"color": [0, 200, 0]}}')
     m.add_argument("--list", action="store_true", help="list the volumes and DICOM series found (and what was "
                                                        "skipped or would be refused), then exit")
     m.add_argument("--allow-gaps", action="store_true",
@@ -82,7 +85,10 @@ def run(args) -> int:
         nifti = [i.id for i in items if not i.meta.get("series")]
         if nifti:
             raise ConfigError(f"--format {dicom_out[0]} needs DICOM inputs; {nifti[0]} is NIfTI (use --format nifti)")
-    settings = VolumeJob(formats=formats, window=args.window, propagation=PropagationSettings(
+    from ..domains.medical.labels import read_labels
+
+    labels = {str(k): v for k, v in read_labels(args.labels).items()} if args.labels else {}
+    settings = VolumeJob(formats=formats, labels=labels, window=args.window, propagation=PropagationSettings(
         fuse=args.fuse, min_agree=args.min_agree, stop_iou=args.stop_iou), allow_gaps=args.allow_gaps)
     summary = run_cli_job(args, items, settings)
     for rec in summary.records:

@@ -151,6 +151,7 @@ class VolumeJob(JobSettings):
     propagation: PropagationSettings = field(default_factory=PropagationSettings)
     allow_gaps: bool = False  # DICOM: keep a series with missing slices on its true grid
     formats: list[str] = field(default_factory=lambda: ["nifti"])  # nifti, dicom-seg, rtstruct (DICOM inputs only)
+    labels: dict = field(default_factory=dict)  # a labels file's {"1": {"name", "color"}} (labels.py)
 
     def prompts_json(self, item: WorkItem):
         return [o.to_json() for o in item.prompts or []]
@@ -193,7 +194,7 @@ class VolumeJob(JobSettings):
             if "nifti" in self.formats:
                 written.append(save_segmentation(out / f"{item.id}_seg.nii.gz", result.labels, result.volume))
             vol = result.volume
-            names = {int(o.label): o.name for o in item.prompts or [] if o.name}
+            names = self.label_names(item.prompts)
             sources = [None if k in vol.missing else "" for k in range(vol.file_shape[2])]
             if "dicom-seg" in self.formats:
                 from .dicom_seg import write_dicom_seg
@@ -203,19 +204,25 @@ class VolumeJob(JobSettings):
             if "rtstruct" in self.formats:
                 from .rtstruct import write_rtstruct
 
+                colors = {int(k): v["color"] for k, v in self.labels.items() if v.get("color")}
                 written.append(write_rtstruct(out / item.id / "rtstruct.dcm", vol.to_file_order(result.labels),
-                                              item.meta["series"], names, rec.get("model_id", ""), sources))
+                                              item.meta["series"], names, rec.get("model_id", ""), sources, colors))
             return written
 
         return write_timed(rec, result, out, files)
 
+    def label_names(self, prompts) -> dict[int, str]:
+        """Each label's name: the labels file's, else the prompts'."""
+        names = {int(o.label): o.name for o in prompts or [] if o.name}
+        names.update({int(k): v["name"] for k, v in self.labels.items()})
+        return names
+
     def finalize(self, out: Path, items: list[WorkItem], done: dict[str, dict]) -> None:
-        """``OUT/labels.json``: each output label's name where the prompts gave one."""
+        """``OUT/labels.json``: each output label's name (the labels file's, else the prompts')."""
         names = {}
         for item in items:
-            for o in item.prompts or []:
-                if o.name:
-                    names.setdefault(str(o.label), o.name)
+            for label, name in self.label_names(item.prompts).items():
+                names.setdefault(str(label), name)
         if names:
             from ...io import atomic_write_text
 

@@ -33,7 +33,7 @@ def _outlines(mask: np.ndarray) -> list[np.ndarray]:
 
 
 def write_rtstruct(path: str | Path, labels_file_order: np.ndarray, series, names: dict[int, str], model_id: str,
-                   sources: list[str | None] | None = None) -> Path:
+                   sources: list[str | None] | None = None, colors: dict[int, list[int]] | None = None) -> Path:
     """Write ``labels_file_order`` ((columns, rows, slices) as :func:`~.dicom.build_volume` stacks ``series``) as an
     RTSTRUCT referencing ``series``; ``sources``: the file behind each slice (None for a filled gap)."""
     pydicom = require("pydicom", "medical")
@@ -107,7 +107,7 @@ def write_rtstruct(path: str | Path, labels_file_order: np.ndarray, series, name
         rois.append(roi)
         rc = Dataset()
         rc.ReferencedROINumber = number
-        rc.ROIDisplayColor = list(COLOURS[(number - 1) % len(COLOURS)])
+        rc.ROIDisplayColor = list((colors or {}).get(label) or COLOURS[(number - 1) % len(COLOURS)])
         seq = []
         for k, h in planes:
             mask = labels_file_order[:, :, k].T == label  # (rows, columns)
