@@ -288,3 +288,18 @@ def test_a_labels_file_names_every_output(tmp_path, series, capsys):
     assert cli.main(["medical", str(series.parent), "--prompts", str(prompts), "--out", str(tmp_path / "o2"),
                      "--labels", str(labels)]) == 2
     assert "label 'one' is not a whole number" in capsys.readouterr().err
+
+
+def test_convert_writes_each_series_as_nifti_with_its_affine(tmp_path, series, vol, capsys):
+    nib = pytest.importorskip("nibabel")
+    shutil.copytree(series, tmp_path / "tree" / "a" / "ser")
+    (tmp_path / "tree" / "notes.txt").write_text("hello")
+    assert cli.main(["medical", "convert", str(tmp_path / "tree"), "--out", str(tmp_path / "nii")]) == 0
+    assert "ser.nii.gz: 40 x 40 x 12" in capsys.readouterr().out
+    img = nib.load(str(tmp_path / "nii" / "ser.nii.gz"))
+    np.testing.assert_allclose(img.affine, vol.affine, atol=1e-4)  # the generator's own affine
+    np.testing.assert_allclose(np.asarray(img.dataobj), np.round(vol.data), atol=1)
+    # a second run into the same folder replaces its own file; a series with a gap is named
+    _files(tmp_path / "tree")[4].unlink()
+    assert cli.main(["medical", "convert", str(tmp_path / "tree"), "--out", str(tmp_path / "nii")]) == 1
+    assert "ser: a gap in the slice positions" in capsys.readouterr().err

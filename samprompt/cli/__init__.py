@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmd_at = next((i for i, a in enumerate(argv) if a in ("annotate",)), None)
     if cmd_at is not None and all(a.startswith("-") or argv[i - 1] == "--threads" for i, a in enumerate(argv[:cmd_at])):
         argv = [*argv[: cmd_at + 1], "--", *argv[cmd_at + 1 :]]  # the app parses its own options
-    argv = _subcommand(argv, "defects", ("fit", "inspect"))
+    argv = _subcommand(_subcommand(argv, "defects", ("fit", "inspect")), "medical", ("convert",))
     args = parser.parse_args(argv)
     if args.threads is not None:
         import torch

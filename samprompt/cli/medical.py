@@ -61,6 +61,15 @@ def add_parser(sub, formatter) -> None:
     add_encoder_options(m)
     add_job_options(m, "volume")
     m.set_defaults(func=run)
+    c = sub.add_parser("medical-convert", prog="samprompt medical convert", formatter_class=formatter,
+                       description="Write each volume and DICOM series of INPUT as OUT/NAME.nii.gz, with its affine, "
+                                   "the way samprompt reads it (check it in a viewer before segmenting). Series that "
+                                   "cannot be read are named with the reason; exit status 1 if any.")
+    c.add_argument("input", help="NIfTI, DICOM file, series folder, study tree, DICOMDIR folder or zip")
+    c.add_argument("--out", required=True, help="output folder")
+    c.add_argument("--allow-gaps", action="store_true", help="keep a series with missing slices (see medical)")
+    c.add_argument("--overwrite", action="store_true", help="replace files in --out that samprompt did not write")
+    c.set_defaults(func=run_convert)
 
 
 def run(args) -> int:
@@ -125,3 +134,33 @@ def list_volumes(source, allow_gaps: bool) -> int:
     for what, why in skipped:
         print(f"skipped {what}: {why}")
     return 0
+
+
+def run_convert(args) -> int:
+    """``samprompt medical convert``: every volume found, as NIfTI."""
+    from pathlib import Path
+
+    from ..domains.medical.job import discover_volumes
+    from ..domains.medical.volume import load_volume, save_image
+    from ..errors import SampromptError, require
+    from ..outputs import check_out_folder, check_outputs
+
+    require("monai", "medical")
+    found, _ = discover_volumes(args.input)
+    out = check_out_folder(args.out)
+    check_outputs([out / f"{f.name}.nii.gz" for f in found], inputs=[f.path for f in found],
+                  input_dirs=[args.input] if Path(args.input).is_dir() else [], overwrite=args.overwrite)
+    code = 0
+    for f in found:
+        try:
+            vol = load_volume(f.path, f.series, f.unreadable, args.allow_gaps)
+            path = save_image(out / f"{f.name}.nii.gz", vol)
+        except SampromptError as exc:
+            text = str(exc)
+            print(f"samprompt: {text if text.startswith(f.name + ':') else f'{f.name}: {text}'}", file=sys.stderr)
+            code = 1
+            continue
+        extra = f"; {'; '.join(vol.notes)}" if vol.notes else ""
+        print(f"{path}: {' x '.join(map(str, vol.file_shape))}, spacing "
+              f"{' x '.join(f'{v:.3g}' for v in vol.spacing)} mm{extra}")
+    return code

@@ -108,13 +108,16 @@ def discover_volumes(source: str | Path) -> tuple[list[FoundVolume], list[tuple[
             if per_folder[s.folder] == 1 and Path(s.folder).name and "|part" not in s.key:
                 name = Path(s.folder).name  # a series alone in its folder keeps the folder's name
             folder = Path(s.folder) if not zipfile_member(s) else path
+            s.name = name  # messages about the series use the name the run gives it
             found.append(FoundVolume(name, folder, s, d.unreadable))
     if not found:
         raise SampromptError(f"no volumes in {source} (looked for .nii, .nii.gz and DICOM image series)")
     names = [f.name for f in found]
     for k, f in enumerate(found):  # unique names
-        if names.count(f.name) > 1:
-            f.name = f"{f.name}_{names[:k].count(f.name) + 1}" if names[:k].count(f.name) else f.name
+        if names.count(f.name) > 1 and names[:k].count(f.name):
+            f.name = f"{f.name}_{names[:k].count(f.name) + 1}"
+            if f.series is not None:
+                f.series.name = f.name
     return found, skipped
 
 
