@@ -125,12 +125,27 @@ def folder_keys(images: list[Path], folder: Path) -> dict[Path, str]:
 
 
 def list_volumes(folder: Path) -> list[Path]:
-    """NIfTI files and DICOM series folders beside the images of ``folder`` (or of its ``images/``)."""
-    from .domains.medical.job import _is_series_folder
+    """NIfTI files beside the images of ``folder`` (or of its ``images/``), and the folder of every DICOM series in
+    its subfolders at any depth (a patient/study/series tree) that holds that series alone."""
     from .domains.medical.volume import is_nifti
 
     sub = folder / "images" if (folder / "images").is_dir() else folder
-    return sorted(p for p in sub.iterdir() if (p.is_file() and is_nifti(p)) or (p.is_dir() and _is_series_folder(p)))
+    found = [p for p in sub.iterdir() if p.is_file() and is_nifti(p)]
+    dirs = [p for p in sub.iterdir() if p.is_dir() and p.name != "annotations"]
+    if dirs:
+        from collections import Counter
+
+        from .domains.medical.dicom import discover
+
+        for d in dirs:
+            try:
+                series = discover(d).series
+            except Exception:  # an unreadable folder is left out, as a non-image file is
+                continue
+            per_folder = Counter(s.folder for s in series)
+            found += [Path(f) for f, n in per_folder.items()
+                      if n == 1 and not Path(f).is_relative_to(folder / "annotations")]
+    return sorted(set(found))
 
 
 def image_size_from_header(path: str | Path) -> tuple[int, int] | None:

@@ -195,3 +195,25 @@ def test_coronal_and_sagittal_planes_show_and_edit_the_same_3d_objects(volume_fo
     assert key_iou > 0.6 and hi - lo >= 2 and dice_3d(sag, truth) > 0.2
     with pytest.raises(Exception, match="unknown plane"):
         app.command(st, {"op": "plane", "name": "oblique"}, "liver")
+
+
+def test_a_study_tree_lists_every_series_and_a_dicom_volume_exports_dicom_seg(tmp_path):
+    hd = pytest.importorskip("highdicom")
+    from samprompt.synthetic.volumes import make_volume, write_dicom_series
+
+    tree = tmp_path / "export"
+    for k, (patient, study, ser) in enumerate([("P1", "S1", "SE1"), ("P1", "S1", "SE2"), ("P2", "S7", "SE1")]):
+        v = make_volume(10 + k, shape=(40, 40, 6))
+        write_dicom_series(tree / patient / study / ser, v.data, v.affine, seed=10 + k)
+    app = Annotator(Segmenter("tiny"), tree, tmp_path / "ann")
+    names = [e.relative_to(tree).as_posix() for e in app.entries]
+    assert names == ["P1/S1/SE1", "P1/S1/SE2", "P2/S7/SE1"]
+    st = SessionState()
+    app.open_index(st, 1)
+    app.command(st, {"op": "box", "box": [8, 8, 30, 30]}, "liver")
+    app.command(st, {"op": "propagate"}, "liver")
+    paths = app.export(st)
+    seg_path = next(p for p in paths if p.endswith("_seg.dcm"))
+    seg = hd.seg.segread(seg_path)
+    assert [d.SegmentLabel for d in seg.SegmentSequence] == ["liver"]
+    assert int(seg.NumberOfFrames) == int((st.volume.label_volume() > 0).any(axis=(0, 1)).sum())

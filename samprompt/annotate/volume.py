@@ -244,10 +244,12 @@ class VolumeAnnotation:
 
     def export_paths(self, folder: str | Path) -> list[Path]:
         """The files :meth:`export` writes into ``folder``."""
-        return [Path(folder) / f"{self.name}_seg.nii.gz", Path(folder) / f"{self.name}_seg.json"]
+        seg = [Path(folder) / f"{self.name}_seg.dcm"] if self.vol.series is not None else []
+        return [Path(folder) / f"{self.name}_seg.nii.gz", Path(folder) / f"{self.name}_seg.json", *seg]
 
     def export(self, folder: str | Path) -> list[Path]:
-        """``NAME_seg.nii.gz`` on the scan's grid and ``NAME_seg.json`` ({label value: class})."""
+        """``NAME_seg.nii.gz`` on the scan's grid and ``NAME_seg.json`` ({label value: class}); for a DICOM series
+        also ``NAME_seg.dcm``, a DICOM SEG of it (named segments), when any object has voxels."""
         from ..domains.medical.volume import save_segmentation
 
         folder = Path(folder)
@@ -255,7 +257,15 @@ class VolumeAnnotation:
         nii = save_segmentation(folder / f"{self.name}_seg.nii.gz", labels, self.vol)
         names = atomic_write_text(folder / f"{self.name}_seg.json",
                                   json.dumps({"labels": self.classes(), "source": self.file_name}, indent=1) + "\n")
-        return [self.save(folder), nii, names]
+        written = [self.save(folder), nii, names]
+        if self.vol.series is not None and labels.any():
+            from ..domains.medical.dicom_seg import write_dicom_seg
+
+            sources = [None if k in self.vol.missing else "" for k in range(self.vol.file_shape[2])]
+            written.append(write_dicom_seg(folder / f"{self.name}_seg.dcm", self.vol.to_file_order(labels),
+                                           self.vol.series, {int(k): v for k, v in self.classes().items()},
+                                           self.seg.model_id, sources))
+        return written
 
     def summary(self) -> dict:
         """What the canvas shows about the volume: slice, count, window, the selected object's slices."""

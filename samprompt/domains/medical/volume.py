@@ -60,6 +60,7 @@ class MedicalVolume:
     header: object | None = field(default=None, repr=False)
     missing: list[int] = field(default_factory=list)  # file-order slice indices that a gap left empty (DICOM)
     notes: list[str] = field(default_factory=list)  # what loading noted (DICOM: duplicates dropped, gaps kept)
+    series: object | None = field(default=None, repr=False)  # the DICOM series it was stacked from (for SEG)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -198,7 +199,7 @@ def load_volume(path: str | Path, series=None, unreadable=(), allow_gaps: bool =
     spacing = tuple(float(v) for v in np.linalg.norm(affine[:3, :3], axis=0))
     name = series.name if series is not None and path.is_file() else volume_name(path)
     return MedicalVolume(name, str(path), data, affine, spacing, file_affine, file_shape,  # type: ignore[arg-type]
-                         modality, header, missing=list(missing), notes=list(notes))
+                         modality, header, missing=list(missing), notes=list(notes), series=series)
 
 
 def label_dtype(max_label: int):
