@@ -1,5 +1,5 @@
 """DICOM discovery and DICOM SEG writing: seconds to find every series in a tree of 2,000 files, to stack a
-series, to write its SEG; and what discovery finds and refuses in pydicom's real DICOMDIR test tree.
+series, to write its SEG and RTSTRUCT (and the RTSTRUCT's Dice read back); and what discovery finds and refuses in pydicom's real DICOMDIR test tree.
 
     python benchmarks/medical_dicom.py [--series 20] [--slices 100] [--out docs/data/medical_dicom.json]
 
@@ -73,6 +73,15 @@ def main() -> None:
     write_dicom_seg(work / "seg.dcm", labels, s, {1: "liver", 5: "aorta"}, "tiny:bench", sv.sources)
     doc["dicom_seg_seconds_96x96x40"] = round(time.perf_counter() - t0, 3)
     doc["dicom_seg_bytes"] = (work / "seg.dcm").stat().st_size
+    from samprompt.domains.medical.rtstruct import rasterise_rtstruct, write_rtstruct
+
+    t0 = time.perf_counter()
+    write_rtstruct(work / "rt.dcm", labels, s, {1: "liver", 5: "aorta"}, "tiny:bench", sv.sources)
+    doc["rtstruct_seconds_96x96x40"] = round(time.perf_counter() - t0, 3)
+    back = rasterise_rtstruct(work / "rt.dcm", s)
+    doc["rtstruct_dice"] = {name: round(float(2 * (back[name] & (labels == v)).sum() / (back[name].sum()
+                                                                                         + (labels == v).sum())), 4)
+                            for name, v in (("liver", 1), ("aorta", 5))}
     tree = Path(get_testdata_file("CT_small.dcm")).parent / "dicomdirtests"
     real = discover(tree)
     doc["pydicom_dicomdirtests"] = {
