@@ -164,7 +164,7 @@ class Annotator:
     """The app's logic, UI-free so it can be tested directly and through Gradio."""
 
     def __init__(self, segmenter: Segmenter, folder: str | Path | None = None, out: str | Path | None = None,
-                 max_side: int = 4096, imports: str | Path | None = None) -> None:
+                 max_side: int = 4096, imports: str | Path | None = None, labels: str | Path | None = None) -> None:
         from .label_import import open_labels
 
         self.seg = segmenter
@@ -192,6 +192,13 @@ class Annotator:
         self.max_side = max_side
         self.prefetched = None  # the background thread encoding the next image, if any
         self.classes = self._read_classes()
+        self.label_values: dict[str, int] = {}  # a labels file's class -> value, for volume exports
+        if labels is not None:
+            from .domains.medical.labels import read_labels
+
+            self.label_values = {v["name"]: k for k, v in sorted(read_labels(labels).items())}
+            for name in self.label_values:
+                self.add_class(name)
         self._status: dict[str, str] | None = None
         self._files_version = 0  # bumped when a file's status changes: the list is resent only then
 
@@ -299,6 +306,7 @@ class Annotator:
 
         require("monai", "medical")
         vol = VolumeAnnotation(self.seg, path, key)
+        vol.label_values = self.label_values
         resumed = vol.load(self.out)
         state.volume, state.ann = vol, vol.ann
         state.box_start, state.proposal = None, 0
@@ -790,12 +798,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--max-upload-mb", type=float, default=25, help="largest upload in MB (default 25)")
+    p.add_argument("--labels", metavar="JSON", help="a labels file (as samprompt medical --labels): its classes are "
+                                                   "offered, and a volume's export gives them its label values")
     p.add_argument("--import", dest="imports", metavar="PATH",
                    help="start images that have no saved annotation from existing labels: a folder of label-map "
                         "PNGs (or one holding masks/), a COCO JSON file, or a folder of YOLO-seg .txt files")
     args = p.parse_args(argv)
     try:
-        annotator = Annotator(Segmenter(args.model), args.folder, args.out, imports=args.imports)
+        annotator = Annotator(Segmenter(args.model), args.folder, args.out, imports=args.imports, labels=args.labels)
     except SampromptError as exc:
         p.error(str(exc))
     build_app(annotator).launch(server_name=args.host, server_port=args.port,

@@ -217,3 +217,26 @@ def test_a_study_tree_lists_every_series_and_a_dicom_volume_exports_dicom_seg(tm
     seg = hd.seg.segread(seg_path)
     assert [d.SegmentLabel for d in seg.SegmentSequence] == ["liver"]
     assert int(seg.NumberOfFrames) == int((st.volume.label_volume() > 0).any(axis=(0, 1)).sum())
+
+
+def test_a_labels_file_gives_the_volume_export_its_values(tmp_path):
+    import json
+
+    nib = pytest.importorskip("nibabel")
+    from samprompt.synthetic.volumes import make_volume, save_nifti
+
+    v = make_volume(5, shape=(48, 48, 8))
+    save_nifti(tmp_path / "vols" / "ct.nii.gz", v.data, v.affine)
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"7": "liver", "9": {"name": "spleen", "color": [1, 2, 3]}}))
+    app = Annotator(Segmenter("tiny"), tmp_path / "vols", tmp_path / "ann", labels=labels)
+    assert {"liver", "spleen"} <= set(app.classes)
+    st = SessionState()
+    app.open_index(st, 0)
+    app.command(st, {"op": "box", "box": [10, 10, 30, 30]}, "liver")
+    app.command(st, {"op": "key", "key": "new"}, "tumour")
+    app.command(st, {"op": "box", "box": [32, 32, 44, 44]}, "tumour")  # not in the file: the next free value
+    app.export(st)
+    out = np.asarray(nib.load(str(tmp_path / "ann" / "ct_seg.nii.gz")).dataobj)
+    assert set(np.unique(out)) <= {0, 7, 10} and (out == 7).any()
+    assert json.loads((tmp_path / "ann" / "ct_seg.json").read_text())["labels"] == {"7": "liver", "10": "tumour"}

@@ -188,6 +188,25 @@ class VolumeAnnotation:
     def classes(self) -> dict[str, str]:
         return {str(i + 1): self.labels[uid] for i, uid in enumerate(self.order)}
 
+    def export_labels(self, values: dict[str, int] | None = None) -> tuple[np.ndarray, dict[str, str]]:
+        """(the label volume, {value: class}) for export: object i is i + 1, or with ``values`` (a labels file's
+        class -> value) each object of a class the file names gets that value and the rest the next free ones."""
+        labels = self.label_volume()
+        if not values:
+            return labels, self.classes()
+        out = np.zeros(labels.shape, np.uint16)
+        names: dict[str, str] = {}
+        free = max(values.values(), default=0) + 1
+        for i, uid in enumerate(self.order):
+            cls = self.labels[uid]
+            if cls in values:
+                value = values[cls]
+            else:
+                value, free = free, free + 1
+            out[labels == i + 1] = value
+            names[str(value)] = cls
+        return out.astype(np.uint8 if out.max(initial=0) < 256 else np.uint16), names
+
     def dirty(self) -> bool:
         """Whether the objects changed since the last save or load."""
         return self._dirty or self.ann.dirty()
@@ -253,17 +272,17 @@ class VolumeAnnotation:
         from ..domains.medical.volume import save_segmentation
 
         folder = Path(folder)
-        labels = self.label_volume()
+        labels, classes = self.export_labels(getattr(self, "label_values", None))
         nii = save_segmentation(folder / f"{self.name}_seg.nii.gz", labels, self.vol)
         names = atomic_write_text(folder / f"{self.name}_seg.json",
-                                  json.dumps({"labels": self.classes(), "source": self.file_name}, indent=1) + "\n")
+                                  json.dumps({"labels": classes, "source": self.file_name}, indent=1) + "\n")
         written = [self.save(folder), nii, names]
         if self.vol.series is not None and labels.any():
             from ..domains.medical.dicom_seg import write_dicom_seg
 
             sources = [None if k in self.vol.missing else "" for k in range(self.vol.file_shape[2])]
             written.append(write_dicom_seg(folder / f"{self.name}_seg.dcm", self.vol.to_file_order(labels),
-                                           self.vol.series, {int(k): v for k, v in self.classes().items()},
+                                           self.vol.series, {int(k): v for k, v in classes.items()},
                                            self.seg.model_id, sources))
         return written
 

@@ -109,7 +109,10 @@ def run(args) -> int:
             objs = ", ".join(f"{o['label']}{'/' + o['name'] if o['name'] else ''}: {o['ml']} ml, slices "
                              f"{o['slices'][0]}-{o['slices'][1]}" if o["slices"] else f"{o['label']}: empty"
                              for o in rec.get("objects", []))
-            print(f"{rec['id']}: {rec.get('window')}; {objs}")
+            gaps = f"; slices {rec['missing_slices']} missing, kept empty" if rec.get("missing_slices") else ""
+            notes = f"; {'; '.join(n for n in rec.get('notes', []) if not n.startswith('gap kept'))}" \
+                if rec.get("notes") else ""
+            print(f"{rec['id']}: {rec.get('window')}; {objs}{gaps}{notes.rstrip('; ')}")
     if not args.quiet:
         print(summary_line(summary, len(items), "volume", args.out))
     if summary.interrupted:

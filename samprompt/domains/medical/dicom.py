@@ -289,7 +289,7 @@ def geometry_problem(series: Series, unreadable=(), allow_gaps: bool = False) ->
     try:
         build_volume(series, list(unreadable), allow_gaps, pixels=False)
     except ImageError as exc:
-        return str(exc).split(": ", 1)[1] if str(exc).startswith(series.name) else str(exc)
+        return str(exc)
     return None
 
 
@@ -299,13 +299,13 @@ def build_volume(series: Series, unreadable: list[str] = (), allow_gaps: bool = 
     read in the same input (named when a gap may be one of them)."""
     sl = series.slices
     if any(s.position is None or s.orientation is None for s in sl):
-        raise ImageError(f"{series.name}: slices without ImagePositionPatient or ImageOrientationPatient cannot be "
+        raise ImageError("slices without ImagePositionPatient or ImageOrientationPatient cannot be "
                          "placed in space")
     if len(sl) < 2:
-        raise ImageError(f"{series.name}: one slice; a volume needs a series of at least two")
+        raise ImageError("one slice; a volume needs a series of at least two")
     spacing = sl[0].spacing
     if spacing is None:
-        raise ImageError(f"{series.name}: no PixelSpacing")
+        raise ImageError("no PixelSpacing")
     ori = sl[0].orientation
     row_dir, col_dir = ori[:3], ori[3:]
     normal = np.cross(row_dir, col_dir)
@@ -321,24 +321,24 @@ def build_volume(series: Series, unreadable: list[str] = (), allow_gaps: bool = 
         notes.append(f"{len(sl) - len(uniq)} duplicate file(s) of the same instance dropped")
     sl = sorted(uniq.values(), key=lambda s: float(s.position @ normal))
     if len(sl) < 2:
-        raise ImageError(f"{series.name}: one slice (and {len(series.slices) - 1} duplicate(s)); a volume needs two")
+        raise ImageError(f"one slice (and {len(series.slices) - 1} duplicate(s)); a volume needs two")
     z = np.array([float(s.position @ normal) for s in sl])
     dz = np.diff(z)
     if (np.abs(dz) < 1e-3).any():
         k = int(np.argmax(np.abs(dz) < 1e-3))
-        raise ImageError(f"{series.name}: two slices at the same position ({sl[k].source} and {sl[k + 1].source}); "
+        raise ImageError(f"two slices at the same position ({sl[k].source} and {sl[k + 1].source}); "
                          "a series with repeated positions (several phases or echoes?) needs splitting first")
     step = float(np.median(dz))
     # gantry tilt: the positions move off the normal
     along = sl[-1].position - sl[0].position
     tilt = np.degrees(np.arccos(min(1.0, abs(float(along @ normal)) / max(np.linalg.norm(along), 1e-9))))
     if tilt > 0.5:
-        raise ImageError(f"{series.name}: the slices are sheared by a gantry tilt of {tilt:.1f} degrees; resample "
+        raise ImageError(f"the slices are sheared by a gantry tilt of {tilt:.1f} degrees; resample "
                          "it to an orthogonal grid first (dcm2niix does), samprompt does not")
     ratio = dz / step
     whole = np.round(ratio)
     if (np.abs(ratio - whole) > SPACING_TOL * np.maximum(whole, 1)).any() or (whole < 1).any():
-        raise ImageError(f"{series.name}: uneven slice spacing ({dz.min():.3f} to {dz.max():.3f} mm); a volume "
+        raise ImageError(f"uneven slice spacing ({dz.min():.3f} to {dz.max():.3f} mm); a volume "
                          "needs one spacing")
     gaps = [(k, int(w) - 1) for k, w in enumerate(whole) if w > 1]
     missing: list[int] = []
@@ -357,7 +357,7 @@ def build_volume(series: Series, unreadable: list[str] = (), allow_gaps: bool = 
         near = [u for u in unreadable if str(Path(u).parent) == series.folder]  # beside the series' files
         named = f"; unreadable file(s) beside it, perhaps the missing slice(s): {', '.join(near[:3])}" if near else ""
         if not allow_gaps:
-            raise ImageError(f"{series.name}: a gap in the slice positions ({where}){named}; the volume would "
+            raise ImageError(f"a gap in the slice positions ({where}){named}; the volume would "
                              "have the wrong geometry. --allow-gaps keeps the true grid with those slices empty")
         notes.append(f"gap kept on the true grid: {where}")
     if not pixels:
@@ -371,13 +371,13 @@ def build_volume(series: Series, unreadable: list[str] = (), allow_gaps: bool = 
             try:
                 ds = s.source.read()
             except Exception as exc:
-                raise ImageError(f"{series.name}: cannot read {s.source}: {exc}") from None
+                raise ImageError(f"cannot read {s.source}: {exc}") from None
             if s.frame is None:
                 by_source.clear()
             by_source[key] = ds
         img = _pixels(ds, s.frame)
         if img.shape != sl[0].size:
-            raise ImageError(f"{series.name}: {s.source} is {img.shape[1]}x{img.shape[0]}, the series "
+            raise ImageError(f"{s.source} is {img.shape[1]}x{img.shape[0]}, the series "
                              f"{sl[0].size[1]}x{sl[0].size[0]}")
         planes.append(img.T)  # (columns, rows): i along a row, j down the columns
     fill = float(min(p.min() for p in planes))
