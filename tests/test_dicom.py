@@ -263,7 +263,17 @@ def test_rtstruct_contours_rasterise_back_to_the_nifti(tmp_path, series):
     assert cli.main(["medical", str(series.parent), "--prompts", str(prompts), "--out", str(out), "--format", "nifti",
                      "--format", "rtstruct", "--quiet"]) == 0
     labels = np.asarray(nib.load(str(out / "ser_seg.nii.gz")).dataobj)
-    ds = pydicom.dcmread(out / "ser" / "rtstruct.dcm")
+    from pydicom import config
+
+    old = config.settings.reading_validation_mode
+    config.settings.reading_validation_mode = config.RAISE  # pydicom validates the file as it reads
+    try:
+        ds = pydicom.dcmread(out / "ser" / "rtstruct.dcm")
+        for roi in ds.ROIContourSequence:
+            for c in roi.ContourSequence:
+                assert len(c.ContourData) == 3 * int(c.NumberOfContourPoints)
+    finally:
+        config.settings.reading_validation_mode = old
     assert ds.Modality == "RTSTRUCT" and [r.ROIName for r in ds.StructureSetROISequence] == ["liver", "label 2"]
     back = rasterise_rtstruct(out / "ser" / "rtstruct.dcm", discover(series).series[0])
     for name, value in (("liver", 1), ("label 2", 2)):
@@ -303,3 +313,13 @@ def test_convert_writes_each_series_as_nifti_with_its_affine(tmp_path, series, v
     _files(tmp_path / "tree")[4].unlink()
     assert cli.main(["medical", "convert", str(tmp_path / "tree"), "--out", str(tmp_path / "nii")]) == 1
     assert "ser: a gap in the slice positions" in capsys.readouterr().err
+
+
+def test_jpeg_extended_pixels_decode_through_the_plugins():
+    from samprompt.domains.medical.dicom import _pixels
+
+    ds = pydicom.dcmread(get_testdata_file("JPGExtended.dcm"))  # JPEG Extended (processes 2 and 4)
+    img = _pixels(ds, None)
+    assert img.shape == (1024, 256) and img.std() > 0
+    with pytest.raises(ImageError, match="cannot decode the pixels"):  # 12-bit lossy JPEG: needs GDCM
+        _pixels(pydicom.dcmread(get_testdata_file("JPEG-lossy.dcm")), None)

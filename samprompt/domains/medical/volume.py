@@ -150,7 +150,7 @@ def load_volume(path: str | Path, series=None, unreadable=(), allow_gaps: bool =
 
         sv = build_volume(series, list(unreadable), allow_gaps)
         img = MetaTensor(torch.from_numpy(sv.data)[None], affine=torch.from_numpy(sv.affine))
-        modality, missing, notes = sv.modality, sv.missing, sv.notes
+        modality, missing, notes = sv.modality, sv.missing, [*series.notes, *sv.notes]
         target = None
     elif is_nifti(path):
         nib = require("nibabel", "medical")
