@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
+from . import defects_model
 from .common import add_job_options, add_model_options, positive_int
+from .defects_model import add_fit_options
 
 HELP = "find defects in inspection images (MVTec-AD layout or a plain folder), few-shot or zero-shot"
 DESCRIPTION = """Judge each test image of each category of DATA and segment its defects:
@@ -49,31 +51,7 @@ def add_parser(sub, formatter) -> None:
     add_model_options(d)
     add_job_options(d, "image")
     d.set_defaults(func=run)
-    from . import defects_model
-
     defects_model.add_parsers(sub, formatter)
-
-
-def add_fit_options(p) -> None:
-    """--max-false-alarm and --align, shared by ``defects`` and ``defects fit``."""
-    p.add_argument("--max-false-alarm", type=rate, default=0.0, metavar="RATE",
-                   help="the threshold flags at most this share of the held-out good images (train/good beyond "
-                        "the shots); 0: none of them")
-    p.add_argument("--align", choices=["auto", "on", "off"], default="auto",
-                   help="turn parts onto the first shot's pose before scoring (auto: when the shots show a part "
-                        "at different angles)")
-
-
-def rate(text: str) -> float:
-    import argparse
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a rate such as 0.01, got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
-    return value
 
 
 def _mean(rows: list[dict]) -> dict:

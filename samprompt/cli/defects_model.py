@@ -32,10 +32,30 @@ sam or map). Rerunning resumes. The SAM model is the one the defect model was fi
 Exit status: 0 all done; 1 some images failed; 2 bad usage; 130 Ctrl-C (without --watch)."""
 
 
+def add_fit_options(p) -> None:
+    """--max-false-alarm and --align, shared by ``defects`` and ``defects fit``."""
+    p.add_argument("--max-false-alarm", type=rate, default=0.0, metavar="RATE",
+                   help="the threshold flags at most this share of the held-out good images (train/good beyond "
+                        "the shots); 0: none of them")
+    p.add_argument("--align", choices=["auto", "on", "off"], default="auto",
+                   help="turn parts onto the first shot's pose before scoring (auto: when the shots show a part "
+                        "at different angles)")
+
+
+def rate(text: str) -> float:
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a rate such as 0.01, got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+    return value
+
+
 def add_parsers(sub, formatter) -> None:
     """``defects-fit`` and ``defects-inspect``, reached as ``samprompt defects fit|inspect`` (see cli.main)."""
-    from .defects import add_fit_options
-
     f = sub.add_parser("defects-fit", prog="samprompt defects fit", description=FIT, formatter_class=formatter)
     f.add_argument("data", help="a category folder, a dataset (with --category), or a folder of good images")
     f.add_argument("--category", metavar="NAME", default=None, help="the category of a dataset of several")
