@@ -194,7 +194,9 @@ def run_inspect(args) -> int:
     if not args.watch:
         items = inspect_items(_inspect_paths(args.input))
         if not items:
-            raise SampromptError(f"{args.input} holds no images")
+            nested = Path(args.input).is_dir() and any(p.is_dir() for p in Path(args.input).iterdir())
+            raise SampromptError(f"{args.input} holds no images" + (
+                f"; for its subfolders give a quoted glob, e.g. '{Path(args.input) / '*' / '*.png'}'" if nested else ""))
         summary = run_job(items, out, segmenter=seg, settings=job, overwrite=args.overwrite, workers=args.workers,
                           scheduler=args.scheduler, progress=not args.quiet)
         return _report(summary, len(items), out, args.quiet)
