@@ -308,3 +308,17 @@ def test_the_visa_layout_is_read(tmp_path):
     assert cli.main(["defects", str(root), "--shots", "2", "--out", str(out), "--quiet"]) == 0
     m = json.loads((out / "pcb9" / "metrics.json").read_text())
     assert m["images"] == 2 and m["defective"] == 1 and m["pixel_auroc"] is not None
+
+
+def test_aligned_parts_are_outlined_at_twice_the_image_threshold(seg):
+    amap, img = _blob_map(), np.zeros((64, 64, 3), np.uint8)
+    st = DefectSettings(sam=False, region_factor=2.0)
+    res = segment_defects(FixedSam(np.zeros((64, 64), bool)), img, amap, 1.0, st)  # the core (3.0) is above 2.0
+    np.testing.assert_array_equal(res.masks[0], amap > 2.0)
+    low = segment_defects(FixedSam(np.zeros((64, 64), bool)), img, amap, 1.6, st)  # flagged, nothing above 3.2
+    assert low.verdict == "defect" and len(low.masks) == 0
+    assert "under the threshold for outlines 3.2 (2 x the image threshold)" in low.dropped[-1]["reason"]
+    model = DefectModel.fit(seg, [make_inspection_image("flange", s)[0] for s in range(4)], align="auto")
+    assert model.settings.region_factor == 2.0 and model.settings.sam is False
+    texture = DefectModel.fit(seg, [make_inspection_image("grid", s)[0] for s in range(3)], align="auto")
+    assert texture.settings.region_factor == 1.0 and texture.settings.sam is True

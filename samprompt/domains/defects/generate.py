@@ -26,7 +26,11 @@ held-out seeds (docs/defects.md): against keeping only SAM masks it raised the
 mask F1 on parts from 0.09-0.15 to the map's own F1, and kept the textures'.
 With ``sam`` False every region is its own instance: :class:`~.model.DefectModel`
 sets it for parts it aligns to a pose, where the built-in model's masks follow the
-part's own edges (holes, notches, threads) and scored below the map.
+part's own edges (holes, notches, threads) and scored below the map. Regions are cut
+at ``region_factor`` x the image threshold (a pixel threshold apart from the image
+one, as anomalib keeps two): on aligned parts the image threshold sits just above the
+small normal variation left after alignment, and outlines at twice it were chosen on
+seed 0 (docs/defects.md); an image flagged with no region that high says so.
 Instances that overlap are merged; the source of a merged instance names its
 parts (``sam+map``). The image score is the map's maximum (PatchCore's image
 score), and the verdict is ``defect`` when it exceeds the threshold.
@@ -55,6 +59,7 @@ class DefectSettings:
     grow: int = 4  # SAM's mask is cut to the region grown by this many px
     leak: float = 0.5  # SAM's mask this share of the region's area or more: fall back to the region
     sam: bool = True  # False: every region is its own instance (parts aligned to a pose; see DefectModel.fit)
+    region_factor: float = 1.0  # regions are cut at this x the image threshold (the pixel threshold)
 
 
 @dataclass
@@ -160,7 +165,11 @@ def segment_defects(seg, rgb: np.ndarray, anomaly_map: np.ndarray, threshold: fl
                     settings: DefectSettings | None = None) -> DefectResult:
     """Prompts from the map, SAM masks in one batch, each region's instance chosen (see the module doc)."""
     st = settings or DefectSettings()
-    found, dropped = _regions(anomaly_map, threshold, st.min_region)
+    found, dropped = _regions(anomaly_map, threshold * st.region_factor, st.min_region)
+    if st.region_factor != 1 and not found and float(anomaly_map.max()) > threshold:
+        dropped.append({"area": 0, "peak": round(float(anomaly_map.max()), 5),
+                        "reason": f"the map peaks at {float(anomaly_map.max()):.4g}, under the threshold for outlines "
+                                  f"{threshold * st.region_factor:.4g} ({st.region_factor:g} x the image threshold)"})
     masks, scores, sources, used = [], [], [], []
     if found and not st.sam:
         masks, scores, sources, used = ([r for _, r in found], [np.nan] * len(found), ["map"] * len(found),

@@ -39,6 +39,7 @@ import numpy as np
 from ...errors import CheckpointError, ConfigError, ImageError, SampromptError
 from .generate import DefectResult, DefectSettings, segment_defects
 
+ALIGNED_REGION_FACTOR = 2.0  # outlines of aligned parts at 2 x the image threshold (chosen on seed 0)
 WEIGHTS = "defect_model.safetensors"
 CONFIG = "defect_model.json"
 FORMAT = "samprompt-defect-model"
@@ -107,8 +108,8 @@ class DefectModel:
             use = align == "on"
         aligner = PoseAligner.from_reference(shots[0]) if use else None
         settings = settings or DefectSettings()
-        if use and sam_on_parts is None:
-            settings = replace(settings, sam=False)  # see generate.py: SAM's masks lose to the map on aligned parts
+        if use and sam_on_parts is None:  # see generate.py: on aligned parts the map's regions, outlined at 2 x
+            settings = replace(settings, sam=False, region_factor=ALIGNED_REGION_FACTOR)
         elif sam_on_parts is not None:
             settings = replace(settings, sam=bool(sam_on_parts) or not use)
         feats = PatchFeatures(seg, tuple(layers), zoom=zoom)
