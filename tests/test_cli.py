@@ -198,3 +198,14 @@ def test_more_clear_errors(tmp_path, ckpt, capsys):
                      "--out", str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err
     assert "refuses to unpickle" in err and "weights_only=False" not in err
+
+
+def test_negative_min_area_and_eval_json_without_nan(tmp_path, image_file, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["segment", str(image_file), "--auto", "--min-area", "-5"])
+    assert "must be 0 or more, got -5" in capsys.readouterr().err
+    from samprompt.cli.evaluate import _finite
+
+    doc = _finite({"mIoU": float("nan"), "per_click": [1.0, float("inf")], "n": 3})
+    assert doc == {"mIoU": None, "per_click": [1.0, None], "n": 3}
+    json.dumps(doc, allow_nan=False)  # strict JSON

@@ -272,3 +272,16 @@ def test_more_usage_errors(tmp_path, image_file_and_ckpt, capsys):
 def image_file_and_ckpt(tmp_path, ckpt):
     data = write_dataset(tmp_path / "one", 1, size=(120, 160))
     return data / "images" / "default_000000.png", ckpt
+
+
+def test_run_job_numbers_the_classes_its_prompts_name(folder, ckpt, tmp_path):
+    """The README's Python example: prompts labelled "car" with the default class list (it used to fail
+    every image with "'car' is not in list")."""
+    settings = JobSettings(formats=["png", "coco", "yolo"])
+    s = run_job(_items(folder, [Prompt(box=(5, 5, 60, 60), label="car")])[:2], tmp_path / "o",
+                segmenter=SegmenterSpec(ckpt, threads=1), settings=settings, progress=False)
+    assert (s.done, s.failed) == (2, 0) and settings.classes == ["object"]  # the caller's settings untouched
+    assert (tmp_path / "o" / "classes.txt").read_text().splitlines() == ["object", "car"]
+    coco = json.loads((tmp_path / "o" / "coco.json").read_text())
+    assert [c["name"] for c in coco["categories"]] == ["object", "car"]
+    assert {a["category_id"] for a in coco["annotations"]} == {2}

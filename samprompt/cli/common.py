@@ -42,6 +42,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def add_model_options(p: argparse.ArgumentParser, learned: bool = True) -> None:
     p.add_argument("--model", default="tiny", help="registry name (tiny, vit_b, vit_l, vit_h) or checkpoint path")
     if learned:

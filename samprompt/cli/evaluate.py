@@ -66,7 +66,7 @@ def run(args) -> int:
     if not args.per_image:
         d.pop("per_image")
     if args.json:
-        print(json.dumps(d, indent=1))
+        print(json.dumps(_finite(d), indent=1, allow_nan=False))
     else:
         print(f"{report.prompt}: mIoU {report.mIoU:.4f}  mDice {report.mDice:.4f}  "
               f"({report.n_objects} objects in {report.n_images} images)")
@@ -89,6 +89,19 @@ def run(args) -> int:
     return 1 if report.failed or not report.n_objects else 0
 
 
+def _finite(doc):
+    """NaN and infinities (an empty report's means) as null: strict JSON, which every parser reads."""
+    import math
+
+    if isinstance(doc, float):
+        return doc if math.isfinite(doc) else None
+    if isinstance(doc, dict):
+        return {k: _finite(v) for k, v in doc.items()}
+    if isinstance(doc, (list, tuple)):
+        return [_finite(v) for v in doc]
+    return doc
+
+
 def _run_volumes(args) -> int:
     from ..domains.medical import evaluate_volumes, parse_window
     from ..errors import ConfigError, require
@@ -103,7 +116,7 @@ def _run_volumes(args) -> int:
     if not args.per_image:
         report.pop("per_volume")
     if args.json:
-        print(json.dumps(report, indent=1))
+        print(json.dumps(_finite(report), indent=1, allow_nan=False))
     else:
         print(f"{report['volumes']} volume(s), NSD at {args.tolerance:g} mm")
         for mode, r in report["modes"].items():

@@ -6,7 +6,15 @@ import argparse
 import sys
 
 from ..errors import SampromptError
-from .common import add_encoder_options, add_model_options, numbers, positive_int, segmenter_spec, summary_line
+from .common import (
+    add_encoder_options,
+    add_model_options,
+    non_negative_int,
+    numbers,
+    positive_int,
+    segmenter_spec,
+    summary_line,
+)
 
 HELP = "segment an image or a folder from prompts (or --auto)"
 DESCRIPTION = """Segment IMAGE (a file, a folder, or a labelled folder's images/) from point/box prompts,
@@ -52,7 +60,8 @@ def add_parser(sub, formatter) -> None:
     a.add_argument("--stability-thresh", type=float, default=0.9, help="keep masks at least this stable")
     a.add_argument("--box-nms-thresh", type=float, default=0.7, help="drop the lower of two masks whose boxes "
                                                                       "overlap more than this")
-    s.add_argument("--min-area", type=int, default=0, help="remove islands and fill holes smaller than this (px)")
+    s.add_argument("--min-area", type=non_negative_int, default=0,
+                   help="remove islands and fill holes smaller than this (px)")
     add_model_options(s)
     add_encoder_options(s)
     s.add_argument("--format", action="append", choices=["png", "coco", "yolo"],

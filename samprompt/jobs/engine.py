@@ -74,8 +74,8 @@ def _check_outputs(items: list[WorkItem], settings: JobSettings, out: Path, over
 
     check_out_folder(out)
     planned = [p for item in items for p in settings.planned_outputs(item, out)]
-    check_outputs([*planned, *settings.job_outputs(out), out / FAILURES], inputs=[i.input for i in items], input_dirs=input_dirs,
-                  overwrite=overwrite)
+    check_outputs([*planned, *settings.job_outputs(out), out / FAILURES], inputs=[i.input for i in items],
+                  input_dirs=input_dirs, overwrite=overwrite)
 
 
 def run_job(
@@ -103,7 +103,7 @@ def run_job(
     ``input_dirs`` (datasets the items come from) or over a file samprompt did
     not write (unless ``overwrite``): see :mod:`samprompt.outputs`.
     """
-    settings = settings or JobSettings()
+    settings = _with_prompt_classes(settings or JobSettings(), items)
     out = Path(out)
     ids = [i.id for i in items]
     if len(set(ids)) != len(ids):
@@ -121,6 +121,20 @@ def run_job(
     _check_outputs(items, settings, out, overwrite, input_dirs)
     with _exclusive(out):
         return _run(items, out, spec, seg, stamp, settings, overwrite, workers, scheduler, max_in_flight, progress)
+
+
+def _with_prompt_classes(settings: JobSettings, items: list[WorkItem]) -> JobSettings:
+    """The settings with every class the items' prompts name appended to ``classes`` (in first-seen order), so
+    COCO and YOLO can number them; the given settings are not changed."""
+    import dataclasses
+
+    names = list(settings.classes)
+    for item in items:
+        for prompt in item.prompts or []:
+            label = getattr(prompt, "label", None)
+            if isinstance(label, str) and label and label not in names:
+                names.append(label)
+    return settings if names == list(settings.classes) else dataclasses.replace(settings, classes=names)
 
 
 @contextlib.contextmanager
