@@ -22,9 +22,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual mode
-        digest = sha256_of(tmp)
+        record_written(path, sha256_of(tmp))  # before the move: a kill between the two leaves no file of ours unknown
         os.replace(tmp, path)
-        record_written(path, digest)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
