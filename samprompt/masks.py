@@ -39,6 +39,24 @@ def clean_mask(mask: np.ndarray, *, min_island: int = 0, max_hole: int = 0) -> n
     return m
 
 
+def drop_repeats(masks: np.ndarray, scores: np.ndarray, iou_thresh: float = 0.7,
+                 min_area: int = 1) -> np.ndarray:
+    """Indices of the (N, H, W) ``masks`` to keep, best score first: a mask smaller than ``min_area`` px, or one
+    whose IoU with a kept mask exceeds ``iou_thresh``, is dropped (mask NMS, for after a cleanup that made
+    masks equal)."""
+    masks = np.asarray(masks, bool)
+    flat = masks.reshape(len(masks), -1)
+    areas = flat.sum(1)
+    kept: list[int] = []
+    for i in np.argsort(-np.asarray(scores, np.float64), kind="stable"):
+        if areas[i] < max(min_area, 1):
+            continue
+        if any((flat[i] & flat[j]).sum() / max((flat[i] | flat[j]).sum(), 1) > iou_thresh for j in kept):
+            continue
+        kept.append(int(i))
+    return np.array(sorted(kept), int)
+
+
 def to_label_map(masks: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     """(N, H, W) bool masks -> (H, W) label map (0 = background, k = mask k, later masks on top).
 

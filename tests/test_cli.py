@@ -209,3 +209,21 @@ def test_negative_min_area_and_eval_json_without_nan(tmp_path, image_file, capsy
     doc = _finite({"mIoU": float("nan"), "per_click": [1.0, float("inf")], "n": 3})
     assert doc == {"mIoU": None, "per_click": [1.0, None], "n": 3}
     json.dumps(doc, allow_nan=False)  # strict JSON
+
+
+def test_auto_with_min_area_keeps_no_repeated_masks(tmp_path):
+    """segment --auto --min-area on a generated scene: the cleanup made 2 objects into 7 near-equal masks."""
+    from pycocotools import mask as mask_utils
+
+    from samprompt.synthetic import write_dataset
+
+    data = write_dataset(tmp_path / "d", 1)
+    out = tmp_path / "o"
+    assert cli.main(["segment", str(next((data / "images").glob("*.png"))), "--auto", "--min-area", "50",
+                     "--format", "coco", "--out", str(out), "--quiet"]) == 0
+    masks = [mask_utils.decode(a["segmentation"]).astype(bool)
+             for a in json.loads((out / "coco.json").read_text())["annotations"]]
+    assert masks and min(m.sum() for m in masks) >= 50
+    for i, a in enumerate(masks):
+        for b in masks[i + 1:]:
+            assert (a & b).sum() / (a | b).sum() <= 0.7

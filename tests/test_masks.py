@@ -78,3 +78,17 @@ def test_overlay_and_metrics():
     assert iou(np.zeros((2, 2)), np.zeros((2, 2))) == 1.0
     with pytest.raises(ValueError):
         to_label_map(np.zeros((4, 4), bool))
+
+
+def test_drop_repeats_keeps_the_best_of_equal_masks_and_drops_slivers():
+    from samprompt.masks import drop_repeats
+
+    a = np.zeros((20, 20), bool)
+    a[2:10, 2:10] = True
+    b = np.zeros((20, 20), bool)
+    b[12:18, 12:18] = True
+    sliver = np.zeros((20, 20), bool)
+    sliver[0, 15:19] = True
+    masks = np.stack([a, a, b, a, sliver, b])
+    keep = drop_repeats(masks, np.array([0.5, 0.9, 0.7, 0.6, 0.99, 0.8]), min_area=9)
+    assert keep.tolist() == [1, 5]  # one a (the best), one b (the best), no 4-px sliver

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import PromptError, SampromptError
 from ..images import to_rgb_uint8
-from ..masks import clean_mask
+from ..masks import clean_mask, drop_repeats
 from ..prompts import prompts_to_json
 from .items import WorkItem
 from .manifest import sha256_of
@@ -193,6 +193,10 @@ def compute_item(seg, item: WorkItem, settings: JobSettings) -> tuple[dict, Item
             classes, used = [p.label for p in item.prompts], item.prompts
         if settings.min_area and len(masks):
             masks = np.stack([clean_mask(m, min_island=settings.min_area, max_hole=settings.min_area) for m in masks])
+            if item.prompts is None:  # cleaning can make segment-everything's masks equal, or leave slivers
+                keep = drop_repeats(masks, scores, min_area=settings.min_area)
+                masks, scores = masks[keep].reshape(-1, *image.shape[:2]), np.asarray(scores)[keep]
+                classes = [None] * len(masks)
         result = ItemResult(image, masks.reshape(-1, *image.shape[:2]), scores, classes, used)
         rec["n_masks"] = int(len(masks))
         rec["scores"] = [round(float(v), 4) for v in scores]
