@@ -208,6 +208,7 @@ def test_a_raster_without_crs_refuses_map_prompts_and_takes_pixel_prompts(tmp_pa
     out = tmp_path / "o2"
     assert cli.main(["geo", str(tmp_path / "plain.tif"), "--prompts", str(p), "--prompts-crs", "pixel", "--out",
                      str(out), "--quiet"]) == 0
+    assert "has no CRS: the GeoJSON and GeoPackage are in pixel coordinates" in capsys.readouterr().err
     labels, prof = _read(out / "plain.labels.tif")
     assert prof["crs"] is None and _best_iou(labels, truth, k) > 0.6
     doc = json.loads((out / "plain.geojson").read_text())

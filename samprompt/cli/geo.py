@@ -95,6 +95,9 @@ def run(args) -> int:
         what = f"{len(objects)} objects in {len(items)} windows" if objects else f"{len(items)} tiles of {tile} px"
         print(f"{info.name}: {info.width}x{info.height} px, bands {','.join(map(str, info.bands))}, stretch "
               f"{info.stretch_text()}; {what}")
+    if not info.crs:  # said even with --quiet: every output's coordinates depend on it
+        print(f"samprompt: {info.name} has no CRS: the GeoJSON and GeoPackage are in pixel coordinates and areas "
+              "are not computed", file=sys.stderr)
     summary = run_cli_job(args, items, settings)
     for rec in summary.records:
         if rec["status"] == "failed":
