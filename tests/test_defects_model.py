@@ -322,3 +322,20 @@ def test_aligned_parts_are_outlined_at_twice_the_image_threshold(seg):
     assert model.settings.region_factor == 2.0 and model.settings.sam is False
     texture = DefectModel.fit(seg, [make_inspection_image("grid", s)[0] for s in range(3)], align="auto")
     assert texture.settings.region_factor == 1.0 and texture.settings.sam is True
+
+
+def test_inspect_killed_mid_run_then_rerun_writes_the_uninterrupted_results(data, tmp_path, kill_cli_after):
+    model_dir = tmp_path / "model"
+    assert cli.main(["defects", "fit", str(data), "--category", "grid", "--shots", "2", "--out", str(model_dir),
+                     "--align", "off"]) == 0
+    images = tmp_path / "in"
+    images.mkdir()
+    for k, src in enumerate(sorted((data / "grid" / "test").rglob("*.png")) * 3):
+        shutil.copy(src, images / f"{k:03d}.png")
+    args = ["defects", "inspect", str(model_dir), str(images), "--quiet", "--threads", "1"]
+    assert cli.main([*args, "--out", str(tmp_path / "ref")]) == 0
+    killed = tmp_path / "killed"
+    n = kill_cli_after([*args, "--out", str(killed)], killed / "manifest.jsonl", 4)
+    assert 4 <= n < 24
+    assert cli.main([*args, "--out", str(killed)]) == 0
+    assert (killed / "results.jsonl").read_bytes() == (tmp_path / "ref" / "results.jsonl").read_bytes()

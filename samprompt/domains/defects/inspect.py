@@ -78,7 +78,7 @@ class InspectJob(JobSettings):
         from ...io import atomic_write_text
 
         keys = ("image", "score", "verdict", "threshold", "instances", "why_no_instance")
-        lines = [json.dumps({"id": i.id, **{k: done[i.id][k] for k in keys if k in done[i.id]}})
+        lines = [json.dumps({"id": i.id, **{k: done[i.id][k] for k in keys if k in done[i.id]}}, sort_keys=True)
                  for i in items if i.id in done]
         atomic_write_text(out / RESULTS, "".join(line + "\n" for line in lines))
 
