@@ -323,3 +323,16 @@ def test_jpeg_extended_pixels_decode_through_the_plugins():
     assert img.shape == (1024, 256) and img.std() > 0
     with pytest.raises(ImageError, match="cannot decode the pixels"):  # 12-bit lossy JPEG: needs GDCM
         _pixels(pydicom.dcmread(get_testdata_file("JPEG-lossy.dcm")), None)
+
+
+def test_dicom_outputs_of_the_same_result_get_the_same_uids(tmp_path, series):
+    """A rerun (or a resumed run) writes the same SEG and RTSTRUCT instances, not new ones beside them."""
+    prompts = tmp_path / "p.json"
+    prompts.write_text(json.dumps({"objects": [{"label": 1, "name": "liver", "box": [8, 8, 30, 30], "slice": 6}]}))
+    uids = []
+    for out in ("a", "b"):
+        assert cli.main(["medical", str(series.parent), "--prompts", str(prompts), "--out", str(tmp_path / out),
+                         "--format", "dicom-seg", "--format", "rtstruct", "--quiet"]) == 0
+        uids.append([(d.SOPInstanceUID, d.SeriesInstanceUID) for d in
+                     (pydicom.dcmread(tmp_path / out / "ser" / f) for f in ("seg.dcm", "rtstruct.dcm"))])
+    assert uids[0] == uids[1] and uids[0][0] != uids[0][1]

@@ -142,7 +142,8 @@ def _frames(ds) -> list[tuple[np.ndarray | None, np.ndarray | None, tuple | None
             return None
         px = get("PixelMeasuresSequence", "PixelSpacing", 2)
         out.append((get("PlanePositionSequence", "ImagePositionPatient", 3),
-                    get("PlaneOrientationSequence", "ImageOrientationPatient", 6), tuple(px) if px is not None else None))
+                    get("PlaneOrientationSequence", "ImageOrientationPatient", 6),
+                    tuple(px) if px is not None else None))
     return out
 
 
@@ -284,6 +285,25 @@ def _pixels(ds, frame: int | None) -> np.ndarray:
     return arr.astype(np.float32) * slope + intercept
 
 
+def ordered_slices(series: Series) -> list[Slice]:
+    """The series' slices without repeated instances, sorted along the slice normal: the order in which
+    :func:`build_volume` stacks them and the DICOM writers reference them."""
+    uniq: dict[str, Slice] = {}
+    for s in series.slices:
+        uniq.setdefault(f"{s.sop_uid or s.source}#{s.frame}", s)  # a multi-frame file's frames share one instance
+    ori = series.slices[0].orientation
+    normal = np.cross(ori[:3], ori[3:])
+    return sorted(uniq.values(), key=lambda s: float(s.position @ normal))
+
+
+def content_uid(*parts) -> str:
+    """A UID derived from ``parts``: the same result of the same series gets the same UID, so a rerun rewrites the
+    same bytes and a viewer replaces, rather than duplicates, a re-exported object."""
+    from pydicom.uid import generate_uid
+
+    return generate_uid(entropy_srcs=[str(p) for p in parts])
+
+
 def geometry_problem(series: Series, unreadable=(), allow_gaps: bool = False) -> str | None:
     """Why :func:`build_volume` would refuse ``series`` on its geometry alone (no pixels read), or None."""
     try:
@@ -310,16 +330,10 @@ def build_volume(series: Series, unreadable: list[str] = (), allow_gaps: bool = 
     row_dir, col_dir = ori[:3], ori[3:]
     normal = np.cross(row_dir, col_dir)
     notes: list[str] = []
-    # duplicates: the same instance twice is dropped; the same position with another instance is refused
-    uniq: dict[str, Slice] = {}
-    for s in sl:
-        key = f"{s.sop_uid or s.source}#{s.frame}"  # a multi-frame file's frames share one SOP instance
-        if key in uniq:
-            continue
-        uniq[key] = s
-    if len(uniq) < len(sl):
-        notes.append(f"{len(sl) - len(uniq)} duplicate file(s) of the same instance dropped")
-    sl = sorted(uniq.values(), key=lambda s: float(s.position @ normal))
+    # duplicates: the same instance twice is dropped; the same position with another instance is refused below
+    sl = ordered_slices(series)
+    if len(sl) < len(series.slices):
+        notes.append(f"{len(series.slices) - len(sl)} duplicate file(s) of the same instance dropped")
     if len(sl) < 2:
         raise ImageError(f"one slice (and {len(series.slices) - 1} duplicate(s)); a volume needs two")
     z = np.array([float(s.position @ normal) for s in sl])

@@ -46,14 +46,13 @@ def write_dicom_seg(path: str | Path, labels_file_order: np.ndarray, series, nam
     (None for a filled gap). Returns ``path``."""
     hd = require("highdicom", "medical")
     from pydicom.sr.codedict import codes
-    from pydicom.uid import generate_uid
 
     from ... import __version__
     from ...io import atomic_path
-    from .dicom import Source
+    from .dicom import Source, content_uid, ordered_slices
 
     datasets, planes = [], []
-    by_position = _sorted_slices(series)
+    by_position = ordered_slices(series)
     if sources is None:
         sources = [str(s.source) for s in by_position]
     it = iter(by_position)
@@ -66,6 +65,10 @@ def write_dicom_seg(path: str | Path, labels_file_order: np.ndarray, series, nam
         datasets.append(_complete(Source(s.source.path, s.source.member).read()))
         planes.append(labels_file_order[:, :, k].T)  # (rows, columns)
     present = [int(v) for v in np.unique(labels_file_order) if v > 0]
+    import hashlib
+
+    key = (series.key, hashlib.sha256(np.ascontiguousarray(labels_file_order).tobytes()).hexdigest(),
+           sorted(names.items()), model_id, "seg")
     if not present:
         raise ConfigError("the segmentation is empty: a DICOM SEG needs at least one segment")
     stack = np.stack(planes)  # (frames, rows, columns) of label values
@@ -80,13 +83,15 @@ def write_dicom_seg(path: str | Path, labels_file_order: np.ndarray, series, nam
         descriptions.append(hd.seg.SegmentDescription(
             segment_number=k, segment_label=names.get(label) or f"label {label}", segmented_property_category=category,
             segmented_property_type=kind, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC,
-            algorithm_identification=algo, tracking_uid=generate_uid(), tracking_id=f"label {label}"))
+            algorithm_identification=algo, tracking_uid=content_uid(*key, label), tracking_id=f"label {label}"))
     seg = hd.seg.Segmentation(
         source_images=datasets, pixel_array=pixel, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=descriptions, series_instance_uid=generate_uid(), series_number=900,
-        sop_instance_uid=generate_uid(), instance_number=1, manufacturer="samprompt",
+        segment_descriptions=descriptions, series_instance_uid=content_uid(*key, "series"), series_number=900,
+        sop_instance_uid=content_uid(*key, "instance"), instance_number=1, manufacturer="samprompt",
         manufacturer_model_name=f"samprompt {model_id}"[:64], software_versions=__version__, device_serial_number="0",
         series_description="samprompt segmentation", omit_empty_frames=True)
+    for item in [*seg.DimensionOrganizationSequence, *seg.DimensionIndexSequence]:  # highdicom draws these at random
+        item.DimensionOrganizationUID = content_uid(*key, "dimensions")
     path = Path(path)
     with atomic_path(path) as tmp:
         seg.save_as(str(tmp))
@@ -104,13 +109,3 @@ def _complete(ds):
         if attr not in ds:
             setattr(ds, attr, "")
     return ds
-
-
-def _sorted_slices(series):
-    """The series' slices in the order :func:`~.dicom.build_volume` stacks them (duplicates dropped)."""
-    uniq = {}
-    for s in series.slices:
-        uniq.setdefault(f"{s.sop_uid or s.source}#{s.frame}", s)
-    ori = series.slices[0].orientation
-    normal = np.cross(ori[:3], ori[3:])
-    return sorted(uniq.values(), key=lambda s: float(s.position @ normal))

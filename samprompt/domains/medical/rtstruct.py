@@ -39,14 +39,13 @@ def write_rtstruct(path: str | Path, labels_file_order: np.ndarray, series, name
     pydicom = require("pydicom", "medical")
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.sequence import Sequence
-    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian
 
     from ... import __version__
     from ...io import atomic_path
-    from .dicom import Source
-    from .dicom_seg import _sorted_slices
+    from .dicom import Source, content_uid, ordered_slices
 
-    ordered = _sorted_slices(series)
+    ordered = ordered_slices(series)
     if any(s.frame is not None for s in ordered):
         raise ConfigError("RTSTRUCT output of an enhanced multi-frame series is not supported; use nifti or dicom-seg")
     if sources is None:
@@ -61,10 +60,14 @@ def write_rtstruct(path: str | Path, labels_file_order: np.ndarray, series, name
             s = next(it)
             planes.append((k, Source(s.source.path, s.source.member).read(stop_before_pixels=True)))
     ref = planes[0][1]
+    import hashlib
+
+    key = (series.key, hashlib.sha256(np.ascontiguousarray(labels_file_order).tobytes()).hexdigest(),
+           sorted(names.items()), model_id, "rtstruct")
     now = datetime.datetime.now()
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = RTSTRUCT_CLASS
-    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.MediaStorageSOPInstanceUID = content_uid(*key, "instance")
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     ds = Dataset()
@@ -74,9 +77,9 @@ def write_rtstruct(path: str | Path, labels_file_order: np.ndarray, series, name
                  "StudyDate", "StudyTime", "ReferringPhysicianName", "AccessionNumber", "FrameOfReferenceUID"):
         setattr(ds, attr, ref.get(attr, ""))
     if not ds.StudyInstanceUID:
-        ds.StudyInstanceUID = generate_uid()
+        ds.StudyInstanceUID = content_uid(*key, "study")
     ds.Modality = "RTSTRUCT"
-    ds.SeriesInstanceUID, ds.SeriesNumber, ds.InstanceNumber = generate_uid(), 901, 1
+    ds.SeriesInstanceUID, ds.SeriesNumber, ds.InstanceNumber = content_uid(*key, "series"), 901, 1
     ds.SeriesDescription = "samprompt structures"
     ds.Manufacturer, ds.ManufacturerModelName = "samprompt", f"samprompt {model_id}"[:64]
     ds.SoftwareVersions = __version__
@@ -88,7 +91,7 @@ def write_rtstruct(path: str | Path, labels_file_order: np.ndarray, series, name
         ci.ReferencedSOPClassUID, ci.ReferencedSOPInstanceUID = h.SOPClassUID, h.SOPInstanceUID
         contour_images.append(ci)
     rt_series = Dataset()
-    rt_series.SeriesInstanceUID = ref.SeriesInstanceUID if "SeriesInstanceUID" in ref else generate_uid()
+    rt_series.SeriesInstanceUID = ref.SeriesInstanceUID if "SeriesInstanceUID" in ref else content_uid(series.key)
     rt_series.ContourImageSequence = Sequence(contour_images)
     rt_study = Dataset()
     rt_study.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.1"  # Detached Study Management (as in the standard)
@@ -145,11 +148,10 @@ def rasterise_rtstruct(path: str | Path, series) -> dict[str, np.ndarray]:
     """ROI name -> (columns, rows, slices) bool mask on ``series``' grid, filling each slice's contours by parity:
     the reading side of :func:`write_rtstruct`, for checking a structure set against a label volume."""
     pydicom = require("pydicom", "medical")
-    from .dicom import Source
-    from .dicom_seg import _sorted_slices
+    from .dicom import Source, ordered_slices
 
     ds = pydicom.dcmread(str(path))
-    ordered = _sorted_slices(series)
+    ordered = ordered_slices(series)
     headers = [Source(s.source.path, s.source.member).read(stop_before_pixels=True) for s in ordered]
     index = {h.SOPInstanceUID: k for k, h in enumerate(headers)}
     rows, cols = int(headers[0].Rows), int(headers[0].Columns)

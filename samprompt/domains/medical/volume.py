@@ -130,8 +130,9 @@ def load_volume(path: str | Path, series=None, unreadable=(), allow_gaps: bool =
 
     path = Path(path)
     header, modality, img, missing, notes = None, None, None, [], []
-    if series is None and not is_nifti(path) and (path.is_dir() or (path.is_file() and not path.suffix.lower()
-                                                                     in (".json", ".png", ".jpg", ".txt"))):
+    not_dicom = (".json", ".png", ".jpg", ".txt")
+    if series is None and not is_nifti(path) and (path.is_dir() or (path.is_file()
+                                                                     and path.suffix.lower() not in not_dicom)):
         from .dicom import discover
 
         found = discover(path)
