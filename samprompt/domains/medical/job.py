@@ -35,10 +35,6 @@ def _is_dicom_file(path: Path) -> bool:
     return len(head) == 132 and head[128:] == b"DICM"
 
 
-def _is_series_folder(path: Path) -> bool:
-    return path.is_dir() and any(_is_dicom_file(f) for f in sorted(path.iterdir())[:50] if f.is_file())
-
-
 def _datalist(path: Path) -> list[Path]:
     from ...prompts import read_json
 
@@ -107,7 +103,7 @@ def discover_volumes(source: str | Path) -> tuple[list[FoundVolume], list[tuple[
             name = s.name
             if per_folder[s.folder] == 1 and Path(s.folder).name and "|part" not in s.key:
                 name = Path(s.folder).name  # a series alone in its folder keeps the folder's name
-            folder = Path(s.folder) if not zipfile_member(s) else path
+            folder = path if s.slices[0].source.member else Path(s.folder)  # a zip's series are read from the zip
             s.name = name  # messages about the series use the name the run gives it
             found.append(FoundVolume(name, folder, s, d.unreadable))
     if not found:
@@ -119,10 +115,6 @@ def discover_volumes(source: str | Path) -> tuple[list[FoundVolume], list[tuple[
             if f.series is not None:
                 f.series.name = f.name
     return found, skipped
-
-
-def zipfile_member(series) -> bool:
-    return bool(series.slices and series.slices[0].source.member)
 
 
 def volume_items(source: str | Path, prompts: str | Path | None) -> list[WorkItem]:
