@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,22 +23,32 @@ class Embedding:
 
     ``features``: (1, C, h, w) float32 image embedding. ``input_size``: (h, w) of
     the resized image inside the encoder's square input. ``original_size``:
-    (H, W) of the original image.
+    (H, W) of the original image. ``extras``: the other encoder outputs a
+    family's decoder reads (SAM 2's high-resolution maps, SAM-HQ's early ViT
+    features); empty for SAM.
     """
 
     features: torch.Tensor
     input_size: tuple[int, int]
     original_size: tuple[int, int]
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def to(self, device) -> "Embedding":
+        """This embedding with its tensors on ``device``."""
+        return Embedding(self.features.to(device), self.input_size, self.original_size,
+                         {k: v.to(device) for k, v in self.extras.items()})
 
 
 def embedding_key(
-    image: np.ndarray, model_id: str, learned_id: str | None = None, encoder_id: str = "sam/fp32"
+    image: np.ndarray, model_id: str, learned_id: str | None = None, encoder_id: str = "sam/fp32",
+    family: str = "sam",
 ) -> str:
-    """Content key of a normalised (H, W, 3) uint8 image under a model, learned prompt and encoder."""
+    """Content key of a normalised (H, W, 3) uint8 image under a model family, model, learned prompt and encoder."""
     h = hashlib.sha256()
     h.update(repr(image.shape).encode())
     h.update(np.ascontiguousarray(image).tobytes())
-    for part in (model_id, learned_id or "", encoder_id):
+    parts = (model_id, learned_id or "", encoder_id) + ((family,) if family != "sam" else ())  # SAM keys unchanged
+    for part in parts:
         h.update(b"\0" + part.encode())
     return h.hexdigest()
 
@@ -103,7 +113,8 @@ class EmbeddingCache:
         meta = {"input_size": "%d,%d" % emb.input_size, "original_size": "%d,%d" % emb.original_size}
         self.directory.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
         with atomic_path(self._file(key)) as tmp:
-            save_file({"features": emb.features.detach().cpu().contiguous()}, str(tmp), metadata=meta)
+            tensors = {"features": emb.features, **{f"extra.{k}": v for k, v in emb.extras.items()}}
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp), metadata=meta)
 
     def _load(self, key: str) -> Embedding | None:
         if self.directory is None or not self._file(key).exists():
@@ -114,8 +125,9 @@ class EmbeddingCache:
             with safe_open(str(self._file(key)), framework="pt") as f:
                 meta = f.metadata()
                 feats = f.get_tensor("features")
+                extras = {k[len("extra."):]: f.get_tensor(k) for k in f.keys() if k.startswith("extra.")}
             ins = tuple(int(v) for v in meta["input_size"].split(","))
             orig = tuple(int(v) for v in meta["original_size"].split(","))
         except Exception:  # a corrupt cache file is a miss, never an error
             return None
-        return Embedding(feats, ins, orig)  # type: ignore[arg-type]
+        return Embedding(feats, ins, orig, extras)  # type: ignore[arg-type]

@@ -48,8 +48,12 @@ class Encoder:
         """What makes this encoder's embeddings differ from another's: ``kind/precision``."""
         return f"{self.kind}/{self.precision}"
 
-    def encode(self, model: Sam, x: torch.Tensor, learned: Any = None) -> torch.Tensor:
-        """The embedding of preprocessed input ``x`` (B, 3, S, S), with a learned prompt if given."""
+    def encode(self, model: Sam, x: torch.Tensor, learned: Any = None, forward: Any = None) -> Any:
+        """The embedding of preprocessed input ``x`` (B, 3, S, S), with a learned prompt if given.
+
+        ``forward`` (a model family's encoder step, ``x -> {"features": ..., ...}``)
+        replaces ``model.image_encoder(x)``; the result is then that dict, in fp32.
+        """
         raise NotImplementedError
 
     def bind(self, model: Sam) -> None:
@@ -107,7 +111,7 @@ class TorchEncoder(Encoder):
         return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": None}[self.precision]
 
     @torch.no_grad()
-    def encode(self, model: Sam, x: torch.Tensor, learned: Any = None) -> torch.Tensor:
+    def encode(self, model: Sam, x: torch.Tensor, learned: Any = None, forward: Any = None) -> Any:
         dtype = self._autocast_dtype()
         encoders = [model.image_encoder]
         tuned = getattr(learned, "image_encoder", None)
@@ -121,10 +125,13 @@ class TorchEncoder(Encoder):
             with attention_impl(self.attn_impl, encoders), torch.autocast(
                 x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None
             ):
-                out = learned.encode(model, x) if learned is not None else model.image_encoder(x)
+                if forward is not None:
+                    out = forward(x)
+                else:
+                    out = learned.encode(model, x) if learned is not None else model.image_encoder(x)
         finally:
             model.image_encoder = original
-        return out.float()
+        return {k: v.float() for k, v in out.items()} if isinstance(out, dict) else out.float()
 
 
 def bf16_supported(device: torch.device) -> bool:

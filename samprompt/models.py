@@ -1,9 +1,12 @@
-"""Model registry, checksummed downloads and safe loading of SAM checkpoints.
+"""Model registry, checksummed downloads and safe loading of checkpoints of every SAM family.
 
-Every model is a :class:`segment_anything.modeling.Sam`. A registry maps a name
-to an architecture (the keyword arguments of :func:`build_sam`), and, for the
-official models, the checkpoint URL and its sha256. The built-in ``tiny`` model
-ships with the package as safetensors.
+A registry maps a name to a family (SAM, MedSAM, SAM-HQ, SAM 2 / 2.1), its
+architecture (the keyword arguments of :func:`build_sam`, or SAM 2's config
+file), and, for the official models, the checkpoint URL and its sha256 (where
+the authors publish none, the sha256 of the first download is recorded and
+checked at every later load). The built-in ``tiny`` model ships with the
+package as safetensors. Checkpoints given by path have their family and size
+read from their keys and shapes (:mod:`samprompt.families.build`).
 
 Checkpoints are only ever read with ``torch.load(weights_only=True)`` or
 safetensors: loading never unpickles arbitrary objects.
@@ -101,15 +104,28 @@ def build_sam(arch: Architecture) -> Sam:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registry entry: an architecture and where its weights come from."""
+    """A registry entry: a family, an architecture and where its weights come from.
+
+    ``arch`` is the ViT of the SAM, MedSAM and SAM-HQ families; SAM 2 models have
+    ``config`` (the ``sam2`` package's config file) instead. ``manual`` says how to
+    get weights that cannot be downloaded by a plain URL.
+    """
 
     name: str
-    arch: Architecture
+    arch: Architecture | None
     url: str | None = None
     sha256: str | None = None
     size_bytes: int | None = None
     packaged: str | None = None  # file name under samprompt/weights/
     description: str = ""
+    family: str = "sam"
+    config: str | None = None
+    manual: str | None = None
+
+    @property
+    def img_size(self) -> int:
+        """The encoder's input side in pixels."""
+        return self.arch.img_size if self.arch is not None else 1024
 
 
 TINY_ARCH = Architecture(
@@ -158,7 +174,29 @@ REGISTRY: dict[str, ModelSpec] = {
         packaged="tiny.safetensors",
         description="built-in 256-px SAM trained by samprompt on synthetic scenes",
     ),
+    "medsam_vit_b": ModelSpec(
+        "medsam_vit_b",
+        Architecture(768, 12, 12, (2, 5, 8, 11)),
+        description="MedSAM: SAM ViT-B fine-tuned on 1.5 M medical image-mask pairs (bowang-lab, Apache-2.0)",
+        family="medsam",
+        manual="MedSAM's authors publish medsam_vit_b.pth on Google Drive only: download it from "
+               "https://drive.google.com/drive/folders/1ETWmi4AiniJeWOt6HAsYgTjYv_fkgzoN and pass its path "
+               "with --model PATH --family medsam, or put it at {path}",
+    ),
 }
+_HQ = "https://huggingface.co/lkeab/hq-sam/resolve/main/"
+for _vit in ("vit_b", "vit_l", "vit_h"):
+    REGISTRY[f"sam_hq_{_vit}"] = ModelSpec(
+        f"sam_hq_{_vit}", REGISTRY[_vit].arch, _HQ + f"sam_hq_{_vit}.pth", family="sam-hq",
+        description=f"SAM-HQ ViT-{_vit[-1].upper()}: sharper boundaries (SysCV, Apache-2.0)")
+_SAM2 = "https://dl.fbaipublicfiles.com/segment_anything_2/"
+for _version, _date in (("sam2.1", "092824"), ("sam2", "072824")):
+    for _size, _short in (("tiny", "t"), ("small", "s"), ("base_plus", "b+"), ("large", "l")):
+        _n = f"{_version}_hiera_{_size}"
+        REGISTRY[_n] = ModelSpec(
+            _n, None, f"{_SAM2}{_date}/{_n}.pt", family="sam2",
+            config=f"configs/{_version}/{_version}_hiera_{_short}.yaml",
+            description=f"SAM {_version[3:]} Hiera {_size.replace('_plus', '+')} (Meta AI, Apache-2.0)")
 
 
 # ------------------------------------------------------------------ cache dir
@@ -188,8 +226,43 @@ def weights_path(name: str) -> Path:
     spec = _spec(name)
     if spec.packaged:
         return Path(str(resources.files("samprompt") / "weights" / spec.packaged))
-    assert spec.url is not None
+    if spec.url is None:
+        return cache_dir() / f"{name}.pth"
     return cache_dir() / spec.url.rsplit("/", 1)[-1]
+
+
+def _recorded_file() -> Path:
+    return cache_dir() / "sha256.json"
+
+
+def recorded_sha256(name: str) -> str | None:
+    """The sha256 recorded at the first download of ``name`` (models whose authors publish none)."""
+    import json
+
+    try:
+        return json.loads(_recorded_file().read_text()).get(name)
+    except (OSError, ValueError):
+        return None
+
+
+def _record_sha256(name: str, digest: str) -> None:
+    import json
+
+    from .io import atomic_write_text
+
+    path = _recorded_file()
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    known[name] = digest
+    atomic_write_text(path, json.dumps(known, indent=1, sort_keys=True) + "\n")
+
+
+def expected_sha256(name: str) -> str | None:
+    """The sha256 the weights of ``name`` must have: published, else recorded at the first download."""
+    spec = _spec(name)
+    return spec.sha256 or recorded_sha256(name)
 
 
 def _spec(name: str) -> ModelSpec:
@@ -216,8 +289,12 @@ def download(
     if spec.packaged:
         return weights_path(name)
     dest = weights_path(name)
+    if spec.url is None:
+        raise DownloadError(f"{name} cannot be downloaded by samprompt: "
+                            + (spec.manual or "no address is known").format(path=dest))
+    want = expected_sha256(name)
     if dest.exists() and not force:
-        if sha256_file(dest) == spec.sha256:
+        if want is not None and sha256_file(dest) == want:
             return dest
         dest.unlink()
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -234,11 +311,17 @@ def download(
                     out.write(block)
                     digest.update(block)
                     bar.update(len(block))
-        if digest.hexdigest() != spec.sha256:
+        if spec.sha256 is not None and digest.hexdigest() != spec.sha256:
             raise DownloadError(
                 f"sha256 mismatch for {name}: expected {spec.sha256}, got {digest.hexdigest()}; "
                 "the download was removed"
             )
+        if spec.sha256 is None:  # the authors publish none: trust the first download, check every later one
+            first = recorded_sha256(name)
+            if first is not None and first != digest.hexdigest() and not force:
+                raise DownloadError(f"{name} from {spec.url} has sha256 {digest.hexdigest()}, not the {first} "
+                                    "recorded at its first download; the download was removed (--force accepts it)")
+            _record_sha256(name, digest.hexdigest())
         os.replace(tmp, dest)
     except DownloadError:
         raise
@@ -298,7 +381,7 @@ def detect_architecture(state: dict[str, torch.Tensor]) -> Architecture:
         mask_in = state["prompt_encoder.mask_downscaling.0.weight"].shape[0] * 4
     except (KeyError, IndexError, ValueError) as exc:
         raise CheckpointError(f"not a SAM checkpoint (missing or odd key: {exc})") from exc
-    known = {s.arch.encoder_embed_dim: s.arch for s in REGISTRY.values()}
+    known = {s.arch.encoder_embed_dim: s.arch for s in REGISTRY.values() if s.arch is not None}
     heads = embed_dim // head_dim
     dec_heads = known[embed_dim].decoder_num_heads if embed_dim in known else 8
     return Architecture(
@@ -316,55 +399,100 @@ def detect_architecture(state: dict[str, torch.Tensor]) -> Architecture:
     )
 
 
-def load_model(name_or_path: str | Path = "tiny", *, device: str | torch.device = "cpu", expect: str | None = None) -> Sam:
-    """Load a SAM by registry name or checkpoint path, safely.
+def load_model(name_or_path: str | Path = "tiny", *, device: str | torch.device = "cpu", expect: str | None = None,
+               family: str | None = None):
+    """Load a model of any family by registry name or checkpoint path, safely.
 
     Args:
-        name_or_path: ``"tiny"``, ``"vit_b"``, ``"vit_l"``, ``"vit_h"`` or a path to a
-            ``.pth``/``.pt``/``.safetensors`` state dict.
+        name_or_path: a registry name (``"tiny"``, ``"vit_b"``, ``"sam2.1_hiera_tiny"``,
+            ``"sam_hq_vit_b"``, ``"medsam_vit_b"``; ``samprompt weights list``) or a path to a
+            ``.pth``/``.pt``/``.safetensors`` state dict (SAM 2's ``{"model": ...}`` too).
         device: where to put the model.
-        expect: optional registry name whose architecture the checkpoint must have.
+        expect: optional registry name whose family and architecture the checkpoint must have.
+        family: ``"medsam"`` for a MedSAM checkpoint given by path (its keys are SAM's).
 
-    Registry models other than ``tiny`` must have been downloaded first
-    (``samprompt weights download NAME``); this function never reaches the network.
-    The returned model carries ``model.samprompt_id`` (name + sha256 prefix), used
-    by the embedding cache and by learned prompts.
+    The family and size of a checkpoint come from its keys and shapes. Registry
+    models other than ``tiny`` must have been downloaded first (``samprompt
+    weights download NAME``); this function never reaches the network. The
+    returned model carries ``model.samprompt_id`` (name + sha256 prefix, used by
+    the embedding cache and by learned prompts) and ``model.samprompt_family``.
     """
+    from .families.build import build_hq, build_sam2_model, describe_sam2, detect_family, sam2_config
+
     name = str(name_or_path)
+    spec = None
     if name in REGISTRY:
         spec = REGISTRY[name]
         path = weights_path(name)
         if not path.exists():
             if spec.packaged:
                 raise CheckpointError(f"the packaged {name!r} weights are missing from {path}; reinstall samprompt")
+            if spec.url is None:
+                raise CheckpointError(f"weights for {name!r} are not on this machine: "
+                                      + (spec.manual or "").format(path=path))
             raise CheckpointError(
                 f"weights for {name!r} are not downloaded; run: samprompt weights download {name}"
             )
         expect = expect or name
     else:
         path = Path(name_or_path)
-        spec = None
         if not path.exists() and not path.suffix and len(path.parts) == 1:
             raise CheckpointError(f"unknown model {name!r}: not one of {sorted(REGISTRY)} and no such checkpoint file")
     state = read_state_dict(path)
-    arch = detect_architecture(state)
-    if expect is not None:
-        want = _spec(expect).arch
-        if _shape_key(arch) != _shape_key(want):
-            raise CheckpointError(
-                f"{path} holds a SAM with {arch.encoder_embed_dim}-d encoder x{arch.encoder_depth} "
-                f"at {arch.img_size}px, not the {expect!r} architecture "
-                f"({want.encoder_embed_dim}-d x{want.encoder_depth} at {want.img_size}px)"
-            )
-        arch = want
-    model = build_sam(arch)
+    found = detect_family(state)
+    want = _spec(expect) if expect is not None else None
+    if family is not None and family not in ("sam", "medsam", "sam-hq", "sam2"):
+        raise CheckpointError(f"unknown family {family!r}; known: sam, medsam, sam-hq, sam2")
+    if family == "medsam" and found != "sam":
+        raise CheckpointError(f"{path} holds a {_FAMILY_WORDS[found]} checkpoint; MedSAM is a SAM ViT-B")
+    if want is not None and _base_family(want.family) != found:
+        raise CheckpointError(f"{path} holds a {_FAMILY_WORDS[found]} checkpoint, not the "
+                              f"{_FAMILY_WORDS[_base_family(want.family)]} that {expect!r} is")
+    if found == "sam2":
+        config = sam2_config(state)
+        if want is not None and want.config != config:
+            raise CheckpointError(f"{path} holds a {describe_sam2(config)}, not the {describe_sam2(want.config)} "
+                                  f"that {expect!r} is")
+        model = build_sam2_model(config)
+    else:
+        arch = detect_architecture(state)
+        if want is not None:
+            assert want.arch is not None
+            if _shape_key(arch) != _shape_key(want.arch):
+                raise CheckpointError(
+                    f"{path} holds a {_FAMILY_WORDS[found]} with {arch.encoder_embed_dim}-d encoder "
+                    f"x{arch.encoder_depth} at {arch.img_size}px, not the {expect!r} architecture "
+                    f"({want.arch.encoder_embed_dim}-d x{want.arch.encoder_depth} at {want.arch.img_size}px)"
+                )
+            arch = want.arch
+        model = build_hq(arch) if found == "sam-hq" else build_sam(arch)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{path} does not fit the detected architecture: {exc}") from exc
-    digest = spec.sha256 if spec is not None and spec.sha256 else sha256_file(path)
+    digest = _checked_digest(spec, path)
     model.samprompt_id = f"{spec.name if spec else path.stem}:{digest[:16]}"  # type: ignore[attr-defined]
+    model.samprompt_family = family or (spec.family if spec else found)  # type: ignore[attr-defined]
     return model.to(device).eval()
+
+
+_FAMILY_WORDS = {"sam": "SAM (ViT)", "sam-hq": "SAM-HQ", "sam2": "SAM 2"}
+
+
+def _base_family(family: str) -> str:
+    return "sam" if family == "medsam" else family
+
+
+def _checked_digest(spec: ModelSpec | None, path: Path) -> str:
+    """The file's sha256; a registry model whose sha256 was recorded at download must still have it."""
+    if spec is not None and spec.sha256:
+        return spec.sha256  # checked at download; hashing a GB at every load would cost seconds
+    digest = sha256_file(path)
+    first = recorded_sha256(spec.name) if spec is not None else None
+    if first is not None and first != digest:
+        raise CheckpointError(f"{path} has changed since it was downloaded (sha256 {digest[:16]}..., recorded "
+                              f"{first[:16]}...); run: samprompt weights download {spec.name} --force")
+    return digest
 
 
 def checkpoint_id(name_or_path: str | Path) -> str:
@@ -381,6 +509,18 @@ def checkpoint_id(name_or_path: str | Path) -> str:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     return f"{spec.name if spec else path.stem}:{sha256_file(path)[:16]}"
+
+
+def checkpoint_family(name_or_path: str | Path, family: str | None = None) -> str:
+    """The family :func:`load_model` gives a model (``sam``, ``medsam``, ``sam-hq``, ``sam2``), from its file alone."""
+    from .families.build import detect_family
+
+    name = str(name_or_path)
+    if family is not None:
+        return family
+    if name in REGISTRY:
+        return REGISTRY[name].family
+    return detect_family(read_state_dict(name_or_path))
 
 
 def _shape_key(arch: Architecture) -> tuple:
@@ -420,6 +560,7 @@ __all__ = [
     "TINY_ARCH",
     "build_sam",
     "cache_dir",
+    "checkpoint_family",
     "checkpoint_id",
     "detect_architecture",
     "download",

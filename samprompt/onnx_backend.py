@@ -132,7 +132,9 @@ class OnnxEncoder(Encoder):
             self._sessions = _Sessions(self.onnx_dir, model)
         return self._sessions
 
-    def encode(self, model: Sam, x: torch.Tensor, learned=None) -> torch.Tensor:
+    def encode(self, model: Sam, x: torch.Tensor, learned=None, forward=None) -> torch.Tensor:
+        if forward is not None:
+            raise ConfigError("the ONNX backend runs SAM's ViT only; this model family has no exported encoder")
         if learned is not None:
             raise ConfigError("learned prompts act inside the torch encoder; with backend='onnx' they cannot run "
                               "(use backend='torch', with attn_impl='sdpa' for speed)")

@@ -21,18 +21,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from segment_anything.modeling import Sam
-from segment_anything.utils.transforms import ResizeLongestSide
 
 from .backends import make_encoder
 from .cache import Embedding, EmbeddingCache, embedding_key
 from .encoders import Encoder
 from .errors import ConfigError, PromptError, SampromptError
+from .families import Family, family_of
 from .images import ImageLike, to_rgb_uint8
 from .models import load_model, model_id
 from .normalize import Normalizer
 from .prompts import Prompt
 from .result import Result
-from .steps import model_input, run_decoder
 
 MultimaskArg = Union[bool, str]
 
@@ -43,8 +42,13 @@ class Segmenter:
     """Prompted SAM segmentation with an embedding cache.
 
     Args:
-        model: a ``Sam``, a registry name (``"tiny"``, ``"vit_b"``, ...) or a
-            checkpoint path. ``None`` loads the built-in ``tiny`` model.
+        model: a model, a registry name (``"tiny"``, ``"vit_b"``, ``"sam2.1_hiera_tiny"``, ...)
+            or a checkpoint path; ``None`` loads the built-in ``tiny`` model. A model
+            may be a SAM, a SAM 2 (``sam2.build_sam.build_sam2``) or a SAM-HQ
+            (``segment_anything_hq.sam_model_registry``) built by its own package.
+        family: ``"medsam"`` to run a SAM ViT-B with MedSAM's preprocessing (a
+            model loaded as ``medsam_vit_b`` carries it already); by default the
+            family follows from the model (:mod:`samprompt.families`).
         device: torch device (default: the model's).
         cache: an :class:`EmbeddingCache` to share; by default a new one with
             ``cache_size`` entries in memory and ``cache_dir`` on disk (if given).
@@ -81,13 +85,14 @@ class Segmenter:
         attn_impl: str = "sam",
         backend: str = "torch",
         onnx_dir: str | None = None,
+        family: str | None = None,
     ) -> None:
         if model is None or isinstance(model, str) or hasattr(model, "__fspath__"):
-            model = load_model("tiny" if model is None else model)
+            model = load_model("tiny" if model is None else model, family=family)
         if device is not None:
             model = model.to(device)
         self.model: Sam = model.eval()
-        self.transform = ResizeLongestSide(self.model.image_encoder.img_size)
+        self.family: Family = family_of(self.model, family)
         self.cache = cache if cache is not None else EmbeddingCache(cache_size, cache_dir)
         if isinstance(learned, str) or hasattr(learned, "__fspath__"):
             raise SampromptError(
@@ -95,6 +100,12 @@ class Segmenter:
                 "samprompt.learned.LearnedPrompt.load(PROMPT_DIR, model)"
             )
         self.learned = learned
+        if learned is not None and self.family.name != "sam":
+            raise ConfigError(f"learned prompts are trained and run on SAM models; this is a {self.family.name} model")
+        if not self.family.vit_tools and (attn_impl != "sam" or backend != "torch"):
+            raise ConfigError(f"attn_impl={attn_impl!r} and backend={backend!r} are written for SAM's ViT; a "
+                              f"{self.family.name} model runs with attn_impl='sam', backend='torch' "
+                              "(precision='bf16' or 'int8' still apply)")
         if encoder is None:
             encoder = make_encoder(precision, attn_impl, backend, onnx_dir, self.model.device)
         encoder.bind(self.model)
@@ -115,18 +126,18 @@ class Segmenter:
 
     @property
     def img_size(self) -> int:
-        return self.model.image_encoder.img_size
+        """Side of the encoder's square input in pixels."""
+        return self.family.img_size(self.model)
 
     @property
     def low_res_size(self) -> tuple[int, int]:
         """(h, w) of low-res logits and of mask prompts: 4x the embedding grid."""
-        h, w = self.model.prompt_encoder.mask_input_size
-        return (int(h), int(w))
+        return self.family.low_res_size(self.model)
 
     @property
     def mask_threshold(self) -> float:
         """Logit above which a pixel belongs to the mask."""
-        return float(self.model.mask_threshold)
+        return self.family.mask_threshold(self.model)
 
     @property
     def learned_id(self) -> str | None:
@@ -142,7 +153,7 @@ class Segmenter:
         return self._embed_rgb(to_rgb_uint8(image, self.normalize))
 
     def _embed_rgb(self, rgb: np.ndarray) -> Embedding:
-        key = embedding_key(rgb, self.model_id, self.learned_id, self.encoder.id)
+        key = embedding_key(rgb, self.model_id, self.learned_id, self.encoder.id, self.family.name)
         emb = self._cached(key)
         if emb is not None:
             return emb
@@ -150,10 +161,14 @@ class Segmenter:
             emb = self._cached(key)
             if emb is not None:
                 return emb
-            x, input_size = model_input(self.model, rgb)
+            x, input_size = self.family.model_input(self.model, rgb)
             self.encoder_calls += 1
-            feats = self.encoder.encode(self.model, x, self.learned)
-            emb = Embedding(feats, input_size, (int(rgb.shape[0]), int(rgb.shape[1])))
+            original = (int(rgb.shape[0]), int(rgb.shape[1]))
+            if self.family.name == "sam":  # SAM's own path: learned prompts act inside its encoder
+                emb = Embedding(self.encoder.encode(self.model, x, self.learned), input_size, original)
+            else:
+                out = self.encoder.encode(self.model, x, forward=lambda t: self.family.forward(self.model, t))
+                emb = Embedding(out.pop("features"), input_size, original, out)
             with self._cache_lock:
                 self.cache.put(key, emb)
             return emb
@@ -161,7 +176,7 @@ class Segmenter:
     def _cached(self, key: str) -> Embedding | None:
         with self._cache_lock:
             emb = self.cache.get(key)
-        return None if emb is None else Embedding(emb.features.to(self.device), emb.input_size, emb.original_size)
+        return None if emb is None else emb.to(self.device)
 
     def prefetch(self, image: ImageLike) -> "threading.Thread":
         """Encode ``image`` in a background thread (into the cache), e.g. the next image of a folder.
@@ -225,33 +240,27 @@ class Segmenter:
             raise ValueError("decode_batch needs prompts with one signature")
         n_points, has_box, has_mask = sig
         points = boxes = masks = None
+        frame = self.family.to_input_frame
         if n_points:
-            coords = np.stack([self.transform.apply_coords(p.points, emb.original_size) for p in prompts])
+            coords = frame(np.stack([p.points for p in prompts]), emb.input_size, emb.original_size, self.device)
             labels = np.stack([p.labels for p in prompts])
-            points = (
-                torch.as_tensor(coords, dtype=torch.float, device=self.device),
-                torch.as_tensor(labels, dtype=torch.int, device=self.device),
-            )
+            points = (coords, torch.as_tensor(labels, dtype=torch.int, device=self.device))
         if has_box:
-            b = np.stack([self.transform.apply_boxes(p.box[None], emb.original_size)[0] for p in prompts])
-            boxes = torch.as_tensor(b, dtype=torch.float, device=self.device)
+            corners = np.stack([p.box.reshape(2, 2) for p in prompts])
+            boxes = frame(corners, emb.input_size, emb.original_size, self.device).reshape(-1, 4)
         if has_mask:
             m = np.stack([self._mask_input(p, emb) for p in prompts])
             masks = torch.as_tensor(m, dtype=torch.float, device=self.device)
-        prompt_encoder = getattr(self.learned, "prompt_encoder", None)
+        prompt_encoder = getattr(self.learned, "prompt_encoder", None)  # None: the model's own
         mask_decoder = getattr(self.learned, "mask_decoder", None)
-        if prompt_encoder is None:
-            prompt_encoder = self.model.prompt_encoder
-        if mask_decoder is None:
-            mask_decoder = self.model.mask_decoder
         own_decoder = getattr(self.encoder, "decode", None)  # an exported model brings its decoder
         if own_decoder is not None:
             low_all, iou_all = own_decoder(self.model, emb.features, points, boxes, masks)
             pick = slice(1, None) if multimask else slice(0, 1)
             low_res, iou = low_all[:, pick], iou_all[:, pick]
         else:
-            low_res, iou = run_decoder(prompt_encoder, mask_decoder, emb.features,
-                                       points=points, boxes=boxes, masks=masks, multimask=multimask)
+            low_res, iou = self.family.decode(self.model, emb, points, boxes, masks, multimask,
+                                              prompt_encoder, mask_decoder)
         return low_res, iou, self.upscale(low_res, emb) if upscale else None
 
     @torch.no_grad()
@@ -259,7 +268,7 @@ class Segmenter:
         """Low-res logits (..., h, w) -> logits at the original image size (..., H, W), as SamPredictor does."""
         shape = low_res.shape
         flat = low_res.reshape(-1, 1, *shape[-2:])
-        up = self.model.postprocess_masks(flat, emb.input_size, emb.original_size)
+        up = self.family.upscale(self.model, flat, emb)
         return up.reshape(*shape[:-2], *up.shape[-2:])
 
     def decode(
@@ -300,7 +309,7 @@ class Segmenter:
                     rows = torch.arange(len(chunk), device=low.device)
                     low, iou = low[rows, k][:, None], iou[rows, k][:, None]
                 masks = (self.upscale(low, embedding) > self.mask_threshold).cpu().numpy()
-                low_np, iou_np = low.cpu().numpy(), iou.cpu().numpy()
+                low_np, iou_np = self.family.returned_low_res(low).cpu().numpy(), iou.cpu().numpy()
                 for j, i in enumerate(chunk):
                     results[i] = Result(masks[j], iou_np[j], low_np[j], plist[i])
         return results[0] if single else results  # type: ignore[return-value]

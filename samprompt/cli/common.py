@@ -51,7 +51,12 @@ def non_negative_int(text: str) -> int:
 
 
 def add_model_options(p: argparse.ArgumentParser, learned: bool = True) -> None:
-    p.add_argument("--model", default="tiny", help="registry name (tiny, vit_b, vit_l, vit_h) or checkpoint path")
+    p.add_argument("--model", default="tiny",
+                   help="registry name (tiny, vit_b, sam2.1_hiera_tiny, sam_hq_vit_b, medsam_vit_b, ...: "
+                        "samprompt weights list) or a checkpoint path of SAM, SAM 2/2.1 or SAM-HQ")
+    p.add_argument("--family", choices=["medsam"], default=None,
+                   help="medsam: run a checkpoint given by path with MedSAM's preprocessing (the family of "
+                        "other checkpoints is read from their keys)")
     if learned:
         p.add_argument("--learned", metavar="PROMPT_DIR", default=None,
                        help="a learned prompt (made by samprompt tune) to apply")
@@ -97,7 +102,7 @@ def segmenter_spec(args: argparse.Namespace):
 
     return SegmenterSpec(args.model, getattr(args, "learned", None), threads=getattr(args, "threads", None),
                          precision=getattr(args, "precision", "fp32"), attn_impl=getattr(args, "attn_impl", "sam"),
-                         onnx_dir=getattr(args, "onnx_dir", None))
+                         onnx_dir=getattr(args, "onnx_dir", None), family=getattr(args, "family", None))
 
 
 def load_segmenter(args: argparse.Namespace):

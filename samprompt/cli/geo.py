@@ -60,7 +60,7 @@ def model_input_size(model: str) -> int:
     """The encoder's input side for a registry name (without loading weights); 1024 for other checkpoints."""
     from ..models import REGISTRY
 
-    return REGISTRY[model].arch.img_size if model in REGISTRY else 1024
+    return REGISTRY[model].img_size if model in REGISTRY else 1024
 
 
 def run(args) -> int:

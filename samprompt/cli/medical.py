@@ -57,6 +57,10 @@ def add_parser(sub, formatter) -> None:
                    help="stop an object when less than this fraction of its mask lies in its key-slice "
                         "intensity band")
     p.add_argument("--stop-iou", type=float, default=0.5, help="stop an object when its predicted IoU drops below")
+    p.add_argument("--propagate", choices=["auto", "box", "memory"], default="auto",
+                   help="box: each next slice prompted with a box around the last mask (SAM models); memory: "
+                        "SAM 2's video predictor and its memory (SAM 2 models); auto: memory for SAM 2 models, "
+                        "else box")
     add_model_options(m)
     add_encoder_options(m)
     add_job_options(m, "volume")
@@ -81,6 +85,12 @@ def run(args) -> int:
     for name in ("min_agree", "stop_iou"):
         if not 0 <= getattr(args, name) <= 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be between 0 and 1, got {getattr(args, name)}")
+    if args.propagate == "memory":
+        from ..models import checkpoint_family
+
+        if checkpoint_family(args.model, args.family) != "sam2":
+            raise ConfigError(f"--propagate memory needs a SAM 2 model (e.g. --model sam2.1_hiera_tiny); "
+                              f"{args.model} is not one: use --propagate box")
     if args.list:
         return list_volumes(args.input, args.allow_gaps)
     if not args.prompts:
@@ -98,7 +108,8 @@ def run(args) -> int:
 
     labels = {str(k): v for k, v in read_labels(args.labels).items()} if args.labels else {}
     settings = VolumeJob(formats=formats, labels=labels, window=args.window, propagation=PropagationSettings(
-        fuse=args.fuse, min_agree=args.min_agree, stop_iou=args.stop_iou), allow_gaps=args.allow_gaps)
+        fuse=args.fuse, min_agree=args.min_agree, stop_iou=args.stop_iou, method=args.propagate),
+        allow_gaps=args.allow_gaps)
     summary = run_cli_job(args, items, settings)
     for rec in summary.records:
         if rec["status"] == "failed":

@@ -5,8 +5,10 @@ from __future__ import annotations
 from ..errors import SampromptError
 
 HELP = "list or download model weights"
-DESCRIPTION = """List the registry's models, or download official checkpoints (checked against their
-sha256) into $SAMPROMPT_HOME or the user cache folder. The only command that uses the network."""
+DESCRIPTION = """List the registry's models (SAM, SAM 2/2.1, SAM-HQ, MedSAM), or download official
+checkpoints into $SAMPROMPT_HOME or the user cache folder, checked against their published sha256 (where
+the authors publish none, the first download's sha256 is recorded and every later load is checked against
+it). The only command that uses the network."""
 
 
 def add_parser(sub, formatter) -> None:
@@ -25,7 +27,7 @@ def run(args) -> int:
             path = weights_path(name)
             state = "packaged" if spec.packaged else ("downloaded" if path.exists() else "not downloaded")
             size = f"{spec.size_bytes / 1e6:.0f} MB" if spec.size_bytes else ""
-            print(f"{name:6s} {state:15s} {size:>8s}  {spec.description}  [{path}]")
+            print(f"{name:22s} {spec.family:7s} {state:15s} {size:>8s}  {spec.description}  [{path}]")
         return 0
     if not args.name:
         raise SampromptError("weights download needs a model name, e.g. samprompt weights download vit_b")

@@ -22,7 +22,7 @@ from ..errors import SampromptError
 from ..io import atomic_write_text
 from .items import WorkItem
 from .manifest import Manifest
-from .worker import JobSettings, SegmenterSpec, segment_item
+from .worker import JobSettings, SegmenterSpec, family_stamp, segment_item
 from .writers import PARTS
 
 FAILURES = "failures.json"
@@ -117,7 +117,8 @@ def run_job(
         raise SampromptError("a Dask run builds a Segmenter on each worker: pass a SegmenterSpec, not a Segmenter")
     else:
         spec, seg = None, segmenter
-        stamp = {"model_id": seg.model_id, "learned_id": seg.learned_id, "encoder": seg.encoder.id}
+        stamp = family_stamp({"model_id": seg.model_id, "learned_id": seg.learned_id, "encoder": seg.encoder.id},
+                             seg.family.name)
     _check_outputs(items, settings, out, overwrite, input_dirs)
     with _exclusive(out):
         return _run(items, out, spec, seg, stamp, settings, overwrite, workers, scheduler, max_in_flight, progress)

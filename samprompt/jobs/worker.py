@@ -25,7 +25,8 @@ class SegmenterSpec:
 
     ``model``: registry name or checkpoint path; ``learned``: a learned-prompt folder or None;
     ``threads``: torch threads in the process that builds it (None leaves torch's choice);
-    ``precision`` and ``attn_impl``: the encoder's (see :class:`~samprompt.segmenter.Segmenter`).
+    ``precision`` and ``attn_impl``: the encoder's (see :class:`~samprompt.segmenter.Segmenter`);
+    ``family``: ``"medsam"`` for a MedSAM checkpoint given by path (else read from the checkpoint).
     """
 
     model: str = "tiny"
@@ -34,6 +35,7 @@ class SegmenterSpec:
     precision: str = "fp32"
     attn_impl: str = "sam"
     onnx_dir: str | None = None
+    family: str | None = None
 
     def build(self):
         import torch
@@ -44,7 +46,7 @@ class SegmenterSpec:
 
         if self.threads:
             torch.set_num_threads(self.threads)
-        model = load_model(self.model)
+        model = load_model(self.model, family=self.family)
         learned = LearnedPrompt.load(self.learned, model) if self.learned else None
         return Segmenter(model, learned=learned, cache_size=2, precision=self.precision, attn_impl=self.attn_impl,
                          backend="onnx" if self.onnx_dir else "torch", onnx_dir=self.onnx_dir)
@@ -53,12 +55,18 @@ class SegmenterSpec:
         """What made the outputs, known without loading the model: model, learned prompt, encoder ids."""
         from ..backends import make_encoder
         from ..learned import LearnedPrompt
-        from ..models import checkpoint_id
+        from ..models import checkpoint_family, checkpoint_id
 
-        return {"model_id": checkpoint_id(self.model),
-                "learned_id": LearnedPrompt.id_of(self.learned) if self.learned else None,
-                "encoder": make_encoder(self.precision, self.attn_impl, "onnx" if self.onnx_dir else "torch",
-                                        self.onnx_dir).id}
+        stamp = {"model_id": checkpoint_id(self.model),
+                 "learned_id": LearnedPrompt.id_of(self.learned) if self.learned else None,
+                 "encoder": make_encoder(self.precision, self.attn_impl, "onnx" if self.onnx_dir else "torch",
+                                         self.onnx_dir).id}
+        return family_stamp(stamp, checkpoint_family(self.model, self.family))
+
+
+def family_stamp(stamp: dict, family: str) -> dict:
+    """A job stamp with the model family, named for every family but SAM (whose manifests stay as they were)."""
+    return stamp if family == "sam" else {**stamp, "family": family}
 
 
 @dataclass

@@ -27,6 +27,12 @@ box, but it is other tissue. The defaults were chosen on generated CT volumes
 of seeds 100-105 and measured on others (docs/medical.md). Every object due on a slice is decoded in one batch on that slice's
 one embedding. With ``fuse``, two more passes along the other two axes (each
 from the first pass's 3D box) vote with the first, voxel by voxel (2 of 3).
+
+That is ``method="box"``. With ``method="memory"`` (a SAM 2 model), SAM 2's video
+predictor follows every object from its key-slice prompt with its memory of the
+masks it made (:mod:`samprompt.domains.memory`), within the object's slice range;
+the box settings above do not apply. ``method="auto"`` picks memory for SAM 2
+models and box for the others.
 """
 
 from __future__ import annotations
@@ -38,9 +44,10 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ...errors import PromptError
+from ...errors import ConfigError, PromptError
 from ...normalize import Normalizer
 from ...prompts import Prompt
+from ..memory import PROPAGATORS, Start, propagate_memory
 from .prompts import VolumeObject
 from .volume import MedicalVolume
 
@@ -58,6 +65,17 @@ class PropagationSettings:
     clip: bool = True
     core_box: bool = True
     fuse: bool = False
+    method: str = "box"
+
+    def __post_init__(self) -> None:
+        if self.method not in ("auto", *PROPAGATORS):
+            raise ConfigError(f"propagation method must be auto, box or memory, got {self.method!r}")
+
+    def method_for(self, seg) -> str:
+        """``box`` or ``memory`` for this Segmenter (``auto``: memory with a SAM 2 model)."""
+        if self.method == "auto":
+            return "memory" if seg.family.name == "sam2" else "box"
+        return self.method
 
 
 @dataclass
@@ -312,6 +330,8 @@ def _propagate(seg, view: SliceView, tracks: list[Track], settings: PropagationS
     """Follow every track up, then down, one shared embedding and one batched decode per slice."""
     if not tracks:
         return
+    if settings.method_for(seg) == "memory":
+        return _propagate_by_memory(seg, view, tracks, stats)
     embeddings: dict[int, object] = {}
 
     def embed(k: int):
@@ -359,6 +379,19 @@ def _propagate(seg, view: SliceView, tracks: list[Track], settings: PropagationS
             elif not pending:
                 break
             z += direction
+
+
+def _propagate_by_memory(seg, view: SliceView, tracks: list[Track], stats: dict) -> None:
+    """Every track by SAM 2's memory over all the view's slices (see :mod:`samprompt.domains.memory`)."""
+    starts = [Start(t.label, t.key, t.key_prompt, t.lo, t.hi,
+                    tuple((k, Prompt(points=p, labels=lab)) for k, (p, lab) in sorted(t.guides.items()) if k != t.key))
+              for t in tracks]
+    masks = propagate_memory(seg, [view.image(k) for k in range(view.n)], starts)
+    stats["encoder_passes"] += view.n
+    stats["decoded_slices"] += view.n
+    for t in tracks:
+        for k, m in masks[t.label].items():
+            t.masks[k] = view.to_native(m)
 
 
 def propagate_object(seg, view: SliceView, key: int, prompt: Prompt,
