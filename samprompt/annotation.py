@@ -363,6 +363,10 @@ class ImageAnnotation:
         ms = [o.mask for o in self.objects if o.mask is not None]
         return np.stack(ms) if ms else np.zeros((0, *self.size), bool)
 
+    def empty_objects(self) -> int:
+        """Objects whose mask has no pixel: every export leaves them out (COCO, YOLO and PNG alike)."""
+        return sum(1 for o in self.objects if o.mask is not None and not o.mask.any())
+
     def to_json(self) -> dict:
         """The prompts JSON schema, one entry per object (accepted proposals have no prompt),
         plus each object's ``score`` and ``accepted_mask`` (COCO RLE)."""
@@ -413,8 +417,9 @@ class ImageAnnotation:
                categories: Sequence[str] = ("object",)) -> list[Path]:
         """Write this image's masks in the given formats, plus the state JSON for replay."""
         folder = Path(folder)
-        masks = self.masks()
-        labels = [o.label for o in self.objects if o.mask is not None]
+        kept = [o for o in self.objects if o.mask is not None and o.mask.any()]  # empty masks: in no format
+        masks = np.stack([o.mask for o in kept]) if kept else np.zeros((0, *self.size), bool)
+        labels = [o.label for o in kept]
         written = [self.save(folder)]
         if "png" in formats:
             written += export_png(folder, self.name, self.image, masks)
@@ -423,6 +428,6 @@ class ImageAnnotation:
             written.append(export_yolo(folder / "labels" / f"{self.name}.txt", masks, [cats.index(c) for c in labels]))
         if "coco" in formats:
             coco = CocoWriter(cats)
-            coco.add_image(f"{self.name}.png", masks, labels=labels)
+            coco.add_image(self.file_name, masks, labels=labels)  # the image's own name, as tools pair them
             written.append(coco.write(folder / f"{self.name}.coco.json"))
         return written

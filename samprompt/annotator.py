@@ -600,7 +600,7 @@ class Annotator:
             if not saved.exists():
                 continue
             _, (h, w), objects = read_saved(saved)
-            objs = [o for o in objects if o.mask is not None]
+            objs = [o for o in objects if o.mask is not None and o.mask.any()]  # as the per-image exports
             for o in objs:
                 self.add_class(o.label)
             masks = np.stack([o.mask for o in objs]) if objs else np.zeros((0, h, w), bool)
@@ -773,7 +773,9 @@ def build_app(annotator: Annotator):
                 try:
                     annotator.add_class(lab)
                     paths = annotator.export(st)
-                    return paths, f"exported {len(paths)} files to {annotator.out}"
+                    empty = st.ann.empty_objects() if st.volume is None and st.ann is not None else 0
+                    note = f"; {empty} object(s) with an empty mask left out" if empty else ""
+                    return paths, f"exported {len(paths)} files to {annotator.out}{note}"
                 except SampromptError as exc:
                     return None, f"⚠️ {exc}"
 
@@ -793,7 +795,10 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="samprompt annotate", description="Interactive SAM annotation in the browser.")
     p.add_argument("folder", nargs="?", help="folder of images and volumes (NIfTI files, DICOM series folders), "
                                              "or a labelled folder's images/")
-    p.add_argument("--model", default="tiny", help="registry name or checkpoint path (default: tiny)")
+    p.add_argument("--model", default="tiny", help="registry name or checkpoint path of SAM, SAM 2/2.1 or SAM-HQ "
+                                                   "(default: tiny); with SAM 2, volumes propagate by memory")
+    p.add_argument("--family", choices=["medsam"], default=None,
+                   help="medsam: a MedSAM checkpoint given by path (MedSAM's preprocessing)")
     p.add_argument("--out", help="where annotations go (default: FOLDER/annotations)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
@@ -805,7 +810,7 @@ def main(argv: list[str] | None = None) -> None:
                         "PNGs (or one holding masks/), a COCO JSON file, or a folder of YOLO-seg .txt files")
     args = p.parse_args(argv)
     try:
-        annotator = Annotator(Segmenter(args.model), args.folder, args.out, imports=args.imports, labels=args.labels)
+        annotator = Annotator(Segmenter(args.model, family=args.family), args.folder, args.out, imports=args.imports, labels=args.labels)
     except SampromptError as exc:
         p.error(str(exc))
     build_app(annotator).launch(server_name=args.host, server_port=args.port,

@@ -62,6 +62,12 @@ def _export(module: nn.Module, args: tuple, path: Path, names_in: list[str], nam
 def export_onnx(model: Sam, out: str | Path) -> Path:
     """Write ``encoder.onnx``, ``decoder.onnx`` and ``onnx.json`` for ``model`` into ``out``."""
     require("onnx", "onnx")
+    from .families import family_of
+
+    family = family_of(model).name
+    if family not in ("sam", "medsam"):
+        raise ConfigError(f"export-onnx writes SAM's ViT and decoder; a {family} model has another graph "
+                          "(SAM 2 and SAM-HQ publish their own exporters): run it with backend='torch'")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model = model.eval()

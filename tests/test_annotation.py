@@ -136,3 +136,20 @@ def test_proposals_that_repeat_an_object_are_dropped_and_undo_of_accept_restores
 def test_points_on_the_far_edge_are_inside(ann):
     ann.add_point(128, 96)  # (W, H) is a valid point: pixel coordinates are continuous
     assert ann.objects[0].points == [(128.0, 96.0)]
+
+
+def test_per_image_coco_names_the_real_file_and_empty_masks_are_in_no_export(random_sam, tmp_path):
+    """Issue 30, items 3 and 5: coffee.jpg is coffee.jpg in its COCO file; an emptied object is in no format."""
+    ann = ImageAnnotation(Segmenter(random_sam), make_scene(5, size=(96, 128)).image, "coffee.jpg")
+    ann.new_object("cup")
+    ann.set_box((10, 10, 60, 70))
+    ann.new_object("ghost")
+    ann.set_box((70, 20, 120, 80))
+    ann.objects[1].mask = np.zeros_like(ann.objects[1].mask)  # everything erased
+    assert ann.empty_objects() == 1
+    ann.export(tmp_path, categories=["cup", "ghost"])
+    api = COCO(str(tmp_path / "coffee.coco.json"))
+    assert [img["file_name"] for img in api.dataset["images"]] == ["coffee.jpg"]
+    anns = api.loadAnns(api.getAnnIds())
+    assert len(anns) == 1 and anns[0]["area"] > 0  # no zero-area annotation
+    assert len((tmp_path / "labels" / "coffee.txt").read_text().splitlines()) == len(anns)

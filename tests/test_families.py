@@ -195,6 +195,37 @@ def test_family_limits_are_clear(sam2_model, random_sam):
         Segmenter(sam2_model, attn_impl="sdpa")
     with pytest.raises(ConfigError, match="learned prompts"):
         Segmenter(sam2_model, learned=object())
+    from samprompt.domains.defects.anomaly import PatchFeatures
+    from samprompt.onnx_backend import export_onnx
+
+    with pytest.raises(ConfigError, match="SAM 2's Hiera encoder is not supported"):
+        PatchFeatures(Segmenter(sam2_model))
+    with pytest.raises(ConfigError, match="export-onnx writes SAM's ViT"):
+        export_onnx(sam2_model, "never-written")
+
+
+def test_jobs_and_cli_name_the_family(tmp_path, sam2_model):
+    """A segment job with a SAM 2 checkpoint by path: outputs, and a manifest naming the model and its family."""
+    import json
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    ckpt = tmp_path / "my_sam2.pt"
+    torch.save({"model": sam2_model.state_dict()}, ckpt)
+    Image.fromarray(make_scene(8, size=(64, 80)).image).save(tmp_path / "a.png")
+    run = subprocess.run([sys.executable, "-m", "samprompt.cli", "segment", str(tmp_path / "a.png"), "--box",
+                          "10,10,50,40", "--model", str(ckpt), "--out", str(tmp_path / "out"), "--quiet"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "out" / "a.png").exists()
+    rec = json.loads((tmp_path / "out" / "manifest.jsonl").read_text().splitlines()[-1])
+    assert rec["family"] == "sam2" and rec["model_id"].startswith("my_sam2:")
+    refused = subprocess.run([sys.executable, "-m", "samprompt.cli", "medical", str(tmp_path), "--prompts",
+                              str(tmp_path / "p.json"), "--propagate", "memory", "--out", str(tmp_path / "m")],
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and "--propagate memory needs a SAM 2 model" in refused.stderr
 
 
 def test_cache_keys_and_disk_cache_carry_the_family(tmp_path, sam2_model):
@@ -263,3 +294,47 @@ def test_memory_propagation_matches_sam2_video_predictor(tmp_path, sam2_model):
         for k in expected[label]:
             assert np.array_equal(ours[label][k], expected[label][k]), (label, k)
     assert len(ours[1]) >= 2  # it reached past its key frame
+
+
+def test_fast_settings_run_on_other_families(hq_model):
+    """bf16 (where native) and int8 wrap any family's encoder; the masks stay close to fp32's."""
+    from samprompt.encoders import bf16_supported
+
+    image = make_scene(9, size=(120, 160)).image
+    prompt = Prompt(box=(20, 20, 120, 100))
+    ref = Segmenter(hq_model).predict(image, prompt, multimask=False)
+    for precision in ("int8", "bf16") if bf16_supported(torch.device("cpu")) else ("int8",):
+        seg = Segmenter(hq_model, precision=precision)
+        assert seg.encoder.id.endswith(precision)
+        res = seg.predict(image, prompt, multimask=False)
+        inter, union = (res.mask & ref.mask).sum(), (res.mask | ref.mask).sum()
+        assert res.mask.shape == ref.mask.shape and inter / max(union, 1) > 0.8, (precision, inter / max(union, 1))
+
+
+def test_medical_run_with_a_sam2_model_propagates_by_memory(tmp_path, sam2_model):
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("monai")
+    from samprompt.synthetic.volumes import make_volume, save_nifti
+
+    v = make_volume(3, shape=(48, 48, 5))
+    (tmp_path / "in").mkdir()
+    save_nifti(tmp_path / "in" / "ct.nii.gz", v.data, v.affine)
+    m = v.labels == 5
+    k = int(m.sum(axis=(0, 1)).argmax())
+    ii, jj = np.nonzero(m[:, :, k])
+    prompts = {"ct": {"objects": [{"label": 5, "box": [int(ii.min()), int(jj.min()), int(ii.max()), int(jj.max())],
+                                   "slice": k}]}}
+    (tmp_path / "prompts.json").write_text(json.dumps(prompts))
+    ckpt = tmp_path / "sam2_random.pt"
+    torch.save({"model": sam2_model.state_dict()}, ckpt)
+    run = subprocess.run([sys.executable, "-m", "samprompt.cli", "medical", str(tmp_path / "in"), "--prompts",
+                          str(tmp_path / "prompts.json"), "--model", str(ckpt), "--out", str(tmp_path / "seg"),
+                          "--quiet"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "seg" / "ct_seg.nii.gz").exists()
+    rec = json.loads((tmp_path / "seg" / "manifest.jsonl").read_text().splitlines()[-1])
+    assert rec["family"] == "sam2" and rec["model_id"].startswith("sam2_random:")
+    assert '"method": "auto"' in json.dumps(rec["config"]) or "auto" in json.dumps(rec)  # the settings say how

@@ -20,6 +20,7 @@ mask memories in bf16.
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -98,7 +99,10 @@ def propagate_memory(seg, frames: Sequence[np.ndarray], starts: Sequence[Start],
     import sam2.sam2_video_predictor as video_module
 
     # SAM 2 keeps its mask memories in bf16 and expects bf16 autocast around the tracker (as its README runs it)
-    with _LOCK, torch.inference_mode(), torch.autocast(seg.device.type, dtype=torch.bfloat16):
+    with _LOCK, torch.inference_mode(), torch.autocast(seg.device.type, dtype=torch.bfloat16), \
+            warnings.catch_warnings():
+        # without sam2's CUDA extension the tracker skips filling holes of <= 8 px, and warns at every frame
+        warnings.filterwarnings("ignore", message=r"(?s).*Skipping the post-processing step")
         original = video_module.load_video_frames
         video_module.load_video_frames = lambda **_: (images, h, w)
         try:

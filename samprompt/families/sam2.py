@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .base import Family
+
+
+@functools.lru_cache(maxsize=4)
+def _transforms(side: int):
+    """SAM2ImagePredictor's own image transform for a ``side``-px model (built once: it scripts a module)."""
+    import warnings
+
+    from sam2.utils.transforms import SAM2Transforms
+
+    with warnings.catch_warnings():  # torch's notice that torch.jit.script is deprecated
+        warnings.simplefilter("ignore")
+        return SAM2Transforms(resolution=side, mask_threshold=0.0)
 
 
 class Sam2Family(Family):
@@ -29,10 +43,8 @@ class Sam2Family(Family):
         return (int(h), int(w))
 
     def model_input(self, model, rgb):
-        from sam2.utils.transforms import SAM2Transforms
-
         s = self.img_size(model)
-        x = SAM2Transforms(resolution=s, mask_threshold=0.0)(np.ascontiguousarray(rgb))
+        x = _transforms(s)(np.ascontiguousarray(rgb))
         return x[None].to(model.device), (s, s)
 
     def forward(self, model, x):

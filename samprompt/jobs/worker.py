@@ -135,8 +135,9 @@ def segment_item(seg, item: WorkItem, settings: JobSettings, out: Path) -> dict:
 
 def new_record(seg, item: WorkItem) -> dict:
     """An item's manifest line before it runs: its id and what runs it."""
-    return {"id": item.id, "status": "done", "outputs": {}, "error": None, "n_masks": 0,
-            "model_id": seg.model_id, "learned_id": seg.learned_id, "encoder": seg.encoder.id}
+    return family_stamp({"id": item.id, "status": "done", "outputs": {}, "error": None, "n_masks": 0,
+                         "model_id": seg.model_id, "learned_id": seg.learned_id, "encoder": seg.encoder.id},
+                        seg.family.name)
 
 
 def record_outputs(rec: dict, paths: list[Path], out: Path) -> None:

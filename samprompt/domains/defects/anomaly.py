@@ -49,6 +49,10 @@ class PatchFeatures:
     zoom: int = 2
 
     def __post_init__(self) -> None:
+        family = getattr(getattr(self.seg, "family", None), "name", "sam")
+        if family == "sam2":
+            raise ConfigError("defect maps are built from the patch features of SAM's ViT; SAM 2's Hiera encoder "
+                              "is not supported for them: use a SAM, SAM-HQ or MedSAM model with --model")
         depth = len(self.seg.model.image_encoder.blocks)
         bad = [b for b in self.layers if not 1 <= b <= depth]
         if bad:

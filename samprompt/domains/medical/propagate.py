@@ -65,7 +65,7 @@ class PropagationSettings:
     clip: bool = True
     core_box: bool = True
     fuse: bool = False
-    method: str = "box"
+    method: str = "auto"
 
     def __post_init__(self) -> None:
         if self.method not in ("auto", *PROPAGATORS):
