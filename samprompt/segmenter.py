@@ -100,8 +100,9 @@ class Segmenter:
                 "samprompt.learned.LearnedPrompt.load(PROMPT_DIR, model)"
             )
         self.learned = learned
-        if learned is not None and self.family.name != "sam":
-            raise ConfigError(f"learned prompts are trained and run on SAM models; this is a {self.family.name} model")
+        if learned is not None and not self.family.vit_tools and not getattr(learned, "is_pixel", False):
+            raise ConfigError(f"on a {self.family.name} model only pixel prompts (pixel-pad, pixel-fourier) run; "
+                              "prompt tokens and fine-tuned parts act inside SAM's ViT or decoder")
         if not self.family.vit_tools and (attn_impl != "sam" or backend != "torch"):
             raise ConfigError(f"attn_impl={attn_impl!r} and backend={backend!r} are written for SAM's ViT; a "
                               f"{self.family.name} model runs with attn_impl='sam', backend='torch' "
@@ -164,10 +165,12 @@ class Segmenter:
             x, input_size = self.family.model_input(self.model, rgb)
             self.encoder_calls += 1
             original = (int(rgb.shape[0]), int(rgb.shape[1]))
-            if self.family.name == "sam":  # SAM's own path: learned prompts act inside its encoder
+            if self.family.vit_tools:  # SAM's ViT (SAM, MedSAM): learned prompts act inside its encoder
                 emb = Embedding(self.encoder.encode(self.model, x, self.learned), input_size, original)
             else:
-                out = self.encoder.encode(self.model, x, forward=lambda t: self.family.forward(self.model, t))
+                learned = self.learned
+                out = self.encoder.encode(self.model, x, forward=lambda t: self.family.forward(
+                    self.model, t if learned is None else learned.pixels(self.model, t)))
                 emb = Embedding(out.pop("features"), input_size, original, out)
             with self._cache_lock:
                 self.cache.put(key, emb)

@@ -193,7 +193,7 @@ def test_checkpoints_load_by_path_and_wrong_family_is_refused(tmp_path, sam2_mod
 def test_family_limits_are_clear(sam2_model, random_sam):
     with pytest.raises(ConfigError, match="written for SAM's ViT"):
         Segmenter(sam2_model, attn_impl="sdpa")
-    with pytest.raises(ConfigError, match="learned prompts"):
+    with pytest.raises(ConfigError, match="only pixel prompts"):
         Segmenter(sam2_model, learned=object())
     from samprompt.domains.defects.anomaly import PatchFeatures
     from samprompt.onnx_backend import export_onnx
@@ -338,3 +338,34 @@ def test_medical_run_with_a_sam2_model_propagates_by_memory(tmp_path, sam2_model
     rec = json.loads((tmp_path / "seg" / "manifest.jsonl").read_text().splitlines()[-1])
     assert rec["family"] == "sam2" and rec["model_id"].startswith("sam2_random:")
     assert '"method": "auto"' in json.dumps(rec["config"]) or "auto" in json.dumps(rec)  # the settings say how
+
+
+def test_pixel_prompts_train_and_run_on_every_family(tmp_path, hq_model, sam2_model):
+    """A pixel prompt tunes on SAM-HQ and reloads; on SAM 2 it changes the embedding exactly as applied by hand;
+    prompt tokens are refused where SAM's ViT is not."""
+    from samprompt.learned import LearnedPrompt
+    from samprompt.learned.train import tune
+    from samprompt.synthetic import write_dataset
+
+    write_dataset(tmp_path / "train", 2, size=96)
+    res = tune(hq_model, tmp_path / "train", "pixel-pad", epochs=1, batch_size=2, out=tmp_path / "p", progress=False,
+               val_dir=tmp_path / "train")
+    assert res.history[0]["loss"] > 0 and res.best_val is not None
+    loaded = LearnedPrompt.load(tmp_path / "p", hq_model)
+    image = make_scene(2, size=(96, 96)).image
+    with_prompt = Segmenter(hq_model, learned=loaded).embed(image)
+    assert not torch.equal(with_prompt.features, Segmenter(hq_model).embed(image).features)
+
+    pad = LearnedPrompt.create("pixel-fourier", sam2_model)
+    with torch.no_grad():
+        for p in pad.parameters():
+            p.normal_(0, 0.5)
+    seg = Segmenter(sam2_model, learned=pad)
+    emb = seg.embed(image)
+    x, _ = seg.family.model_input(sam2_model, image)
+    with torch.no_grad():
+        by_hand = seg.family.forward(sam2_model, pad.module(x))
+    assert torch.allclose(emb.features, by_hand["features"], atol=1e-5)
+    assert torch.allclose(emb.extras["high_res_0"], by_hand["high_res_0"], atol=1e-5)
+    with pytest.raises(ConfigError, match="only the pixel prompts"):
+        LearnedPrompt.create("vpt-deep", sam2_model)

@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     out = check_out_folder(args.out)
     check_outputs([out / name for name in TUNE_OUTPUTS], input_dirs=[args.data_dir, *([args.val] if args.val else [])],
                   overwrite=args.overwrite)
-    res = tune(load_model(args.model), args.data_dir, args.method, val_dir=args.val, out=args.out,
+    res = tune(load_model(args.model, family=args.family), args.data_dir, args.method, val_dir=args.val, out=args.out,
                epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, prompts=args.prompts, seed=args.seed,
                **config)
     best = f", best val mIoU {res.best_val:.4f}" if res.best_val is not None else ""

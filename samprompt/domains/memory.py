@@ -30,9 +30,6 @@ import torch
 from ..errors import ConfigError, PromptError
 from ..prompts import Prompt
 
-#: the propagation methods a volume or a video can pick by name
-PROPAGATORS = ("box", "memory")
-
 _LOCK = threading.Lock()  # the frame loader is swapped for the span of init_state
 
 
@@ -133,4 +130,4 @@ def propagate_memory(seg, frames: Sequence[np.ndarray], starts: Sequence[Start],
     return out
 
 
-__all__ = ["PROPAGATORS", "Start", "frames_tensor", "propagate_memory", "video_predictor"]
+__all__ = ["Start", "frames_tensor", "propagate_memory", "video_predictor"]

@@ -61,13 +61,20 @@ class LearnedPrompt(nn.Module):
 
     def __init__(self, config: PromptConfig, model: Sam) -> None:
         super().__init__()
+        from ..families import family_of
+
         self.config = config
         self.model_id = model_id(model)
+        family = family_of(model)
+        if not family.vit_tools and not config.method.startswith("pixel"):
+            raise ConfigError(f"{config.method} acts inside SAM's ViT or decoder; on a {family.name} model only the "
+                              "pixel prompts (pixel-pad, pixel-fourier) run")
         enc = model.image_encoder
+        side = family.img_size(model)
         if config.method == "pixel-pad":
-            self.module: nn.Module = PadPrompt(config, enc.img_size)  # type: ignore[arg-type]
+            self.module: nn.Module = PadPrompt(config, side)  # type: ignore[arg-type]
         elif config.method == "pixel-fourier":
-            self.module = FourierPrompt(config, enc.img_size)  # type: ignore[arg-type]
+            self.module = FourierPrompt(config, side)  # type: ignore[arg-type]
         elif config.method in ("decoder-ft", "full-ft"):
             import copy
 
@@ -133,6 +140,24 @@ class LearnedPrompt(nn.Module):
 
     def num_trainable(self) -> int:
         return self.module.num_trainable()  # type: ignore[operator]
+
+    def embed(self, model, family, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The encoder outputs (``{"features": ..., ...}``) of ``family`` for input ``x`` with this prompt applied.
+
+        On SAM's ViT (SAM, MedSAM) every method runs (:meth:`encode`); on other
+        families, a pixel prompt changes ``x`` before the family's own encoder step.
+        """
+        if family.vit_tools:
+            return {"features": self.encode(model, x)}
+        return family.forward(model, self.pixels(model, x))
+
+    def pixels(self, model, x: torch.Tensor) -> torch.Tensor:
+        """The model input ``x`` with this pixel prompt applied (any family)."""
+        if model_id(model) != self.model_id:
+            raise CheckpointError(f"this prompt was trained for model {self.model_id}, not {model_id(model)}")
+        if not self.is_pixel:
+            raise ConfigError(f"{self.config.method} is not a pixel prompt")
+        return self.module(x)
 
     def encode(self, model: Sam, x: torch.Tensor) -> torch.Tensor:
         """The image embedding of preprocessed input ``x`` (B, 3, S, S) with this prompt applied."""

@@ -22,16 +22,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from segment_anything.modeling import Sam
-from segment_anything.utils.transforms import ResizeLongestSide
 
 from ..errors import ConfigError, ImageError
+from ..cache import Embedding
 from ..evaluation import evaluate_folder
+from ..families import family_of
 from ..images import iter_labelled, read_label_map, to_rgb_uint8
 from ..io import atomic_write_text, save_figure
 from ..masks import from_label_map
 from ..segmenter import Segmenter
 from ..simulate import box_from_mask, random_point
-from ..steps import model_input, run_decoder
+from ..steps import run_decoder
 from ..training.losses import sam_loss
 from .config import DEFAULT_LR
 from .prompt import CONFIG_NAME, WEIGHTS_NAME, LearnedPrompt
@@ -76,16 +77,19 @@ def _augmenter(seed: int):
 def _step_loss(
     model: Sam, prompt: LearnedPrompt, batch, rng: np.random.Generator, max_objects: int, prompts: str = "mixed"
 ) -> torch.Tensor:
-    size = model.image_encoder.img_size
-    resize = ResizeLongestSide(size)
+    """Focal + dice (+ IoU head) loss of one batch, run through the model's family (SAM, SAM 2, ...)."""
+    family = family_of(model)
+    size = family.img_size(model)
     xs, metas = [], []
     for image, labels in batch:
-        x, input_size = model_input(model, image)
+        x, input_size = family.model_input(model, image)
         xs.append(x)
         metas.append((image.shape[:2], input_size, labels))
-    emb = prompt.encode(model, torch.cat(xs))
-    prompt_encoder = prompt.prompt_encoder if prompt.prompt_encoder is not None else model.prompt_encoder
-    mask_decoder = prompt.mask_decoder if prompt.mask_decoder is not None else model.mask_decoder
+    outs = prompt.embed(model, family, torch.cat(xs))
+    prompt_encoder = prompt.prompt_encoder if prompt.prompt_encoder is not None else model.prompt_encoder \
+        if family.vit_tools else None
+    mask_decoder = prompt.mask_decoder if prompt.mask_decoder is not None else model.mask_decoder \
+        if family.vit_tools else None
     total, terms = 0.0, 0
     for b, (orig, inp, labels) in enumerate(metas):
         gts, _ = from_label_map(labels)
@@ -98,17 +102,24 @@ def _step_loss(
         use_box = prompts == "box" or (prompts == "mixed" and rng.random() < 0.5)
         points = boxes = None
         if use_box:
-            boxes = np.stack([resize.apply_boxes(box_from_mask(g, 0.1, rng)[None], orig)[0] for g in gts])
-            boxes = torch.as_tensor(boxes, dtype=torch.float)
+            corners = np.stack([box_from_mask(g, 0.1, rng).reshape(2, 2) for g in gts])
+            boxes = family.to_input_frame(corners, inp, orig, "cpu").reshape(-1, 4)
         else:
-            pts = np.stack([resize.apply_coords(random_point(g, rng)[None], orig) for g in gts])
-            points = (torch.as_tensor(pts, dtype=torch.float), torch.ones(len(gts), 1, dtype=torch.int))
-        logits, iou = run_decoder(prompt_encoder, mask_decoder, emb[b : b + 1], points=points, boxes=boxes)
+            pts = np.stack([random_point(g, rng)[None] for g in gts])
+            points = (family.to_input_frame(pts, inp, orig, "cpu"), torch.ones(len(gts), 1, dtype=torch.int))
+        emb = Embedding(outs["features"][b : b + 1], inp, orig, {k: v[b : b + 1] for k, v in outs.items()
+                                                                  if k != "features"})
+        if family.vit_tools:  # all four outputs: the single mask first (a box's), then the three of multimask
+            logits, iou = run_decoder(prompt_encoder, mask_decoder, emb.features, points=points, boxes=boxes)
+            single, multi = slice(None), slice(1, None)
+        else:  # the family's decoder as it runs at inference: one mask for a box, its multimask for a point
+            logits, iou = family.decode(model, emb, points, boxes, None, multimask=not use_box)
+            single = multi = slice(None)
         up = F.interpolate(logits, target.shape[-2:], mode="bilinear", align_corners=False)
         if use_box:
-            loss, _ = sam_loss(up, iou, target, select="first")
+            loss, _ = sam_loss(up[:, single], iou[:, single], target, select="first")
         else:
-            loss, _ = sam_loss(up[:, 1:], iou[:, 1:], target)
+            loss, _ = sam_loss(up[:, multi], iou[:, multi], target)
         total, terms = total + loss, terms + 1
     return total / max(terms, 1)  # type: ignore[return-value]
 

@@ -44,38 +44,12 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ...errors import ConfigError, PromptError
+from ...errors import PromptError
 from ...normalize import Normalizer
 from ...prompts import Prompt
-from ..memory import PROPAGATORS, Start, propagate_memory
+from ..propagation import PropagationSettings, Track, box_mask, mask_box, follow, propagate
 from .prompts import VolumeObject
 from .volume import MedicalVolume
-
-
-@dataclass(frozen=True)
-class PropagationSettings:
-    """How objects are followed from slice to slice (see the module doc)."""
-
-    margin: float = 0.0
-    margin_px: float = 0.0
-    use_logits: bool = False
-    stop_iou: float = 0.5
-    min_area: int = 4
-    min_agree: float = 0.5
-    clip: bool = True
-    core_box: bool = True
-    fuse: bool = False
-    method: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.method not in ("auto", *PROPAGATORS):
-            raise ConfigError(f"propagation method must be auto, box or memory, got {self.method!r}")
-
-    def method_for(self, seg) -> str:
-        """``box`` or ``memory`` for this Segmenter (``auto``: memory with a SAM 2 model)."""
-        if self.method == "auto":
-            return "memory" if seg.family.name == "sam2" else "box"
-        return self.method
 
 
 @dataclass
@@ -138,86 +112,6 @@ class SliceView:
         idx = [slice(None)] * 3
         idx[self.axis] = k
         volume[tuple(idx)] = mask_native.T
-
-
-def _box_mask(box, shape) -> np.ndarray:
-    """The pixels of a (rows, cols) image whose centres lie in a continuous box."""
-    h, w = shape
-    x0, y0, x1, y1 = box
-    cols = (np.arange(w) + 0.5 >= x0) & (np.arange(w) + 0.5 <= x1)
-    rows = (np.arange(h) + 0.5 >= y0) & (np.arange(h) + 0.5 <= y1)
-    return rows[:, None] & cols[None, :]
-
-
-def _band(values: np.ndarray) -> tuple[float, float]:
-    """The object's intensity band: median +- 3 robust standard deviations (1.4826 MAD), at least +-1."""
-    med = float(np.median(values))
-    spread = max(3 * 1.4826 * float(np.median(np.abs(values - med))), 1.0)
-    return med - spread, med + spread
-
-
-def _core(mask: np.ndarray, values: np.ndarray, band: tuple[float, float] | None) -> np.ndarray:
-    """The mask's pixels inside the band, largest connected piece: what the next slice's box is drawn around."""
-    if band is None:
-        return mask
-    core = (mask & (values >= band[0]) & (values <= band[1])).astype(np.uint8)
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
-    if n <= 1:
-        return mask
-    return lab == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-
-
-def _agreement(values: np.ndarray, band: tuple[float, float] | None) -> float:
-    """The fraction of a mask's intensities inside the key slice's band (1 when there is no band)."""
-    if band is None or not len(values):
-        return 1.0 if band is None else 0.0
-    return float(np.mean((values >= band[0]) & (values <= band[1])))
-
-
-def _mask_box(mask: np.ndarray) -> np.ndarray | None:
-    """Continuous box (x0, y0, x1, y1) of a (rows, cols) mask's pixels, or None when empty."""
-    ys, xs = np.nonzero(mask)
-    if not len(xs):
-        return None
-    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float64)
-
-
-@dataclass
-class Track:
-    """One object followed along one axis (pixel coordinates are the view's scaled image pixels)."""
-
-    label: int
-    name: str | None
-    key: int
-    key_prompt: Prompt
-    lo: int
-    hi: int
-    limit_box: dict[int, np.ndarray] = field(default_factory=dict)  # per-slice outer box (box3d, mask)
-    guides: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # per-slice points
-    masks: dict[int, np.ndarray] = field(default_factory=dict)  # slice -> native (rows, cols) bool
-    cores: dict[int, np.ndarray] = field(default_factory=dict)  # slice -> the mask's in-band core
-    logits: dict[int, np.ndarray] = field(default_factory=dict)
-    scores: dict[int, float] = field(default_factory=dict)
-    alive: dict[int, bool] = field(default_factory=lambda: {1: True, -1: True})
-    band: tuple[float, float] | None = None  # the object's intensity range on its key slice (5th-95th percentile)
-
-    def prompt_from(self, k: int, prev: int, view: SliceView, settings: PropagationSettings) -> Prompt:
-        box = _mask_box(view.to_scaled(self.cores.get(prev, self.masks[prev])))
-        assert box is not None
-        grow = np.array([-1, -1, 1, 1]) * (settings.margin * max(box[2] - box[0], box[3] - box[1]) / 2
-                                            + settings.margin_px)
-        box = box + grow
-        outer = self.limit_box.get(k)
-        if outer is not None:
-            box = np.array([max(box[0], outer[0]), max(box[1], outer[1]), min(box[2], outer[2]),
-                            min(box[3], outer[3])])
-            if box[2] <= box[0] or box[3] <= box[1]:
-                box = outer
-        h, w = view.size
-        box = np.clip(box, 0, [w, h, w, h])
-        pts, labs = self.guides.get(k, (None, None))
-        mask = self.logits[prev] if settings.use_logits else None
-        return Prompt(points=pts, labels=labs, box=box, mask=mask)
 
 
 def _in_volume(p: np.ndarray, shape, where: str) -> None:
@@ -325,85 +219,11 @@ def _read_mask(path: str | None, vol: MedicalVolume) -> np.ndarray:
     return arr
 
 
-def _propagate(seg, view: SliceView, tracks: list[Track], settings: PropagationSettings, stats: dict,
-               keep: set[int]) -> None:
-    """Follow every track up, then down, one shared embedding and one batched decode per slice."""
-    if not tracks:
-        return
-    if settings.method_for(seg) == "memory":
-        return _propagate_by_memory(seg, view, tracks, stats)
-    embeddings: dict[int, object] = {}
-
-    def embed(k: int):
-        if k in embeddings:
-            return embeddings[k]
-        emb = seg.embed(view.image(k))
-        stats["encoder_passes"] += 1
-        if k in keep:
-            embeddings[k] = emb
-        return emb
-
-    for direction in (1, -1):
-        ks = sorted({t.key for t in tracks})
-        z = ks[0] if direction == 1 else ks[-1]
-        while 0 <= z < view.n:
-            batch: list[tuple[Track, Prompt]] = []
-            for t in tracks:
-                if z == t.key and z not in t.masks:
-                    batch.append((t, t.key_prompt))
-                elif (z - t.key) * direction > 0 and t.alive[direction] and t.lo <= z <= t.hi \
-                        and (z - direction) in t.masks:
-                    batch.append((t, t.prompt_from(z, z - direction, view, settings)))
-            pending = any((t.key - z) * direction > 0 or (t.alive[direction] and (z - direction) in t.masks
-                                                          and t.lo <= z <= t.hi) for t in tracks)
-            if batch:
-                results = seg.decode(embed(z), [p for _, p in batch], multimask="auto")
-                stats["decoded_slices"] += 1
-                values = view.values(z)
-                for (t, p), r in zip(batch, results):
-                    mask = r.mask
-                    if settings.clip and p.box is not None:
-                        mask = mask & _box_mask(p.box, mask.shape)
-                    mask = view.to_native(mask)
-                    if z == t.key:
-                        t.band = _band(values[mask]) if mask.any() else None
-                        if int(mask.sum()) < settings.min_area:  # nothing found on the key slice: nothing to follow
-                            t.alive = {1: False, -1: False}
-                    elif int(mask.sum()) < settings.min_area or r.score < settings.stop_iou \
-                            or _agreement(values[mask], t.band) < settings.min_agree:
-                        t.alive[direction] = False
-                        continue
-                    t.masks[z], t.logits[z], t.scores[z] = mask, r.best_logits, r.score
-                    if settings.core_box:
-                        t.cores[z] = _core(mask, values, t.band)
-            elif not pending:
-                break
-            z += direction
-
-
-def _propagate_by_memory(seg, view: SliceView, tracks: list[Track], stats: dict) -> None:
-    """Every track by SAM 2's memory over all the view's slices (see :mod:`samprompt.domains.memory`)."""
-    starts = [Start(t.label, t.key, t.key_prompt, t.lo, t.hi,
-                    tuple((k, Prompt(points=p, labels=lab)) for k, (p, lab) in sorted(t.guides.items()) if k != t.key))
-              for t in tracks]
-    masks = propagate_memory(seg, [view.image(k) for k in range(view.n)], starts)
-    stats["encoder_passes"] += view.n
-    stats["decoded_slices"] += view.n
-    for t in tracks:
-        for k, m in masks[t.label].items():
-            t.masks[k] = view.to_native(m)
-
-
 def propagate_object(seg, view: SliceView, key: int, prompt: Prompt,
                      settings: PropagationSettings | None = None) -> dict[int, np.ndarray]:
     """Follow one object from ``prompt`` (in the view's pixels) on slice ``key`` up and down the volume,
     as :func:`segment_volume` does; its mask per slice reached, as (rows, cols) voxels of the slice."""
-    if not 0 <= key < view.n:
-        raise PromptError(f"slice {key} is out of range (0 to {view.n - 1})")
-    track = Track(1, None, key, prompt, 0, view.n - 1)
-    _propagate(seg, view, [track], settings or PropagationSettings(), {"encoder_passes": 0, "decoded_slices": 0},
-               {key})
-    return track.masks
+    return follow(seg, view, key, prompt, settings)
 
 
 def _volume_of(track: Track, view: SliceView, shape) -> np.ndarray:
@@ -437,7 +257,7 @@ def segment_volume(
         view = SliceView(u8, vol.spacing, axis, vol.data)
         tracks = _tracks(vol, objs, axis, view)
         keys = [t.key for t in tracks]
-        _propagate(seg, view, tracks, settings, stats, set(range(min(keys), max(keys) + 1)))
+        propagate(seg, view, tracks, settings, stats, range(min(keys), max(keys) + 1))
         for t in tracks:
             masks[t.label] = _volume_of(t, view, vol.shape)
             names[t.label] = t.name
@@ -477,9 +297,9 @@ def _fuse(seg, vol: MedicalVolume, u8: np.ndarray, masks: dict[int, np.ndarray],
             b = np.array([lo3[view.u], lo3[view.v], hi3[view.u] + 1, hi3[view.v] + 1], np.float64)
             box = np.concatenate([view.to_pixels(b[:2]), view.to_pixels(b[2:])])
             best = int(np.argmax(m.sum(axis=tuple(a for a in range(3) if a != axis))))
-            tracks.append(Track(lab, None, best, Prompt(box=_mask_box(view.to_scaled(np.take(m, best, axis).T))),
+            tracks.append(Track(lab, None, best, Prompt(box=mask_box(view.to_scaled(np.take(m, best, axis).T))),
                                 int(lo3[axis]), int(hi3[axis]), {k: box for k in range(lo3[axis], hi3[axis] + 1)}))
-        _propagate(seg, view, tracks, settings, stats, set())
+        propagate(seg, view, tracks, settings, stats)
         for t in tracks:
             votes[t.label] += _volume_of(t, view, vol.shape)
     for lab in masks:
@@ -502,14 +322,14 @@ def oracle_segmentation(seg, vol: MedicalVolume, truth: dict[int, np.ndarray], w
         batch = []
         for lab, m in truth.items():
             sl = np.take(m, k, axis=axis).T
-            box = _mask_box(sl)
+            box = mask_box(sl)
             if box is not None:
                 batch.append((lab, Prompt(box=np.concatenate([view.to_pixels(box[:2]), view.to_pixels(box[2:])]))))
         if not batch:
             continue
         results = seg.decode(seg.embed(view.image(k)), [p for _, p in batch], multimask="auto")
         for (lab, p), r in zip(batch, results):
-            mask = r.mask & _box_mask(p.box, r.mask.shape) if settings.clip else r.mask
+            mask = r.mask & box_mask(p.box, r.mask.shape) if settings.clip else r.mask
             view.put(out[lab], k, view.to_native(mask))
     return out
 
