@@ -15,26 +15,17 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import time
 import warnings
 
 import numpy as np
 import torch
 
+from timing import median_time  # benchmarks/timing.py (scripts run from benchmarks/)
 from samprompt import Prompt, Segmenter
 from samprompt.families.build import build_hq, build_sam2_model
 from samprompt.models import REGISTRY, build_sam
 from samprompt.synthetic import make_scene
-
-
-def _median(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def models():
@@ -51,9 +42,9 @@ def encode_and_click(repeats: int) -> list[dict]:
         torch.manual_seed(0)
         seg = Segmenter(build(), cache_size=0)
         it = iter(images)
-        encode = _median(lambda: seg.embed(next(it)), repeats)
+        encode = median_time(lambda: seg.embed(next(it)), repeats)
         emb = seg.embed(images[0])
-        click = _median(lambda: seg.decode(emb, Prompt(points=[[500, 400]], labels=[1])), 20)
+        click = median_time(lambda: seg.decode(emb, Prompt(points=[[500, 400]], labels=[1])), 20)
         rows.append({"model": name, "family": seg.family.name, "encode_s": round(encode, 3),
                      "click_ms": round(1000 * click, 1)})
         print(rows[-1], flush=True)

@@ -33,6 +33,7 @@ import torch
 from segment_anything import SamAutomaticMaskGenerator, SamPredictor
 
 import samprompt.encoders
+from timing import median_time  # benchmarks/timing.py (scripts run from benchmarks/)
 from samprompt import Prompt, Segmenter
 from samprompt.masks import iou
 from samprompt.models import REGISTRY, build_sam, load_model
@@ -41,15 +42,6 @@ from samprompt.steps import model_input
 from samprompt.synthetic import make_scene
 
 CONFIGS = [("sam", "fp32"), ("sdpa", "fp32"), ("sam", "bf16"), ("sdpa", "bf16"), ("sam", "int8"), ("sdpa", "int8")]
-
-
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def encoder_rows(model, image, repeats: int, bf16: bool, onnx_dir: str | None) -> dict:
@@ -70,7 +62,7 @@ def encoder_rows(model, image, repeats: int, bf16: bool, onnx_dir: str | None) -
     times: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(repeats):
         for name, fn in runs.items():
-            times[name].append(_median_time(fn, 1))
+            times[name].append(median_time(fn, 1))
     return {k: round(statistics.median(v), 3) for k, v in times.items()}
 
 

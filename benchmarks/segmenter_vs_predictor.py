@@ -16,25 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import numpy as np
 import torch
 from segment_anything import SamPredictor
 
+from timing import median_time  # benchmarks/timing.py (scripts run from benchmarks/)
 from samprompt import Prompt, Segmenter
 from samprompt.models import REGISTRY, build_sam
 from samprompt.synthetic import make_scene
-
-
-def _time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -59,21 +49,21 @@ def main() -> None:
         pred = SamPredictor(model)
         seg = Segmenter(model, cache_size=64)
         it = iter(imgs)
-        ref = _time(lambda: pred.set_image(next(it)), args.repeats)
+        ref = median_time(lambda: pred.set_image(next(it)), args.repeats)
         it = iter(imgs)
-        ours = _time(lambda: seg.embed(next(it)), args.repeats)
+        ours = median_time(lambda: seg.embed(next(it)), args.repeats)
         res["encode"] = (ref, ours)
 
         img = imgs[0]
         pred.set_image(img)
         seg.embed(img)
         pt = np.array([[s / 2, s / 2]])
-        ref = _time(lambda: pred.predict(point_coords=pt, point_labels=np.array([1])), args.repeats * 3)
-        ours = _time(lambda: seg.predict(img, Prompt(points=pt)), args.repeats * 3)
+        ref = median_time(lambda: pred.predict(point_coords=pt, point_labels=np.array([1])), args.repeats * 3)
+        ours = median_time(lambda: seg.predict(img, Prompt(points=pt)), args.repeats * 3)
         res["decode_1"] = (ref, ours)
 
-        ref = _time(lambda: [pred.predict(box=np.array(b), multimask_output=False) for b in boxes], args.repeats)
-        ours = _time(lambda: seg.predict(img, prompts, batch_size=args.batch_size), args.repeats)
+        ref = median_time(lambda: [pred.predict(box=np.array(b), multimask_output=False) for b in boxes], args.repeats)
+        ours = median_time(lambda: seg.predict(img, prompts, batch_size=args.batch_size), args.repeats)
         res["boxes_64"] = (ref, ours)
 
         other = imgs[-1]
@@ -88,7 +78,7 @@ def main() -> None:
             seg.predict(other, Prompt(points=pt))
             seg.predict(img, Prompt(points=pt))
 
-        res["reprompt"] = (_time(ref_reprompt, args.repeats), _time(our_reprompt, args.repeats))
+        res["reprompt"] = (median_time(ref_reprompt, args.repeats), median_time(our_reprompt, args.repeats))
 
     print(f"{args.arch} at {s}px, {res['threads']} threads (median of {args.repeats}+ runs)")
     print(f"{'case':10s} {'SamPredictor':>13s} {'samprompt':>11s} {'ratio':>7s}")

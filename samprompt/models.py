@@ -349,7 +349,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "unsupported global" not in str(exc).lower():  # garbage bytes, not objects
-            raise CheckpointError(f"cannot read checkpoint {path}: corrupt or not a PyTorch file ({exc})") from exc
+            detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            if "weights_only" in detail or "torch.load" in detail:  # torch's advice to unpickle: not for us
+                detail = "unreadable pickle"
+            raise CheckpointError(f"cannot read checkpoint {path}: corrupt or not a PyTorch file ({detail})") from exc
         raise CheckpointError(
             f"{path} is not a plain state dict of tensors: it holds other Python objects, and samprompt "
             "refuses to unpickle those for safety; save the model's state_dict() (or safetensors) instead"

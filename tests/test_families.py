@@ -17,8 +17,6 @@ from samprompt.models import REGISTRY, TINY_ARCH, build_sam
 from samprompt.synthetic import make_scene
 
 
-
-
 @pytest.fixture(scope="module")
 def sam2_model():
     from sam2.build_sam import build_sam2
@@ -265,7 +263,7 @@ def test_memory_propagation_matches_sam2_video_predictor(tmp_path, sam2_model):
     from samprompt.domains.memory import Start, propagate_memory
 
     frames = []
-    for k in range(4):  # a disc that drifts right, on a textured background
+    for k in range(3):  # a disc that drifts right, on a textured background
         img = make_scene(20, size=(96, 128)).image.copy()
         yy, xx = np.mgrid[:96, :128]
         img[(yy - 48) ** 2 + (xx - 40 - 8 * k) ** 2 < 18 ** 2] = (220, 60, 60)
@@ -319,7 +317,7 @@ def test_medical_run_with_a_sam2_model_propagates_by_memory(tmp_path, sam2_model
     pytest.importorskip("monai")
     from samprompt.synthetic.volumes import make_volume, save_nifti
 
-    v = make_volume(3, shape=(48, 48, 5))
+    v = make_volume(3, shape=(48, 48, 4))
     (tmp_path / "in").mkdir()
     save_nifti(tmp_path / "in" / "ct.nii.gz", v.data, v.affine)
     m = v.labels == 5
@@ -369,3 +367,36 @@ def test_pixel_prompts_train_and_run_on_every_family(tmp_path, hq_model, sam2_mo
     assert torch.allclose(emb.extras["high_res_0"], by_hand["high_res_0"], atol=1e-5)
     with pytest.raises(ConfigError, match="only the pixel prompts"):
         LearnedPrompt.create("vpt-deep", sam2_model)
+
+
+def test_unpublished_sha256_is_recorded_at_first_download_and_checked_after(tmp_path, monkeypatch, sam2_model):
+    import io
+
+    from samprompt import DownloadError
+    from samprompt.models import download, recorded_sha256
+
+    class Response(io.BytesIO):
+        headers = {"Content-Length": "0"}
+
+    monkeypatch.setenv("SAMPROMPT_HOME", str(tmp_path))
+    buf = io.BytesIO()
+    torch.save({"model": sam2_model.state_dict()}, buf)
+    first = buf.getvalue()
+    path = download("sam2.1_hiera_tiny", progress=False, opener=lambda url: Response(first))
+    assert recorded_sha256("sam2.1_hiera_tiny") is not None
+    model = load_model("sam2.1_hiera_tiny")
+    assert model.samprompt_family == "sam2" and model.samprompt_id.startswith("sam2.1_hiera_tiny:")
+    # the file changes on disk: every later load refuses it
+    path.write_bytes(first[:-8] + b"tampered")
+    with pytest.raises(CheckpointError, match="has changed since it was downloaded"):
+        load_model("sam2.1_hiera_tiny")
+    # the server now serves other bytes: refused, and nothing replaces the recorded file's digest
+    with pytest.raises(DownloadError, match="not the .* recorded at its first download"):
+        download("sam2.1_hiera_tiny", progress=False, opener=lambda url: Response(b"other bytes"))
+    # a registry entry of another family refuses this file
+    (tmp_path / "sam_hq_vit_b.pth").write_bytes(first)
+    with pytest.raises(CheckpointError, match="holds a SAM 2 checkpoint, not the SAM-HQ"):
+        load_model("sam_hq_vit_b")
+    # MedSAM has no plain download: the message says where to get it and where to put it
+    with pytest.raises(DownloadError, match="Google Drive.*medsam_vit_b.pth"):
+        download("medsam_vit_b", progress=False)

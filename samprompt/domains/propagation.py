@@ -18,8 +18,9 @@ The frames come from a :class:`Frames` object: a volume's slices
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol, Sequence
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -89,7 +90,7 @@ class PropagationSettings:
             raise ConfigError(f"propagation method must be auto, box or memory, got {self.method!r}")
 
     @classmethod
-    def video(cls, method: str = "auto") -> "PropagationSettings":
+    def video(cls, method: str = "auto") -> PropagationSettings:
         """Settings for moving objects: the next box grows by half the object's size and masks are not
         clipped to it (a volume's defaults assume an object that barely moves between slices)."""
         return cls(margin=0.5, clip=False, method=method)
@@ -276,5 +277,14 @@ def follow(seg, view: Frames, key: int, prompt: Prompt, settings: PropagationSet
     return track.masks
 
 
-__all__ = ["FrameStack", "Frames", "PROPAGATORS", "PropagationSettings", "Track", "by_box", "by_memory", "follow",
-           "propagate"]
+__all__ = [
+    "PROPAGATORS",
+    "FrameStack",
+    "Frames",
+    "PropagationSettings",
+    "Track",
+    "by_box",
+    "by_memory",
+    "follow",
+    "propagate",
+]

@@ -66,8 +66,13 @@ def build_hq(arch):
     try:
         with warnings.catch_warnings():  # its bundled TinyViT re-registers timm's models, with a warning each
             warnings.simplefilter("ignore")
-            from segment_anything_hq.modeling import (ImageEncoderViT, MaskDecoderHQ, PromptEncoder, Sam,
-                                                      TwoWayTransformer)
+            from segment_anything_hq.modeling import (
+                ImageEncoderViT,
+                MaskDecoderHQ,
+                PromptEncoder,
+                Sam,
+                TwoWayTransformer,
+            )
     except ImportError as exc:
         raise CheckpointError("SAM-HQ checkpoints need the segment-anything-hq package: "
                               "pip install segment-anything-hq") from exc
