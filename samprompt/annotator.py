@@ -70,7 +70,8 @@ CANVAS_CSS = """
 .sp-toolbar button, .sp-volume button { padding: 2px 8px; border: 1px solid #8886; border-radius: 5px; background: #8881; }
 .sp-toolbar button.sp-on { background: #3b82f6; color: #fff; border-color: #3b82f6; }
 .sp-hint { opacity: 0.75; margin-left: 6px; }
-.sp-stage { flex: 1; position: relative; min-height: 300px; border-radius: 6px; overflow: hidden; outline: none; }
+.sp-stage { flex: 1; position: relative; min-height: 300px; border-radius: 6px; overflow: hidden; outline: none;
+  user-select: none; -webkit-user-select: none; }
 .sp-stage canvas { position: absolute; inset: 0; width: 100%; height: 100%; display: block; }
 .sp-empty { position: absolute; inset: 0; display: flex; align-items: center; justify-content: center; color: #bbb; }
 .sp-volume { display: flex; flex-wrap: wrap; gap: 8px; align-items: center; font-size: 13px; }

@@ -328,3 +328,60 @@ def test_a_volume_slice_box_propagate_and_export(browser, tmp_path):
     np.testing.assert_allclose(seg.affine, src.affine)
     assert seg.shape == src.shape
     assert dice_3d(np.asarray(seg.dataobj) == 1, liver) > 0.65
+
+
+def _select_text(page, how):
+    """Leave page text selected the ways hands do: ctrl-A, a drag from the file list's title off the canvas,
+    a double-click on a label."""
+    if how == "ctrl-a":
+        page.mouse.click(5, 5)  # the page, not a text field
+        page.keyboard.press("Control+a")
+    elif how == "drag-off-canvas":
+        box = page.locator("#canvas .sp-files-title").bounding_box()
+        page.mouse.move(box["x"] + 1, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        page.mouse.move(box["x"] + 300, box["y"] + 120, steps=5)
+        page.mouse.up()
+    else:
+        page.locator("#canvas .sp-files-title").dblclick()
+    assert page.evaluate("() => String(window.getSelection()).length") > 0
+
+
+@pytest.mark.parametrize("how", ["ctrl-a", "drag-off-canvas", "dblclick-label"])
+def test_selected_page_text_never_disables_drags_or_leaves_a_phantom_box(browser, tmp_path, how):
+    """Issue 30, item 1: with page text selected, a box drag, a brush stroke and a vertex drag all reach the
+    server, and the next click in another tool saves no box the user never drew."""
+    folder, scenes = _scene_folder(tmp_path / "imgs", sizes=(256,))
+    out = tmp_path / "ann"
+    with serve(Annotator(Segmenter("tiny"), folder, out)) as url:
+        page = open_page(browser, url)
+        page.on("dialog", lambda d: d.accept())
+        page.keyboard.press("3")
+        _select_text(page, how)
+        drag(page, (40, 50), (120, 130))
+        objs = saved(out, "scene0")["objects"]
+        assert len(objs) == 1 and objs[0]["box"] is not None, "the box drag was lost"
+        np.testing.assert_allclose(objs[0]["box"], [40, 50, 120, 130], atol=0.6)
+        _select_text(page, how)
+        page.keyboard.press("4")  # brush
+        drag(page, (60, 60), (100, 70))
+        assert saved(out, "scene0")["objects"][0]["edited"] is True, "the brush stroke was lost"
+        page.keyboard.press("6")
+        settle(page)
+        _select_text(page, how)
+        vx, vy = page.evaluate("() => window.samprompt.doc().polygons")[0][0]
+        before = saved(out, "scene0")["revision"]
+        drag(page, (vx, vy), (vx + 10, vy + 8), steps=4)
+        assert saved(out, "scene0")["revision"] > before, "the vertex drag was not saved"
+        page.keyboard.press("n")
+        page.keyboard.press("3")
+        drag(page, (-3, 150), (60, 200))  # starting beside the image, left of it: clamped to its edge
+        np.testing.assert_allclose(saved(out, "scene0")["objects"][-1]["box"], [0, 150, 60, 200], atol=0.6)
+        page.keyboard.press("n")
+        page.keyboard.press("1")
+        settle(page)
+        click(page, 200, 200)  # a point: only a point, no box from an interrupted drag
+        last = saved(out, "scene0")["objects"][-1]
+        assert last["box"] is None and len(last["points"]) == 1
+        assert page.errors == []
+        page.close()

@@ -110,7 +110,9 @@
   function fitView() {
     if (!st.doc || !st.doc.w) return;
     resize();
-    const s = Math.min(cv.width / st.doc.w, cv.height / st.doc.h); // small images are scaled up too
+    // small images are scaled up too; a margin all round, so that a drag can start beside the image
+    const pad = Math.max(8, Math.round(0.02 * Math.min(cv.width, cv.height)));
+    const s = Math.min((cv.width - 2 * pad) / st.doc.w, (cv.height - 2 * pad) / st.doc.h);
     st.scale = s; st.ox = (cv.width - st.doc.w * s) / 2; st.oy = (cv.height - st.doc.h * s) / 2;
   }
   new ResizeObserver(() => { if (resize()) { fitView(); draw(); } }).observe(stage);
@@ -338,8 +340,23 @@
     return best;
   }
   cv.addEventListener("contextmenu", (e) => e.preventDefault());
+  // Selected page text (ctrl-A, a drag that began off the canvas, a double-click on a label) would turn a
+  // drag on the canvas into the browser's drag-and-drop: no mouseup, nothing sent. The canvas never starts
+  // a selection or a native drag, clears any selection when pressed, and forgets a gesture the browser
+  // cancelled, so that no half-made box waits for the next click.
+  stage.addEventListener("dragstart", (e) => e.preventDefault());
+  function cancelGesture() {
+    if (st.vertex && st.vertex.from) st.doc.polygons[st.vertex.r][st.vertex.k] = st.vertex.from;
+    st.drag = null; st.stroke = null; st.vertex = null; st.panning = null;
+    draw();
+  }
+  window.addEventListener("pointercancel", cancelGesture);
+  window.addEventListener("blur", () => { if (st.drag || st.stroke || st.vertex) cancelGesture(); });
   cv.addEventListener("mousedown", (e) => {
     if (!st.doc || !st.img) return;
+    e.preventDefault(); // no text selection, no native drag, from here
+    const sel = window.getSelection && window.getSelection();
+    if (sel && sel.rangeCount) sel.removeAllRanges();
     stage.focus({ preventScroll: true });
     const m = pos(e), p = toImage(...m);
     if (e.button === 1 || e.altKey || st.space) { st.panning = { m, ox: st.ox, oy: st.oy }; e.preventDefault(); return; }
@@ -358,7 +375,7 @@
       st.stroke = { erase: st.tool === "eraser", points: [p] };
     } else if (st.tool === "polygon") {
       const v = nearVertex(m);
-      if (v) st.vertex = { r: v[0], k: v[1] };
+      if (v) st.vertex = { r: v[0], k: v[1], from: st.doc.polygons[v[0]][v[1]].slice() };
     }
     draw();
   });
@@ -443,7 +460,7 @@
     }
     if (k === "f") { fitView(); draw(); return; }
     if (k === "[" || k === "]") { st.brush = Math.max(0.5, st.brush * (k === "]" ? 1.25 : 0.8)); setTool(st.tool); return; }
-    if (k === "Escape") { st.boxStart = null; st.stroke = null; draw(); return; }
+    if (k === "Escape") { st.boxStart = null; cancelGesture(); return; }
     if (k === "e") { const b = document.getElementById("export"); if (b) b.click(); e.preventDefault(); return; }
     if (st.doc && st.doc.volume && (k === "ArrowUp" || k === "ArrowDown" || k === "PageUp" || k === "PageDown")) {
       const step = k === "ArrowUp" || k === "PageUp" ? 1 : -1;
