@@ -355,6 +355,8 @@ class ImageAnnotation:
         return obj
 
     def discard(self, k: int) -> None:
+        """Drop proposal ``k`` (an undo step of its own: undo brings it back, and only it)."""
+        self._checkpoint()
         self.proposals.pop(k)
 
     # ---------------------------------------------------------- save/load

@@ -217,27 +217,30 @@ class Annotator:
             return ["object"]
         return [str(n) for n in names if str(n).strip()] or ["object"]
 
-    def set_classes(self, names: list[str]) -> list[str]:
-        """Replace the folder's class list (order = class ids); classes in use are kept, at the end."""
-        keep = list(dict.fromkeys(n.strip() for n in names if n.strip())) or ["object"]
-        self.classes = list(dict.fromkeys([*keep, *[c for c in self.classes if c not in keep and self._in_use(c)]]))
-        self._write_classes()
-        return self.classes
+    def set_classes(self, names: list[str]) -> tuple[list[str], str]:
+        """Add the new names to the folder's class list; returns the list and a note for the user.
+
+        The list is append-only for the life of a folder: a class's place is its YOLO id and its
+        colour, so a list that leaves out or reorders existing classes (typed in a stale box, say)
+        adds its new names at the end and changes nothing else.
+        """
+        wanted = list(dict.fromkeys(n.strip() for n in names if n.strip()))
+        new = [n for n in wanted if n not in self.classes]
+        dropped = any(c not in wanted for c in self.classes)
+        reordered = [w for w in wanted if w in self.classes] != [c for c in self.classes if c in wanted]
+        if new:
+            self.classes = [*self.classes, *new]
+            self._write_classes()
+        note = f"added {', '.join(new)}" if new else "no new class"
+        if dropped or reordered:
+            note += ("; the other classes were kept in their places (a class's place is its YOLO id and colour "
+                     "for the life of this folder)")
+        return self.classes, note
 
     def add_class(self, name: str) -> None:
         if name and name not in self.classes:
             self.classes.append(name)
             self._write_classes()
-
-    def _in_use(self, name: str) -> bool:
-        for path in [*self.out.glob("*.annotation.json"), *self.out.glob("*.volume.json")]:
-            try:
-                doc = json.loads(path.read_text())
-                if any(o.get("label") == name for o in doc.get("objects", [])) or name in doc.get("classes", {}).values():
-                    return True
-            except (OSError, ValueError, AttributeError):
-                continue
-        return False
 
     def _write_classes(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -763,11 +766,20 @@ def build_app(annotator: Annotator):
         advance.change(set_advance, [state, advance], [state], **EDITS, api_name=False)
 
         def set_classes(st, text, current):
-            names = annotator.set_classes(str(text).split(","))
+            names, note = annotator.set_classes(str(text).split(","))
             value = current if current in names else names[0]
-            return st, gr.update(choices=names, value=value)
+            return st, gr.update(choices=names, value=value), ", ".join(names), note
 
-        classes.change(set_classes, [state, classes, label], [state, label], **EDITS, api_name="classes")
+        for event in (classes.blur, classes.submit):  # not on every keystroke
+            event(set_classes, [state, classes, label], [state, label, classes, status], **EDITS,
+                  api_name="classes" if event == classes.blur else False)
+
+        def use_label(lab):  # a class typed into the dropdown joins the folder's list at once
+            name = str(lab or "").strip()
+            annotator.add_class(name)
+            return gr.update(choices=annotator.classes, value=name or annotator.classes[0]), ", ".join(annotator.classes)
+
+        label.input(use_label, [label], [label, classes], queue=False, show_progress="hidden", api_name=False)
 
         def wrap_export(st, lab):
             with st.lock:

@@ -385,3 +385,68 @@ def test_selected_page_text_never_disables_drags_or_leaves_a_phantom_box(browser
         assert last["box"] is None and len(last["points"]) == 1
         assert page.errors == []
         page.close()
+
+
+def test_undo_after_accept_then_discard_brings_back_the_discarded_proposal(browser, tmp_path):
+    """Issue 30, item 13: discard is an undo step; z after accept + discard keeps the accepted object."""
+    folder, _ = _scene_folder(tmp_path / "imgs", sizes=(256,))
+    out = tmp_path / "ann"
+    with serve(Annotator(Segmenter("tiny"), folder, out)) as url:
+        page = open_page(browser, url)
+        page.keyboard.press("s")
+        page.wait_for_function("document.querySelector('#status')?.innerText.includes('proposals')",
+                               timeout=60_000)
+        n = int(status(page).split()[0])
+        assert n >= 2
+        page.keyboard.press("a")
+        settle(page)
+        page.keyboard.press("d")
+        settle(page)
+        assert f"{n - 2} left" in status(page)
+        page.keyboard.press("z")
+        settle(page)
+        assert len(saved(out, "scene0")["objects"]) == 1  # the accepted object stays
+        page.keyboard.press("d")  # the proposal came back: discarding it again leaves n - 2
+        settle(page)
+        assert f"{n - 2} left" in status(page)
+        assert page.errors == []
+        page.close()
+
+
+def test_class_ids_and_colours_are_append_only_across_widgets_and_tabs(browser, tmp_path):
+    """Issue 30, item 2: a class from the dropdown shows in the box; a stale box in another tab can add but never
+    reorder or drop; YOLO ids and colours stay put."""
+    folder, scenes = _scene_folder(tmp_path / "imgs")
+    out = tmp_path / "ann"
+    box_sel = "#classes textarea, #classes input"
+    with serve(Annotator(Segmenter("tiny"), folder, out)) as url:
+        a = open_page(browser, url)
+        b = open_page(browser, url)  # opened now: its class box will be stale
+        a.fill("#label input", "cat")
+        a.press("#label input", "Enter")
+        a.wait_for_function(f"document.querySelector('{box_sel}').value.includes('cat')", timeout=30_000)
+        click(a, *center_point(scenes[0].labels == 1))
+        a.keyboard.press("e")
+        a.wait_for_function("document.querySelector('#status')?.innerText.includes('exported')", timeout=60_000)
+        assert (out / "labels" / "scene0.txt").read_text().split()[0] == "1"  # cat is id 1
+        cat_colour = a.evaluate("() => [...document.querySelectorAll('#canvas .sp-class')]"
+                                ".find(e => e.innerText.includes('cat')).querySelector('i').style.background")
+        assert b.input_value(box_sel) == "object"  # stale, as a real second tab would be
+        b.fill(box_sel, "dog, object")  # it knows nothing of cat, and puts dog first
+        b.press(box_sel, "Tab")
+        _until(lambda: json.loads((out / "classes.json").read_text()) == ["object", "cat", "dog"])
+        b.wait_for_function(f"document.querySelector('{box_sel}').value === 'object, cat, dog'", timeout=30_000)
+        assert "kept" in status(b)  # told why its order was not taken
+        a.reload()
+        a.wait_for_function("window.samprompt && window.samprompt.drawn && window.samprompt.drawn.key",
+                            timeout=60_000)
+        click(a, 10, 10)
+        a.keyboard.press("e")
+        a.wait_for_function("document.querySelector('#status')?.innerText.includes('exported')", timeout=60_000)
+        assert (out / "classes.txt").read_text().split() == ["object", "cat", "dog"]
+        assert (out / "labels" / "scene0.txt").read_text().split()[0] == "1"  # still 1
+        assert a.evaluate("() => [...document.querySelectorAll('#canvas .sp-class')]"
+                          ".find(e => e.innerText.includes('cat')).querySelector('i').style.background") == cat_colour
+        assert a.errors == [] and b.errors == []
+        a.close()
+        b.close()
