@@ -65,6 +65,7 @@ CANVAS_CSS = """
 .sp-file:hover { background: #8882; }
 .sp-file.sp-on { background: #3b82f655; font-weight: 600; }
 .sp-file.sp-done { color: #16a34a; }
+.sp-file.sp-broken { color: #dc2626; }
 .sp-main { flex: 1; display: flex; flex-direction: column; min-width: 0; gap: 4px; }
 .sp-toolbar { display: flex; flex-wrap: wrap; gap: 4px; align-items: center; font-size: 13px; }
 .sp-toolbar button, .sp-volume button { padding: 2px 8px; border: 1px solid #8886; border-radius: 5px; background: #8881; }
@@ -201,6 +202,8 @@ class Annotator:
             for name in self.label_values:
                 self.add_class(name)
         self._status: dict[str, str] | None = None
+        self.broken: dict[Path, str] = {}  # files that could not be opened, with the reason
+        self._last_opened: str | None = None
         self._files_version = 0  # bumped when a file's status changes: the list is resent only then
 
     # ---------------------------------------------------------------- classes
@@ -264,11 +267,37 @@ class Annotator:
         return self._status
 
     def files(self) -> list[dict]:
-        """The folder's images and volumes with their status, for the file list."""
+        """The folder's images and volumes with their status (``broken``: cannot be opened), for the file list."""
         status = self.status()
         return [{"name": (p.relative_to(self.folder).as_posix() if self.folder and p.is_relative_to(self.folder)
-                          else p.name), "status": status.get(self.keys[p], ""), "volume": p in self.volumes}
+                          else p.name), "status": "broken" if p in self.broken else status.get(self.keys[p], ""),
+                 "volume": p in self.volumes, **({"why": self.broken[p]} if p in self.broken else {})}
                 for p in self.entries]
+
+    # ------------------------------------------------------------ where the user was
+    @property
+    def _session_file(self) -> Path:
+        return self.out / "annotator-session.json"
+
+    def _remember(self, path: Path) -> None:
+        """Note the file just opened, so a reload or a restart comes back to it."""
+        rel = path.relative_to(self.folder).as_posix() if self.folder and path.is_relative_to(self.folder) else path.name
+        if self._last_opened != rel:
+            self._last_opened = rel
+            atomic_write_text(self._session_file, json.dumps({"last_opened": rel}) + "\n")
+
+    def resume(self, state: SessionState) -> str:
+        """Open the file last open in this folder (by any tab, before a restart too), else the first."""
+        try:
+            rel = json.loads(self._session_file.read_text()).get("last_opened")
+        except (OSError, ValueError, AttributeError):
+            rel = None
+        for k, path in enumerate(self.entries):
+            shown = path.relative_to(self.folder).as_posix() if self.folder and path.is_relative_to(self.folder) \
+                else path.name
+            if shown == rel:
+                return self.open_index(state, k, step=1)
+        return self.open_index(state, 0, step=1)
 
     # ---------------------------------------------------------------- images
     def _read(self, path: str | Path, shown: str) -> np.ndarray:
@@ -340,11 +369,34 @@ class Annotator:
             except StaleSaveError:
                 pass  # another tab saved it; this tab was told at its edit, and reopening shows theirs
 
-    def open_index(self, state: SessionState, index: int) -> str:
+    def open_index(self, state: SessionState, index: int, step: int = 0) -> str:
+        """Open entry ``index``. With ``step`` (+1 next, -1 previous), a file that cannot be opened is marked
+        broken in the file list and stepped over; without, its error is the answer."""
         if not self.entries:
             raise SampromptError("no folder of images was given; upload an image instead")
         self._leave(state)
         index = int(np.clip(index, 0, len(self.entries) - 1))
+        skipped: list[str] = []
+        while True:
+            path = self.entries[index]
+            try:
+                message = self._open_entry(state, index)
+                self.broken.pop(path, None)
+                break
+            except StaleSaveError:
+                raise
+            except SampromptError as exc:
+                if path not in self.broken:
+                    self.broken[path] = str(exc)
+                    self._files_version += 1
+                if not step or not 0 <= index + step < len(self.entries):
+                    raise
+                skipped.append(f"{path.name} ({exc})")
+                index += step
+        self._remember(path)
+        return f"skipped {'; '.join(skipped)}; {message}" if skipped else message
+
+    def _open_entry(self, state: SessionState, index: int) -> str:
         path = self.entries[index]
         rel = path.relative_to(self.folder).as_posix() if self.folder and path.is_relative_to(self.folder) else path.name
         if path in self.volumes:
@@ -449,9 +501,9 @@ class Annotator:
     def key(self, state: SessionState, name: str, label: str = "object") -> str:
         """A named action (a keyboard shortcut or a button): see :data:`KEYS`."""
         if name == "next":
-            return self.open_index(state, state.index + 1 if state.ann else 0)
+            return self.open_index(state, state.index + 1 if state.ann else 0, step=1)
         if name == "prev":
-            return self.open_index(state, state.index - 1)
+            return self.open_index(state, state.index - 1, step=-1)
         if name == "done":
             return self.done(state)
         ann = self._need(state)
@@ -507,9 +559,15 @@ class Annotator:
         if state.auto_advance and self.entries:
             status = self.status()
             order = list(range(state.index + 1, len(self.entries))) + list(range(state.index))
-            todo = [k for k in order if status.get(self.keys[self.entries[k]]) != "done"]
-            if todo:
-                return f"{message}; {self.open_index(state, todo[0])}"
+            todo = [k for k in order if status.get(self.keys[self.entries[k]]) != "done"
+                    and self.entries[k] not in self.broken]
+            for k in todo:  # the next unfinished file that opens
+                try:
+                    return f"{message}; {self.open_index(state, k)}"
+                except StaleSaveError:
+                    raise
+                except SampromptError:
+                    continue
             return f"{message}; every file of the folder is done"
         return message
 
@@ -800,7 +858,7 @@ def build_app(annotator: Annotator):
 
         app.load(current_classes, None, [classes, label], queue=False, show_progress="hidden")
         if annotator.entries:
-            app.load(key("next"), [state], outs, **EDITS)
+            app.load(guard(lambda st: annotator.resume(st)), [state], outs, **EDITS)
     return app
 
 

@@ -450,3 +450,35 @@ def test_class_ids_and_colours_are_append_only_across_widgets_and_tabs(browser, 
         assert a.errors == [] and b.errors == []
         a.close()
         b.close()
+
+
+def test_a_corrupt_file_is_marked_and_skipped_and_reload_and_restart_reopen_the_last_file(browser, tmp_path):
+    """Issue 30, items 4 and 9: next, the arrow key and done-then-advance step over a broken file, which the list
+    marks; a reload and a server restart come back to the file the user was on, not to file 1."""
+    folder, _ = _scene_folder(tmp_path / "imgs", sizes=(128, 128, 128))
+    (folder / "scene0b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"broken" * 20)  # sorts between 0 and 1
+    out = tmp_path / "ann"
+    with serve(Annotator(Segmenter("tiny"), folder, out)) as url:
+        page = open_page(browser, url)
+        assert page.evaluate("() => window.samprompt.doc().file") == "scene0.png"
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function("window.samprompt.doc().file === 'scene1.png'", timeout=30_000)
+        assert "scene0b.png" in status(page)  # said: skipped, and why
+        assert "sp-broken" in page.get_attribute("#canvas .sp-file >> nth=1", "class")
+        page.keyboard.press("ArrowLeft")  # back over it too
+        page.wait_for_function("window.samprompt.doc().file === 'scene0.png'", timeout=30_000)
+        page.keyboard.press("Enter")  # done, then the next unfinished file: not the broken one
+        page.wait_for_function("window.samprompt.doc().file === 'scene1.png'", timeout=30_000)
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function("window.samprompt.doc().file === 'scene2.png'", timeout=30_000)
+        settle(page)
+        page.reload()
+        page.wait_for_function("window.samprompt && window.samprompt.drawn && window.samprompt.drawn.key",
+                               timeout=60_000)
+        assert page.evaluate("() => window.samprompt.doc().file") == "scene2.png"
+        page.close()
+    with serve(Annotator(Segmenter("tiny"), folder, out)) as url:  # a restart
+        page = open_page(browser, url)
+        assert page.evaluate("() => window.samprompt.doc().file") == "scene2.png"
+        assert page.errors == []
+        page.close()

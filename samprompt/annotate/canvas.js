@@ -278,7 +278,8 @@
       const row = document.createElement("div");
       row.className = "sp-file" + (k === doc.index ? " sp-on" : "") + (f.status ? " sp-" + f.status : "");
       row.title = f.name + (f.status ? ` (${f.status})` : "");
-      row.textContent = `${{ done: "✓", saved: "●", "": "○" }[f.status || ""] || "○"} ${f.volume ? "▦ " : ""}${f.name}`;
+      row.textContent = `${{ done: "✓", saved: "●", broken: "✕", "": "○" }[f.status || ""] || "○"} ${f.volume ? "▦ " : ""}${f.name}`;
+      if (f.why) row.title = `cannot be opened: ${f.why}`;
       row.addEventListener("click", () => send({ op: "open", index: k }));
       box.appendChild(row);
     });
