@@ -482,3 +482,40 @@ def test_a_corrupt_file_is_marked_and_skipped_and_reload_and_restart_reopen_the_
         assert page.evaluate("() => window.samprompt.doc().file") == "scene2.png"
         assert page.errors == []
         page.close()
+
+
+def test_arrow_keys_move_slices_after_the_plane_and_window_menus_are_used_with_the_mouse(browser, tmp_path):
+    """Issue 30, item 14: a menu picked with the mouse gives the keyboard back to the canvas."""
+    pytest.importorskip("nibabel")
+    pytest.importorskip("monai")
+    from samprompt.synthetic.volumes import make_volume, save_nifti
+
+    folder = tmp_path / "vols"
+    v = make_volume(4, shape=(64, 64, 20), orientation="RAS")
+    save_nifti(folder / "ct4.nii.gz", v.data, v.affine)
+    with serve(Annotator(Segmenter("tiny"), folder, tmp_path / "ann")) as url:
+        page = open_page(browser, url)
+        page.click("#canvas .sp-plane")  # picked by hand: the menu opens and keeps the focus
+        planes = page.eval_on_selector_all("#canvas .sp-plane option", "els => els.map(e => e.value)")
+        for _ in range(planes.index("coronal") - planes.index(page.eval_on_selector("#canvas .sp-plane",
+                                                                                     "el => el.value"))):
+            page.keyboard.press("ArrowDown")
+        page.keyboard.press("Enter")
+        page.wait_for_function("window.samprompt.drawn.key === 'ct4-y32'", timeout=30_000)
+        page.keyboard.press("ArrowUp")
+        page.wait_for_function("window.samprompt.drawn.key === 'ct4-y33'", timeout=30_000)
+        assert page.eval_on_selector("#canvas .sp-plane", "el => el.value") == "coronal"  # the plane did not move
+        first_window = page.eval_on_selector("#canvas .sp-window", "el => el.value")
+        options = page.eval_on_selector_all("#canvas .sp-window option", "els => els.map(e => e.value)")
+        page.click("#canvas .sp-window")
+        page.keyboard.press("ArrowDown")
+        page.keyboard.press("Enter")
+        settle(page)
+        page.keyboard.press("ArrowDown")
+        page.wait_for_function("window.samprompt.drawn.key === 'ct4-y32'", timeout=30_000)
+        assert page.eval_on_selector("#canvas .sp-window", "el => el.value") == options[1] != first_window
+        page.keyboard.press("n")  # and the shortcuts work again
+        settle(page)
+        assert "object" in status(page)
+        assert page.errors == []
+        page.close()

@@ -313,8 +313,10 @@
     plane.value = v.plane;
   }
   $(".sp-slice").addEventListener("input", (e) => send({ op: "slice", k: Number(e.target.value) }));
-  $(".sp-window").addEventListener("change", (e) => send({ op: "window", name: e.target.value }));
-  $(".sp-plane").addEventListener("change", (e) => send({ op: "plane", name: e.target.value }));
+  // A menu picked (by mouse or keys) gives the keyboard back to the canvas: arrows move slices again.
+  const handBack = (e) => { e.target.blur(); stage.focus({ preventScroll: true }); };
+  $(".sp-window").addEventListener("change", (e) => { send({ op: "window", name: e.target.value }); handBack(e); });
+  $(".sp-plane").addEventListener("change", (e) => { send({ op: "plane", name: e.target.value }); handBack(e); });
   $(".sp-propagate").addEventListener("click", () => send({ op: "propagate" }));
 
   // ------------------------------------------------------------------ mouse
