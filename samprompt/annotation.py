@@ -365,6 +365,12 @@ class ImageAnnotation:
         ms = [o.mask for o in self.objects if o.mask is not None]
         return np.stack(ms) if ms else np.zeros((0, *self.size), bool)
 
+    @property
+    def yolo_stem(self) -> str:
+        """The image file's own stem: YOLO finds ``labels/STEM.txt`` for ``images/STEM.ext``."""
+        stem = Path(self.file_name).stem
+        return stem if stem.strip(". ") else self.name
+
     def empty_objects(self) -> int:
         """Objects whose mask has no pixel: every export leaves them out (COCO, YOLO and PNG alike)."""
         return sum(1 for o in self.objects if o.mask is not None and not o.mask.any())
@@ -426,8 +432,9 @@ class ImageAnnotation:
         if "png" in formats:
             written += export_png(folder, self.name, self.image, masks)
         cats = list(dict.fromkeys([*categories, *labels]))
-        if "yolo" in formats:
-            written.append(export_yolo(folder / "labels" / f"{self.name}.txt", masks, [cats.index(c) for c in labels]))
+        if "yolo" in formats:  # named as YOLO pairs labels with images: images/NAME.ext -> labels/NAME.txt
+            written.append(export_yolo(folder / "labels" / f"{self.yolo_stem}.txt", masks,
+                                       [cats.index(c) for c in labels]))
         if "coco" in formats:
             coco = CocoWriter(cats)
             coco.add_image(self.file_name, masks, labels=labels)  # the image's own name, as tools pair them

@@ -646,6 +646,31 @@ class Annotator:
             paths += self._yolo_dataset_files()
         return [str(p) for p in paths]
 
+    def export_note(self, state: SessionState) -> str:
+        """What the user should know of an image's export: objects left out, and pixels a format lost."""
+        ann = state.ann
+        if ann is None or state.volume is not None:
+            return ""
+        from .export import export_losses
+
+        notes = []
+        twins = [p.name for p in self.entries if p.stem == ann.yolo_stem and p.name != ann.file_name]
+        if twins:
+            notes.append(f"{ann.file_name} and {', '.join(twins)} share the stem {ann.yolo_stem!r}: YOLO pairs "
+                         f"labels/{ann.yolo_stem}.txt with each of them; rename one before training")
+        if ann.empty_objects():
+            notes.append(f"{ann.empty_objects()} object(s) with an empty mask left out")
+        loss = export_losses(np.stack([o.mask for o in ann.objects if o.mask is not None and o.mask.any()])
+                             if any(o.mask is not None and o.mask.any() for o in ann.objects)
+                             else np.zeros((0, *ann.size), bool))
+        if loss["label_map_partial"] or loss["label_map_hidden"]:
+            notes.append(f"objects overlap: the PNG label map shows {loss['label_map_partial']} in part and "
+                         f"{loss['label_map_hidden']} not at all (one object per pixel; COCO keeps each whole)")
+        if loss["yolo_worst"] < 0.98:
+            notes.append(f"YOLO polygons keep {loss['yolo_mean']:.0%} of the objects' pixels on average "
+                         f"(worst {loss['yolo_worst']:.0%}; COCO keeps them all)")
+        return "".join(f"; {n}" for n in notes)
+
     def _yolo_dataset_files(self) -> list[Path]:
         """``classes.txt`` (one name a line, id = line) and a ``data.yaml`` naming the same ids."""
         names = "\n".join(f"  {i}: {json.dumps(n)}" for i, n in enumerate(self.classes))
@@ -844,9 +869,7 @@ def build_app(annotator: Annotator):
                 try:
                     annotator.add_class(lab)
                     paths = annotator.export(st)
-                    empty = st.ann.empty_objects() if st.volume is None and st.ann is not None else 0
-                    note = f"; {empty} object(s) with an empty mask left out" if empty else ""
-                    return paths, f"exported {len(paths)} files to {annotator.out}{note}"
+                    return paths, f"exported {len(paths)} files to {annotator.out}{annotator.export_note(st)}"
                 except SampromptError as exc:
                     return None, f"⚠️ {exc}"
 

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+import cv2
 import numpy as np
 
 from .io import atomic_write_text, write_image
@@ -34,18 +35,88 @@ def export_png(out_dir: str | Path, name: str, image: np.ndarray, masks: np.ndar
 
 
 def yolo_lines(masks: np.ndarray, class_ids: Sequence[int], *, tolerance: float = 1.0) -> list[str]:
-    """YOLO-seg lines for (N, H, W) masks: the largest outer polygon of each object."""
+    """YOLO-seg lines for (N, H, W) masks: one line (one instance) per object, every piece and hole in it.
+
+    YOLO-seg holds one polygon per instance, which its loaders fill with ``cv2.fillPoly``.
+    An object of several pieces, or with holes, becomes one polygon that visits every ring
+    (outer contours and holes) through zero-width bridges, walked there and back, as
+    Ultralytics' own COCO converter joins a multi-part segmentation: filled, the pieces
+    come back and the holes stay empty (:func:`yolo_kept` measures it).
+    """
     masks = np.asarray(masks, bool)
     h, w = masks.shape[1:]
     lines = []
     for m, c in zip(masks, class_ids):
-        polys = mask_to_polygons(m, tolerance=tolerance)
-        if not polys:
+        poly = yolo_polygon(m, tolerance)
+        if poly is None:
             continue
-        poly = max(polys, key=lambda p: abs(_area(p)))
         norm = poly / np.array([w, h], np.float64)
         lines.append(" ".join([str(int(c))] + [f"{v:.6f}" for v in norm.clip(0, 1).ravel()]))
     return lines
+
+
+def yolo_polygon(mask: np.ndarray, tolerance: float = 1.0) -> np.ndarray | None:
+    """One (K, 2) polygon of pixel coordinates holding every ring of ``mask``, joined by bridges (None if empty)."""
+    cs, _ = cv2.findContours(np.asarray(mask, np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    rings = []
+    for ring in cs:
+        if tolerance > 0:
+            ring = cv2.approxPolyDP(ring, tolerance, True)
+        ring = ring.reshape(-1, 2).astype(np.float64)
+        if len(ring) >= 3 or (len(cs) > 1 and len(ring) >= 1):
+            rings.append(ring)
+    if not rings:
+        return None
+    rings.sort(key=lambda r: -abs(_area(r)))  # from the largest outer contour
+    flat = rings[0]
+    for ring in rings[1:]:  # each ring hangs from its nearest point on the path so far: there and back
+        from scipy.spatial import cKDTree
+
+        dist, nearest = cKDTree(flat).query(ring)
+        j = int(np.argmin(dist))
+        i = int(nearest[j])
+        detour = np.concatenate([np.roll(ring, -j, axis=0), ring[j : j + 1], flat[i : i + 1]])
+        flat = np.concatenate([flat[: i + 1], detour, flat[i + 1 :]])
+    return flat
+
+
+def yolo_kept(mask: np.ndarray, tolerance: float = 1.0) -> float:
+    """IoU of ``mask`` with its YOLO-seg polygon filled back as YOLO's loaders fill it (1.0 for an empty mask)."""
+    from .masks import iou
+
+    mask = np.asarray(mask, bool)
+    poly = yolo_polygon(mask, tolerance)
+    back = np.zeros(mask.shape, np.uint8)
+    if poly is not None:
+        cv2.fillPoly(back, [np.round(poly).astype(np.int32)], 1)
+    return iou(back.astype(bool), mask)
+
+
+def export_losses(masks: np.ndarray, tolerance: float = 1.0) -> dict:
+    """What each format keeps of (N, H, W) masks: COCO RLE keeps every pixel; the PNG label map keeps one
+    object per pixel (later on top); YOLO-seg keeps what its polygon fills back (:func:`yolo_kept`).
+
+    Returns ``{"objects", "label_map_partial" (objects not whole in the label map), "label_map_hidden"
+    (objects with no pixel left in it), "label_map_kept" (share of the objects' pixels it shows),
+    "yolo_worst" and "yolo_mean" (IoU of each object with its polygon filled back)}``.
+    """
+    masks = np.asarray(masks, bool)
+    out = {"objects": int(len(masks)), "label_map_partial": 0, "label_map_hidden": 0, "label_map_kept": 1.0,
+           "yolo_worst": 1.0, "yolo_mean": 1.0}
+    if not len(masks):
+        return out
+    from .masks import to_label_map
+
+    lm = to_label_map(masks)
+    shown = [int((lm == k + 1).sum()) for k in range(len(masks))]
+    sizes = [int(m.sum()) for m in masks]
+    out["label_map_partial"] = sum(1 for a, b in zip(shown, sizes) if 0 < a < b)
+    out["label_map_hidden"] = sum(1 for a, b in zip(shown, sizes) if a == 0 and b > 0)
+    out["label_map_kept"] = round(sum(shown) / max(sum(sizes), 1), 4)
+    kept = [yolo_kept(m, tolerance) for m in masks if m.any()]
+    if kept:
+        out["yolo_worst"], out["yolo_mean"] = round(min(kept), 4), round(float(np.mean(kept)), 4)
+    return out
 
 
 def _area(poly: np.ndarray) -> float:

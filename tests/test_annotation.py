@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -153,3 +154,57 @@ def test_per_image_coco_names_the_real_file_and_empty_masks_are_in_no_export(ran
     anns = api.loadAnns(api.getAnnIds())
     assert len(anns) == 1 and anns[0]["area"] > 0  # no zero-area annotation
     assert len((tmp_path / "labels" / "coffee.txt").read_text().splitlines()) == len(anns)
+
+
+def test_the_export_says_what_each_format_loses(random_sam, tmp_path):
+    """Issue 30, items 6 and 12: overlapping objects and what YOLO's polygons lose are said, not silent."""
+    from samprompt.annotator import Annotator, SessionState
+    from samprompt.export import export_losses
+
+    h, w = 96, 128
+    yy, xx = np.mgrid[:h, :w]
+    big = (np.abs(yy - 48) < 30) & (np.abs(xx - 64) < 40)
+    inner = (np.abs(yy - 48) < 10) & (np.abs(xx - 64) < 10)  # drawn later: on top of big
+    under = (np.abs(yy - 50) < 5) & (np.abs(xx - 60) < 5)  # wholly under inner, and drawn before it
+    loss = export_losses(np.stack([big, under, inner]))
+    assert loss["label_map_partial"] == 1 and loss["label_map_hidden"] == 1
+    assert loss["label_map_kept"] < 1 and loss["yolo_worst"] > 0.9
+    app = Annotator(Segmenter(random_sam), None, tmp_path / "out")
+    st = SessionState()
+    app._open(st, make_scene(1, size=(h, w)).image, "shapes.png", "shapes")
+    for m in (big, under, inner):
+        st.ann.new_object("object")
+        st.ann.objects[-1].mask = m
+    note = app.export_note(st)
+    assert "1 in part and 1 not at all" in note
+
+
+def test_yolo_labels_pair_with_their_images_by_yolo_rules(random_sam, tmp_path):
+    """Issue 30, item 12: labels/STEM.txt for images/STEM.ext (YOLO's img2label_paths), also where samprompt's own
+    keys carry a hash; two images sharing a stem are named in the export's note."""
+    import os
+
+    import cv2
+
+    from samprompt.annotator import Annotator, SessionState
+
+    def img2label(path: str) -> str:  # Ultralytics' rule, written out
+        sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
+        return sb.join(path.rsplit(sa, 1)).rsplit(".", 1)[0] + ".txt"
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("x y.png", "x_y.png", "cat.jpg", "cat.png"):
+        cv2.imwrite(str(folder / name), make_scene(len(name), size=(64, 80)).image)
+    app = Annotator(Segmenter(random_sam), folder, tmp_path / "out")
+    notes = {}
+    for k in range(len(app.entries)):
+        st = SessionState()
+        app.open_index(st, k)
+        st.ann.set_box((5, 5, 60, 50))
+        app.export(st)
+        notes[st.ann.file_name] = app.export_note(st)
+    for name in ("x y.png", "x_y.png", "cat.png"):
+        expected = Path(img2label(str(tmp_path / "images" / name))).name
+        assert (tmp_path / "out" / "labels" / expected).exists(), expected
+    assert "share the stem 'cat'" in notes["cat.jpg"] and "share the stem" not in notes["x y.png"]

@@ -75,3 +75,29 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
         pass
     assert json.loads(target.read_text()) == {"a": 1}
     assert [p.name for p in tmp_path.iterdir() if p.name != LEDGER] == ["out.json"]
+
+
+def _rasterise_yolo(line: str, w: int, h: int) -> np.ndarray:
+    """One YOLO-seg line back to a mask, as YOLO's loaders do: one polygon, cv2.fillPoly."""
+    xy = np.array(line.split()[1:], float).reshape(-1, 2)
+    back = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(back, [np.round(xy * [w, h]).astype(np.int32)], 1)
+    return back.astype(bool)
+
+
+def test_yolo_keeps_every_piece_and_every_hole_of_an_object():
+    """Issue 30, item 6: two pieces, one of them a ring, come back from one YOLO line (one instance)."""
+    h, w = 120, 160
+    yy, xx = np.mgrid[:h, :w]
+    ring = ((yy - 50) ** 2 + (xx - 50) ** 2 < 35 ** 2) & ((yy - 50) ** 2 + (xx - 50) ** 2 >= 15 ** 2)
+    piece = (np.abs(yy - 90) < 15) & (np.abs(xx - 125) < 20)
+    mask = ring | piece
+    (line,) = yolo_lines(mask[None], [3])
+    assert line.split()[0] == "3"
+    back = _rasterise_yolo(line, w, h)
+    assert iou(back, mask) > 0.93, iou(back, mask)
+    assert not back[50, 50]  # the hole stays a hole
+    assert back[90, 125]  # the second piece is there
+    from samprompt.export import yolo_kept
+
+    assert yolo_kept(mask) > 0.93
