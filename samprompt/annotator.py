@@ -166,7 +166,7 @@ class Annotator:
     """The app's logic, UI-free so it can be tested directly and through Gradio."""
 
     def __init__(self, segmenter: Segmenter, folder: str | Path | None = None, out: str | Path | None = None,
-                 max_side: int = 4096, imports: str | Path | None = None, labels: str | Path | None = None) -> None:
+                 max_pixels: int = 60_000_000, imports: str | Path | None = None, labels: str | Path | None = None) -> None:
         from .label_import import open_labels
 
         self.seg = segmenter
@@ -191,7 +191,7 @@ class Annotator:
             raise SampromptError(f"--out {self.out} is the folder of the images; exports would overwrite them. "
                                  f"Choose another folder (the default is {self.folder / 'annotations'})")
         self.keys = folder_keys(self.entries, self.folder) if self.folder is not None else {}
-        self.max_side = max_side
+        self.max_pixels = max_pixels
         self.prefetched = None  # the background thread encoding the next image, if any
         self.classes = self._read_classes()
         self.label_values: dict[str, int] = {}  # a labels file's class -> value, for volume exports
@@ -303,8 +303,9 @@ class Annotator:
     def _read(self, path: str | Path, shown: str) -> np.ndarray:
         """Decode an image after checking its size from the header; errors name it as ``shown``."""
         size = image_size_from_header(path)
-        if size is not None and max(size) > self.max_side:
-            raise SampromptError(f"{shown} is {size[0]}x{size[1]}; the limit is {self.max_side} px a side")
+        if size is not None and size[0] * size[1] > self.max_pixels:
+            raise SampromptError(f"{shown} is {size[0]}x{size[1]} ({size[0] * size[1] / 1e6:.0f} MP); the limit is "
+                                 f"{self.max_pixels / 1e6:.0f} MP (annotate --max-pixels)")
         try:
             return to_rgb_uint8(path)
         except ImageError:
@@ -312,8 +313,9 @@ class Annotator:
 
     def _open(self, state: SessionState, image: np.ndarray, name: str, key: str, source: str = "folder") -> str:
         rgb = to_rgb_uint8(image)
-        if max(rgb.shape[:2]) > self.max_side:
-            raise SampromptError(f"image is {rgb.shape[1]}x{rgb.shape[0]}; the limit is {self.max_side} px a side")
+        if rgb.shape[0] * rgb.shape[1] > self.max_pixels:
+            raise SampromptError(f"image is {rgb.shape[1]}x{rgb.shape[0]}; the limit is "
+                                 f"{self.max_pixels / 1e6:.0f} MP (annotate --max-pixels)")
         ann = ImageAnnotation(self.seg, rgb, name, key=key)
         ann.source = source
         resumed = ann.load(self.out)
@@ -897,6 +899,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--max-upload-mb", type=float, default=25, help="largest upload in MB (default 25)")
+    p.add_argument("--max-pixels", type=float, default=60, metavar="MP",
+                   help="largest image in megapixels (default 60); the page shows a copy of at most 2048 px a "
+                        "side, SAM and the masks use every pixel")
     p.add_argument("--labels", metavar="JSON", help="a labels file (as samprompt medical --labels): its classes are "
                                                    "offered, and a volume's export gives them its label values")
     p.add_argument("--import", dest="imports", metavar="PATH",
@@ -904,7 +909,8 @@ def main(argv: list[str] | None = None) -> None:
                         "PNGs (or one holding masks/), a COCO JSON file, or a folder of YOLO-seg .txt files")
     args = p.parse_args(argv)
     try:
-        annotator = Annotator(Segmenter(args.model, family=args.family), args.folder, args.out, imports=args.imports, labels=args.labels)
+        annotator = Annotator(Segmenter(args.model, family=args.family), args.folder, args.out, imports=args.imports,
+                              labels=args.labels, max_pixels=int(args.max_pixels * 1_000_000))
     except SampromptError as exc:
         p.error(str(exc))
     build_app(annotator).launch(server_name=args.host, server_port=args.port,

@@ -519,3 +519,32 @@ def test_arrow_keys_move_slices_after_the_plane_and_window_menus_are_used_with_t
         assert "object" in status(page)
         assert page.errors == []
         page.close()
+
+
+def test_a_6000_by_4000_camera_jpeg_is_annotated_and_exported_at_full_resolution(browser, tmp_path):
+    """Issue 30, item 8: a large photo opens (the page gets a display copy), clicks land on the right
+    full-resolution pixel and the masks and exports keep every pixel."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    scene = make_scene(31, size=(400, 600))
+    big = cv2.resize(scene.image, (6000, 4000), interpolation=cv2.INTER_NEAREST)
+    labels = cv2.resize(scene.labels, (6000, 4000), interpolation=cv2.INTER_NEAREST)
+    cv2.imwrite(str(folder / "camera.jpg"), big[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92])
+    out = tmp_path / "ann"
+    with serve(Annotator(Segmenter("tiny"), folder, out)) as url:
+        page = open_page(browser, url)
+        assert page.evaluate("() => [window.samprompt.doc().w, window.samprompt.doc().h]") == [6000, 4000]
+        x, y = center_point(labels == 1)
+        click(page, x, y)
+        doc = saved(out, "camera")
+        assert doc["image_size"] == [4000, 6000]
+        (px, py), = doc["objects"][0]["points"]
+        assert abs(px - x) < 12 and abs(py - y) < 12  # one screen pixel is about 8 image pixels here
+        page.keyboard.press("e")
+        page.wait_for_function("document.querySelector('#status')?.innerText.includes('exported')", timeout=60_000)
+        assert page.errors == []
+        page.close()
+    api = COCO(str(out / "camera.coco.json"))
+    (ann,) = api.loadAnns(api.getAnnIds())
+    mask = api.annToMask(ann).astype(bool)
+    assert mask.shape == (4000, 6000) and mask.sum() > 1000

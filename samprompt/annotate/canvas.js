@@ -127,8 +127,8 @@
     const s = st.scale;
     ctx.setTransform(s, 0, 0, flip() ? -s : s, st.ox, flip() ? st.oy + st.doc.h * s : st.oy);
     ctx.imageSmoothingEnabled = s < 2;
-    ctx.drawImage(st.img, 0, 0);
-    if (st.overlay) ctx.drawImage(st.overlay, 0, 0);
+    ctx.drawImage(st.img, 0, 0, st.doc.w, st.doc.h); // a large image comes as a smaller copy: drawn to its size
+    if (st.overlay) ctx.drawImage(st.overlay, 0, 0, st.doc.w, st.doc.h);
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     const doc = st.doc;
     for (const o of doc.objects || []) {
@@ -206,7 +206,7 @@
   function paintMasks(doc) {
     const m = doc.masks;
     if (!m || !doc.w) return null;
-    const w = doc.w, h = doc.h, n = w * h;
+    const w = m.w || doc.w, h = m.h || doc.h, n = w * h;
     if (layer.width !== w || layer.height !== h) { layer.width = w; layer.height = h; }
     const img = lctx.createImageData(w, h), px = new Uint32Array(img.data.buffer);
     const lab = new Uint16Array(n), fill = {}, edge = {};
@@ -247,7 +247,7 @@
     if (doc.key === null) st.img = null;
     if (newKey && doc.key !== null && !img) { send({ op: "refresh" }); } // a reply without the picture we need
     st.overlay = paintMasks(doc); st.doc = doc;
-    if (newKey || img && (img.width !== (st.lastW || 0) || img.height !== (st.lastH || 0))) {
+    if (newKey || img && (doc.w !== (st.lastW || 0) || doc.h !== (st.lastH || 0))) {
       st.key = doc.key; st.boxStart = null;
       if (!doc.keep_view || doc.w !== st.lastW || doc.h !== st.lastH) fitView(); // a volume's next slice keeps the zoom
       if (doc.w) st.brush = Math.max(2, Math.round(Math.min(doc.w, doc.h) / 60));

@@ -51,11 +51,23 @@ def data_url(rgb_or_rgba: np.ndarray, fmt: str = ".png") -> str:
     return f"data:{mime};base64," + base64.b64encode(buf.tobytes()).decode("ascii")
 
 
+#: the longest side of the picture and mask overlay sent to the page; larger images are shown
+#: through a copy of this size, while SAM, the masks and the exports keep every pixel
+DISPLAY_SIDE = 2048
+
+
+def display_size(h: int, w: int) -> tuple[int, int]:
+    """(h, w) of the copy the page draws: the image itself up to :data:`DISPLAY_SIDE` a side."""
+    f = min(1.0, DISPLAY_SIDE / max(h, w))
+    return max(1, round(h * f)), max(1, round(w * f))
+
+
 def label_runs(ann, classes: list[str], proposal: int | None = 0) -> dict[str, Any]:
     """The masks as one label map, run-length coded for the browser, and the colour of each label.
 
     Objects are painted in order, the selected one last (on top), then proposal ``proposal`` (if any).
-    ``values``/``lengths``: the runs of the row-major label map; ``palette``: label -> [r, g, b, a]."""
+    ``values``/``lengths``: the runs of the row-major label map at ``w`` x ``h`` (the display size:
+    :func:`display_size`); ``palette``: label -> [r, g, b, a]."""
     h, w = ann.size
     n = len(ann.objects)
     labels = np.zeros((h, w), np.uint8 if n + 2 < 256 else np.uint16)
@@ -70,10 +82,13 @@ def label_runs(ann, classes: list[str], proposal: int | None = 0) -> dict[str, A
     if proposal is not None and ann.proposals and proposal < len(ann.proposals):
         labels[ann.proposals[proposal]] = n + 1
         palette[str(n + 1)] = [255, 255, 255, PROPOSAL_ALPHA]  # white: no class colour is white
+    dh, dw = display_size(h, w)
+    if (dh, dw) != (h, w):
+        labels = cv2.resize(labels, (dw, dh), interpolation=cv2.INTER_NEAREST)
     flat = labels.ravel()
     starts = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1])
     lengths = np.diff(np.append(starts, flat.size))
-    return {"values": flat[starts].tolist(), "lengths": lengths.tolist(), "palette": palette}
+    return {"values": flat[starts].tolist(), "lengths": lengths.tolist(), "palette": palette, "w": dw, "h": dh}
 
 
 def _box(mask: np.ndarray) -> list[int] | None:
@@ -82,8 +97,9 @@ def _box(mask: np.ndarray) -> list[int] | None:
 
 
 def runs_to_labels(runs: dict[str, Any], h: int, w: int) -> np.ndarray:
-    """The label map back from :func:`label_runs` (what the browser draws)."""
-    return np.repeat(np.asarray(runs["values"]), np.asarray(runs["lengths"])).reshape(h, w)
+    """The label map back from :func:`label_runs` (what the browser draws, at the display size)."""
+    return np.repeat(np.asarray(runs["values"]), np.asarray(runs["lengths"])).reshape(runs.get("h", h),
+                                                                                       runs.get("w", w))
 
 
 def view_payload(ann, classes: list[str], *, seq: int, ack: int = 0, with_image: bool = False,
@@ -107,6 +123,8 @@ def view_payload(ann, classes: list[str], *, seq: int, ack: int = 0, with_image:
                proposals=len(ann.proposals), proposal_box=_box(ann.proposals[0]) if ann.proposals else None,
                legend=legend)
     if with_image:
-        doc["image"] = data_url(ann.image, ".jpg" if h * w > 1_000_000 else ".png")
+        dh, dw = display_size(h, w)
+        shown = ann.image if (dh, dw) == (h, w) else cv2.resize(ann.image, (dw, dh), interpolation=cv2.INTER_AREA)
+        doc["image"] = data_url(shown, ".jpg" if dh * dw > 1_000_000 else ".png")
     doc.update(extra or {})
     return doc
