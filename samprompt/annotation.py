@@ -73,6 +73,10 @@ class AnnotatedObject:
     score: float | None = None
     edited: bool = False  # corrected by hand (brush, eraser, polygon) after SAM
     uid: int | None = None  # a stable id where the object lives on beyond this image (a volume's slices)
+    # the outline as last edited by hand, valid while ``outline_of`` is still the object's mask (any other
+    # edit puts a new array there): so an inserted vertex stays, and one edit never re-simplifies the rest
+    outline: list | None = field(default=None, repr=False, compare=False)
+    outline_of: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def prompt(self, logits: np.ndarray | None = None) -> Prompt | None:
         if not self.points and self.box is None:
@@ -267,9 +271,12 @@ class ImageAnnotation:
         if index is None:
             return []
         self._check(index)
-        mask = self.objects[index].mask
+        obj = self.objects[index]
+        mask = obj.mask
         if mask is None or not mask.any():
             return []
+        if obj.outline is not None and obj.outline_of is mask:
+            return [[list(p) for p in ring] for ring in obj.outline]
         cs, _ = cv2.findContours(np.ascontiguousarray(mask, np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
         out = []
         for c in cs:
@@ -300,6 +307,55 @@ class ImageAnnotation:
         obj = self.objects[index]
         obj.mask, obj.edited = canvas.astype(bool), True
         self.current = index
+
+    def edit_vertex(self, ring: int, k: int, *, to: Sequence[float] | None = None, insert: bool = False,
+                    remove: bool = False, index: int | None = None) -> bool:
+        """Move vertex ``k`` of ring ``ring`` of the outline (:meth:`polygons`) ``to`` (x, y), insert a vertex
+        ``to`` after it (``insert``), or remove it (``remove``; a ring left with under three vertices goes).
+
+        Only the pixels between the ring's old and new shape change (the rest of the mask, other
+        rings included, stays as it was), and the edited outline is kept as drawn. Returns False
+        when nothing changes (a vertex "moved" to where it is).
+        """
+        index = self.current if index is None else index
+        if index is None:
+            raise PromptError("select an object to edit")
+        rings = self.polygons(index)
+        if not 0 <= ring < len(rings) or not 0 <= k < len(rings[ring]):
+            raise PromptError(f"no vertex {k} on ring {ring} of object {index}")
+        old = [list(p) for p in rings[ring]]
+        new = [list(p) for p in old]
+        if remove:
+            del new[k]
+        else:
+            if to is None or len(to) != 2 or not np.isfinite(np.asarray(to, float)).all():
+                raise PromptError("a vertex needs a finite (x, y)")
+            h, w = self.size
+            p = [float(np.clip(to[0], 0, w)), float(np.clip(to[1], 0, h))]
+            if insert:
+                new.insert(k + 1, p)
+            elif np.allclose(p, old[k], atol=1e-6):
+                return False
+            else:
+                new[k] = p
+        self._checkpoint()
+        obj = self.objects[index]
+        changed = self._fill(old) ^ (self._fill(new) if len(new) >= 3 else np.zeros(self.size, bool))
+        obj.mask = obj.mask ^ changed
+        obj.edited = True
+        rings = [r for n, r in enumerate(rings) if n != ring] if len(new) < 3 else \
+            [new if n == ring else r for n, r in enumerate(rings)]
+        obj.outline, obj.outline_of = rings, obj.mask
+        self.current = index
+        return True
+
+    def _fill(self, ring) -> np.ndarray:
+        """The pixels a ring covers, as :meth:`set_polygons` fills it."""
+        h, w = self.size
+        pts = np.clip(np.asarray(ring, np.float64).reshape(-1, 2), -1, [w + 1, h + 1])
+        canvas = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(canvas, [np.round(pts - 0.5).astype(np.int32).reshape(-1, 1, 2)], 1)
+        return canvas.astype(bool)
 
     def select(self, index: int) -> None:
         self._check(index)

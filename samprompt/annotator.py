@@ -469,6 +469,11 @@ class Annotator:
         if op == "polygon":
             ann.set_polygons(cmd["polygons"])
             return f"object {ann.current}: polygon edited"
+        if op == "vertex":  # one vertex moved, added or removed: only that ring's pixels change
+            to = cmd.get("to")
+            changed = ann.edit_vertex(int(cmd["ring"]), int(cmd["k"]), to=to, insert=bool(cmd.get("insert")),
+                                      remove=bool(cmd.get("remove")))
+            return f"object {ann.current}: polygon edited" if changed else "vertex unchanged"
         if op == "pick":
             return self.pick(state, float(cmd["x"]), float(cmd["y"]))
         if op == "open":

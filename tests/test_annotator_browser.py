@@ -548,3 +548,53 @@ def test_a_6000_by_4000_camera_jpeg_is_annotated_and_exported_at_full_resolution
     (ann,) = api.loadAnns(api.getAnnIds())
     mask = api.annToMask(ann).astype(bool)
     assert mask.shape == (4000, 6000) and mask.sum() > 1000
+
+
+def _saved_mask(out, key, i=0):
+    from pycocotools import mask as mask_utils
+
+    rle = dict(saved(out, key)["objects"][i]["accepted_mask"])
+    rle["counts"] = rle["counts"].encode()
+    return mask_utils.decode(rle).astype(bool)
+
+
+def test_the_vertex_tool_changes_only_what_was_dragged(browser, tmp_path):
+    """Issue 30, item 10: a click on a vertex changes nothing; a drag changes one ring near one vertex; a
+    double-click on an edge leaves a vertex that can be dragged."""
+    folder, scenes = _scene_folder(tmp_path / "imgs", sizes=(256,))
+    out = tmp_path / "ann"
+    with serve(Annotator(Segmenter("tiny"), folder, out)) as url:
+        page = open_page(browser, url)
+        page.keyboard.press("3")
+        ys, xs = np.nonzero(scenes[0].labels == 1)
+        drag(page, (xs.min() - 3, ys.min() - 3), (xs.max() + 4, ys.max() + 4))
+        page.keyboard.press("6")
+        settle(page)
+        rings = page.evaluate("() => window.samprompt.doc().polygons")
+        rev, mask0 = saved(out, "scene0")["revision"], _saved_mask(out, "scene0")
+        vx, vy = rings[0][0]
+        click(page, vx, vy)  # a plain click on a vertex
+        page.wait_for_timeout(300)
+        assert saved(out, "scene0")["revision"] == rev and not saved(out, "scene0")["objects"][0]["edited"]
+        assert page.evaluate("() => window.samprompt.doc().polygons") == rings
+        drag(page, (vx, vy), (vx + 6, vy - 5), steps=4)
+        after = page.evaluate("() => window.samprompt.doc().polygons")
+        assert len(after) == len(rings) and after[1:] == rings[1:]  # the other rings as they were
+        assert len(after[0]) == len(rings[0])  # not re-simplified
+        changed = np.argwhere(_saved_mask(out, "scene0") != mask0)
+        near = np.array([rings[0][-1], rings[0][0], [vx + 6, vy - 5], rings[0][1]])
+        assert len(changed) and (changed[:, 1] >= near[:, 0].min() - 2).all() \
+            and (changed[:, 1] <= near[:, 0].max() + 2).all() and (changed[:, 0] >= near[:, 1].min() - 2).all() \
+            and (changed[:, 0] <= near[:, 1].max() + 2).all()  # only pixels next to the moved vertex
+        ring = np.array(after[0])
+        k = int(np.argmax(np.linalg.norm(np.roll(ring, -1, axis=0) - ring, axis=1)))  # the longest edge
+        mid = (ring[k] + ring[(k + 1) % len(ring)]) / 2
+        page.mouse.dblclick(*at(page, *mid))
+        settle(page)
+        grown = page.evaluate("() => window.samprompt.doc().polygons")
+        assert len(grown[0]) == len(after[0]) + 1  # the new vertex is there to drag
+        rev = saved(out, "scene0")["revision"]
+        drag(page, tuple(mid), tuple(mid + [0, 8]), steps=4)
+        assert saved(out, "scene0")["revision"] > rev
+        assert page.errors == []
+        page.close()

@@ -378,7 +378,7 @@
       st.stroke = { erase: st.tool === "eraser", points: [p] };
     } else if (st.tool === "polygon") {
       const v = nearVertex(m);
-      if (v) st.vertex = { r: v[0], k: v[1], from: st.doc.polygons[v[0]][v[1]].slice() };
+      if (v) st.vertex = { r: v[0], k: v[1], from: st.doc.polygons[v[0]][v[1]].slice(), m };
     }
     draw();
   });
@@ -414,18 +414,20 @@
       const s = st.stroke; st.stroke = null;
       send({ op: "brush", points: s.points, radius: st.brush, erase: s.erase });
     } else if (st.vertex) {
-      st.vertex = null;
-      send({ op: "polygon", polygons: st.doc.polygons });
+      const v = st.vertex; st.vertex = null;
+      if (Math.hypot(m[0] - v.m[0], m[1] - v.m[1]) > 2) { // a drag, not a click: one vertex, one ring
+        send({ op: "vertex", ring: v.r, k: v.k, to: st.doc.polygons[v.r][v.k] });
+      } else {
+        st.doc.polygons[v.r][v.k] = v.from; // a click on a vertex changes nothing
+      }
     }
     draw();
   });
   cv.addEventListener("dblclick", (e) => {
     if (st.tool !== "polygon" || !st.doc) return;
     const m = pos(e), v = nearVertex(m);
-    const rings = st.doc.polygons.map((r) => r.slice());
-    if (v) { if (rings[v[0]].length > 3) rings[v[0]].splice(v[1], 1); else rings.splice(v[0], 1); }
-    else { const ed = nearEdge(m); if (!ed) return; rings[ed.r].splice(ed.k + 1, 0, toImage(...m)); }
-    send({ op: "polygon", polygons: rings });
+    if (v) send({ op: "vertex", ring: v[0], k: v[1], remove: true });
+    else { const ed = nearEdge(m); if (!ed) return; send({ op: "vertex", ring: ed.r, k: ed.k, insert: true, to: toImage(...m) }); }
   });
   cv.addEventListener("mouseleave", () => { st.mouse = null; draw(); });
   cv.addEventListener("wheel", (e) => { // zoom about the cursor
