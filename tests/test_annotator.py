@@ -11,7 +11,7 @@ from pycocotools.coco import COCO
 
 from samprompt import SampromptError, Segmenter
 from samprompt.annotator import MODES, Annotator, SessionState, build_app
-from samprompt.synthetic import write_dataset
+from samprompt.synthetic import make_scene, write_dataset
 
 gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
@@ -375,3 +375,19 @@ def test_done_marks_the_image_and_advances_to_the_next_unfinished_one(folder, ra
     again = Annotator(Segmenter(random_sam), folder, tmp_path / "ann")  # the status survives a restart
     assert [f["status"] for f in again.files()] == ["done", "done", "done"]
     assert "3 done" in again.progress(SessionState())
+
+
+def test_out_pointing_at_a_file_is_refused_before_the_server_starts(tmp_path):
+    """Issue 30, item 15: one line, exit status 2, no server."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), make_scene(1, size=(64, 64)).image)
+    not_a_dir = tmp_path / "notes.txt"
+    not_a_dir.write_text("mine")
+    run = subprocess.run([sys.executable, "-m", "samprompt.cli", "annotate", str(folder), "--out", str(not_a_dir)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "is a file, not a folder" in run.stderr
+    assert "Running on" not in run.stdout and not_a_dir.read_text() == "mine"
