@@ -460,6 +460,15 @@ class ImageAnnotation:
             self.mark_saved()
             return written
 
+    def save_copy(self, folder: str | Path) -> Path:
+        """Write this annotation, as it is, to ``folder/KEY.copy-N.annotation.json`` (N: the first free number):
+        where objects go that could not be saved over another tab's."""
+        folder = Path(folder)
+        n = 1
+        while (folder / f"{self.name}.copy-{n}.annotation.json").exists():
+            n += 1
+        return atomic_write_text(folder / f"{self.name}.copy-{n}.annotation.json", json.dumps(self.to_json()))
+
     def load(self, folder: str | Path) -> bool:
         """Resume from ``folder/KEY.annotation.json`` if it exists; returns whether it did."""
         path = Path(folder) / f"{self.name}.annotation.json"

@@ -100,6 +100,7 @@ class SessionState:
     seq: int = 0  # canvas documents sent
     shown: tuple | None = None  # the picture the browser has
     confirm: dict | None = None  # a question for the browser (hand edits about to be replaced)
+    kept: str = ""  # where unsaved objects were kept, to say in the next status line
     auto_advance: bool = True
     files_seen: int = -1  # the version of the file list this tab has
     side: tuple | None = None  # what the side panel shows (objects, progress), to skip unchanged updates
@@ -364,12 +365,34 @@ class Annotator:
         return self._open(state, image, name, f"{safe_name(Path(name).stem)}-{digest}", source="upload")
 
     def _leave(self, state: SessionState) -> None:
-        """Save the open image or volume before another is opened: stepping away never loses work."""
+        """Save the open image or volume before another is opened: stepping away never loses work.
+
+        Objects that cannot be saved over another tab's save are kept in a copy file, and the next
+        status line says where (``state.kept``)."""
         if state.ann is not None:
             try:
                 self.autosave(state)
             except StaleSaveError:
-                pass  # another tab saved it; this tab was told at its edit, and reopening shows theirs
+                state.kept = self.keep_copy(state)
+
+    def keep_copy(self, state: SessionState) -> str:
+        """Write the tab's unsaved objects to ``KEY.copy-N.annotation.json``; returns what to tell the user."""
+        ann = state.ann
+        if ann is None or state.volume is not None or not ann.dirty():
+            return ""
+        path = ann.save_copy(self.out)
+        ann.mark_saved()
+        return f"your unsaved objects of {ann.file_name} were kept in {path.name}"
+
+    def reload_saved(self, state: SessionState) -> str:
+        """Keep the tab's unsaved objects in a copy file, then show the image as it was saved (by another tab)."""
+        ann = self._need(state)
+        kept = self.keep_copy(state)
+        if state.volume is None and ann.source == "folder" and self.entries:
+            message = self.open_index(state, state.index)
+        else:
+            message = self._open(state, ann.image, ann.file_name, ann.name, source=ann.source)
+        return f"{kept}; {message}" if kept else message
 
     def open_index(self, state: SessionState, index: int, step: int = 0) -> str:
         """Open entry ``index``. With ``step`` (+1 next, -1 previous), a file that cannot be opened is marked
@@ -469,6 +492,8 @@ class Annotator:
         if op == "polygon":
             ann.set_polygons(cmd["polygons"])
             return f"object {ann.current}: polygon edited"
+        if op == "reload_saved":
+            return self.reload_saved(state)
         if op == "vertex":  # one vertex moved, added or removed: only that ring's pixels change
             to = cmd.get("to")
             changed = ann.edit_vertex(int(cmd["ring"]), int(cmd["k"]), to=to, insert=bool(cmd.get("insert")),
@@ -725,11 +750,20 @@ def build_app(annotator: Annotator):
         try:
             msg = fn(state, *args)
             annotator.autosave(state)
+        except StaleSaveError as exc:  # asked where the user looks, and nothing is dropped whatever the answer
+            name = state.ann.file_name if state.ann is not None else "this image"
+            state.confirm = {"message": f"{name} was saved from another tab meanwhile, so your last change here "
+                                        "is not saved.\n\nOK: show the saved version (what you made here is kept in "
+                                        "a copy file).\nCancel: stay on your version (kept in a copy file when you "
+                                        "move on).", "cmd": {"op": "reload_saved"}}
+            msg = f"⚠️ {exc}"
         except (SampromptError, IndexError, ValueError, KeyError, TypeError) as exc:
             msg = f"⚠️ {exc}"
         except Exception as exc:  # noqa: BLE001 - a bug must not stall the page: say it, log it, go on
             logging.getLogger("samprompt.annotator").exception("action failed")
             msg = f"⚠️ internal error ({type(exc).__name__}: {exc}); the details are in the server's log"
+        if state.kept:
+            msg, state.kept = f"{state.kept}; {msg}" if msg else state.kept, ""
         return msg
 
     def guard(fn):

@@ -598,3 +598,43 @@ def test_the_vertex_tool_changes_only_what_was_dragged(browser, tmp_path):
         assert saved(out, "scene0")["revision"] > rev
         assert page.errors == []
         page.close()
+
+
+@pytest.mark.parametrize("answer", ["reload", "stay"])
+def test_a_refused_second_tab_says_so_and_never_drops_its_objects(browser, tmp_path, answer):
+    """Issue 30, item 7: the refused tab is asked (a dialog, where the user looks); either answer keeps its
+    unsaved objects in a copy file, and moving on never discards them silently."""
+    folder, scenes = _scene_folder(tmp_path / "imgs")
+    out = tmp_path / "ann"
+    with serve(Annotator(Segmenter("tiny"), folder, out)) as url:
+        a = open_page(browser, url)
+        b = open_page(browser, url)
+        asked = []
+
+        def on_dialog(d):
+            asked.append(d.message)
+            d.accept() if answer == "reload" else d.dismiss()
+
+        b.on("dialog", on_dialog)
+        click(a, *center_point(scenes[0].labels == 1))
+        click(b, *center_point(scenes[0].labels == 2))  # refused: a saved first
+        _until(lambda: asked)
+        assert "another tab" in asked[0] and "copy" in asked[0]
+        if answer == "reload":
+            b.wait_for_function("window.samprompt.doc().objects.length === 1", timeout=30_000)
+            settle(b)
+            assert "kept in" in status(b)
+        else:
+            assert b.evaluate("() => window.samprompt.doc().objects.length") == 1  # still its own object
+            b.keyboard.press("ArrowRight")  # moving on: kept, and said
+            b.wait_for_function("window.samprompt.doc().file === 'scene1.png'", timeout=30_000)
+            assert "kept in" in status(b)
+        (copy,) = out.glob("scene0.copy-*.annotation.json")
+        mine = json.loads(copy.read_text())["objects"]
+        assert len(mine) == 1 and mine[0]["points"]  # b's click, not a's
+        x2, y2 = center_point(scenes[0].labels == 2)
+        assert abs(mine[0]["points"][0][0] - x2) < 1 and abs(mine[0]["points"][0][1] - y2) < 1
+        assert len(saved(out, "scene0")["objects"]) == 1  # a's save untouched
+        assert a.errors == [] and b.errors == []
+        a.close()
+        b.close()
