@@ -74,12 +74,14 @@ CANVAS_CSS = """
 .sp-stage { flex: 1; position: relative; min-height: 300px; border-radius: 6px; overflow: hidden; outline: none;
   user-select: none; -webkit-user-select: none; }
 .sp-stage canvas { position: absolute; inset: 0; width: 100%; height: 100%; display: block; }
+.sp-away { position: absolute; left: 8px; right: 8px; top: 8px; padding: 6px 10px; border-radius: 6px;
+  background: #b91c1c; color: #fff; font-weight: 600; }
 .sp-empty { position: absolute; inset: 0; display: flex; align-items: center; justify-content: center; color: #bbb; }
 .sp-volume { display: flex; flex-wrap: wrap; gap: 8px; align-items: center; font-size: 13px; }
 .sp-volume select, .sp-volume button { padding: 2px 6px; font-size: 13px; width: auto; white-space: nowrap; }
 .sp-volume select { padding-right: 22px; }
 .sp-slice-no { white-space: nowrap; }
-.sp-volume[hidden], .sp-side[hidden], .sp-empty[hidden] { display: none; }
+.sp-volume[hidden], .sp-side[hidden], .sp-empty[hidden], .sp-away[hidden] { display: none; }
 .sp-slice { width: 240px; vertical-align: middle; }
 .sp-legend { display: flex; flex-wrap: wrap; gap: 10px; font-size: 13px; min-height: 18px; }
 .sp-class i { display: inline-block; width: 12px; height: 12px; border-radius: 3px; margin-right: 4px; vertical-align: -1px; }
@@ -383,6 +385,15 @@ class Annotator:
         path = ann.save_copy(self.out)
         ann.mark_saved()
         return f"your unsaved objects of {ann.file_name} were kept in {path.name}"
+
+    def reopen(self, state: SessionState, shown: str) -> str:
+        """Open the folder's file that the page shows as ``shown`` (its name in the file list)."""
+        for k, path in enumerate(self.entries):
+            name = path.relative_to(self.folder).as_posix() if self.folder and path.is_relative_to(self.folder) \
+                else path.name
+            if name == shown:
+                return self.open_index(state, k)
+        raise SampromptError(f"{shown} is not in this folder any more")
 
     def reload_saved(self, state: SessionState) -> str:
         """Keep the tab's unsaved objects in a copy file, then show the image as it was saved (by another tab)."""
@@ -775,10 +786,15 @@ def build_app(annotator: Annotator):
 
     def on_canvas(state, label_v, evt: gr.EventData):
         """A batch of canvas commands, applied in order."""
-        cmds = (evt._data or {}).get("cmds", []) if isinstance(evt._data, dict) else []
+        data = evt._data if isinstance(evt._data, dict) else {}
+        cmds = data.get("cmds", [])
         with state.lock:
             msg = ""
+            if state.ann is None and data.get("file"):  # a tab that outlived a server restart: its file first
+                msg = attempt(state, annotator.reopen, str(data["file"]))
             for cmd in cmds if isinstance(cmds, list) else []:
+                if isinstance(cmd, dict) and int(cmd.get("n", 0)) <= state.ack:
+                    continue  # applied already: a batch sent again after its reply was lost
                 if isinstance(cmd, dict):
                     msg = attempt(state, annotator.command, cmd, label_v or "object")
                     state.ack = max(state.ack, int(cmd.get("n", 0)))

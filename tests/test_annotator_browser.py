@@ -44,9 +44,9 @@ def browser():
 
 
 @contextmanager
-def serve(annotator):
+def serve(annotator, port=None):
     app = build_app(annotator)
-    port = _free_port()
+    port = port or _free_port()
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         yield f"http://127.0.0.1:{port}/"
@@ -638,3 +638,31 @@ def test_a_refused_second_tab_says_so_and_never_drops_its_objects(browser, tmp_p
         assert a.errors == [] and b.errors == []
         a.close()
         b.close()
+
+
+def test_an_edit_made_while_the_server_is_away_is_shown_as_waiting_and_saved_when_it_is_back(browser, tmp_path):
+    """Issue 30, item 11: the page says the server is away, keeps the edit, and after a restart sends it on the
+    same file (not file 1)."""
+    folder, scenes = _scene_folder(tmp_path / "imgs")
+    out = tmp_path / "ann"
+    port = _free_port()
+    with serve(Annotator(Segmenter("tiny"), folder, out), port) as url:
+        page = open_page(browser, url)
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function("window.samprompt.doc().file === 'scene1.png'", timeout=30_000)
+        settle(page)
+    x, y = center_point(scenes[1].labels == 1)
+    click_at = at(page, x, y)
+    page.mouse.click(*click_at)  # the server is down
+    page.wait_for_function("document.querySelector('#canvas .sp-away') && "
+                           "!document.querySelector('#canvas .sp-away').hidden", timeout=30_000)
+    assert "not answering" in page.inner_text("#canvas .sp-away")
+    with serve(Annotator(Segmenter("tiny"), folder, out), port):  # back, on the same port
+        page.wait_for_function("window.samprompt.doc() && window.samprompt.doc().file === 'scene1.png'",
+                               timeout=60_000)  # the same file, not file 1
+        _until(lambda: (out / "scene1.annotation.json").exists(), 60)
+        settle(page)
+        assert page.evaluate("() => document.querySelector('#canvas .sp-away').hidden")
+        (px, py), = saved(out, "scene1")["objects"][0]["points"]
+        assert abs(px - x) < 1 and abs(py - y) < 1
+        page.close()

@@ -22,7 +22,8 @@
       <div class="sp-side"><div class="sp-files-title">files</div><div class="sp-files"></div></div>
       <div class="sp-main">
         <div class="sp-toolbar"></div>
-        <div class="sp-stage" tabindex="0"><canvas></canvas><div class="sp-empty">upload an image or open a folder</div></div>
+        <div class="sp-stage" tabindex="0"><canvas></canvas><div class="sp-empty">upload an image or open a folder</div>
+          <div class="sp-away" hidden></div></div>
         <div class="sp-volume" hidden>
           <label>slice <input class="sp-slice" type="range" min="0" max="0" value="0" step="1"></label>
           <span class="sp-slice-no"></span>
@@ -75,13 +76,46 @@
     pump();
     return cmd.n;
   }
-  function pump() {
-    if (inflight && performance.now() - inflight.t < 20000) return;
-    if (!pending.length) return;
-    const cmds = pending; pending = [];
-    inflight = { n: cmds[cmds.length - 1].n, t: performance.now() };
-    trigger("submit", { cmds });
+  // Edits not yet answered also live in the tab's sessionStorage: when the page is rebuilt (a server
+  // restart makes Gradio mount the app again) or reloaded, they are sent again on the file they were made on.
+  const STORE = "samprompt-unsent";
+  function remember() {
+    const cmds = (inflight ? inflight.cmds : []).concat(pending).filter((c) => c.op !== "refresh");
+    try {
+      if (cmds.length && st.doc && st.doc.file) sessionStorage.setItem(STORE, JSON.stringify({ file: st.doc.file, cmds }));
+      else sessionStorage.removeItem(STORE);
+    } catch (e) { /* storage off: the banner still says what waits */ }
   }
+  let unsent = null;
+  try { unsent = JSON.parse(sessionStorage.getItem(STORE) || "null"); } catch (e) { unsent = null; }
+  function resendUnsent(doc) { // once the file they were made on is shown again
+    if (!unsent || !doc.key || doc.file !== unsent.file) return;
+    const cmds = unsent.cmds; unsent = null;
+    for (const c of cmds) { const copy = Object.assign({}, c); delete copy.n; send(copy); }
+  }
+  function pump() {
+    remember();
+    if (inflight || !pending.length) return;
+    const cmds = pending; pending = [];
+    inflight = { n: cmds[cmds.length - 1].n, t: performance.now(), sent: performance.now(), cmds };
+    trigger("submit", { cmds, file: st.doc ? st.doc.file : null, index: st.doc ? st.doc.index : null });
+  }
+  // The server away (stopped, restarting, the network gone): say so on the canvas, keep the edits drawn
+  // and send them again until it answers; a restarted server reopens the file they were made on.
+  const away = $(".sp-away");
+  setInterval(() => {
+    if (!inflight) { away.hidden = true; return; }
+    const now = performance.now(), waited = now - inflight.t;
+    if (waited < 5000) return;
+    const n = inflight.cmds.length + pending.length;
+    away.textContent = `⚠ the server is not answering: ${n} edit(s) waiting, not saved yet; they are sent again until it is back`;
+    away.hidden = false;
+    if (now - inflight.sent > 4000) { // resend the batch, with what came since, as one
+      const cmds = inflight.cmds.concat(pending); pending = [];
+      inflight = { n: cmds[cmds.length - 1].n, t: inflight.t, sent: now, cmds };
+      trigger("submit", { cmds, file: st.doc ? st.doc.file : null, index: st.doc ? st.doc.index : null });
+    }
+  }, 1000);
   api.send = send;
   api.pending = () => pending.length + (inflight ? 1 : 0);
 
@@ -237,7 +271,7 @@
   }
   async function apply(doc) {
     if (!doc || doc.seq === undefined) return;
-    if (inflight && doc.ack >= inflight.n) inflight = null;
+    if (inflight && doc.ack >= inflight.n) { inflight = null; away.hidden = true; remember(); }
     st.ghosts = st.ghosts.filter((g) => g.n > doc.ack);
     latest = doc.seq;
     const img = doc.image ? await loadImage(doc.image) : null;
@@ -247,6 +281,7 @@
     if (doc.key === null) st.img = null;
     if (newKey && doc.key !== null && !img) { send({ op: "refresh" }); } // a reply without the picture we need
     st.overlay = paintMasks(doc); st.doc = doc;
+    resendUnsent(doc);
     if (newKey || img && (doc.w !== (st.lastW || 0) || doc.h !== (st.lastH || 0))) {
       st.key = doc.key; st.boxStart = null;
       if (!doc.keep_view || doc.w !== st.lastW || doc.h !== st.lastH) fitView(); // a volume's next slice keeps the zoom
