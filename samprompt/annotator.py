@@ -360,11 +360,19 @@ class Annotator:
             raise SampromptError("no file uploaded")
         self._leave(state)
         name = Path(path).name
-        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
-        if is_nifti(name):
-            return self._open_volume(state, Path(path), f"{safe_name(_stem(Path(name)))}-{digest}")
-        image = self._read(path, name)
-        return self._open(state, image, name, f"{safe_name(Path(name).stem)}-{digest}", source="upload")
+        data = Path(path).read_bytes()
+        digest = hashlib.sha256(data).hexdigest()[:12]
+        for k, entry in enumerate(self.entries):  # the same file as one of the folder's: annotate it there
+            if entry.is_file() and entry.stat().st_size == len(data) and entry.read_bytes() == data:
+                return f"{name} is in the folder: opened it there; {self.open_index(state, k)}"
+        try:
+            if is_nifti(name):
+                return self._open_volume(state, Path(path), f"{safe_name(_stem(Path(name)))}-{digest}")
+            image = self._read(path, name)
+            return self._open(state, image, name, f"{safe_name(Path(name).stem)}-{digest}", source="upload")
+        except SampromptError as exc:  # say the file's name, never the server's temporary path
+            text = str(exc).replace(str(path), name).replace(str(Path(path).parent), "")
+            raise type(exc)(text) from None
 
     def _leave(self, state: SessionState) -> None:
         """Save the open image or volume before another is opened: stepping away never loses work.
@@ -882,6 +890,9 @@ def build_app(annotator: Annotator):
         cmd_b = gr.Button(visible=False)
         cmd_b.click(guard(on_command), [state, cmd_text, label], outs, **EDITS, api_name="command")
         upload.upload(guard(lambda st, f: annotator.open_upload(st, f)), [state, upload], outs, **EDITS, api_name="upload")
+        # the box is emptied once the file was taken or refused: what is open is on the canvas, and a refused file
+        # does not sit there as if it were
+        upload.upload(lambda: None, None, [upload], queue=False, show_progress="hidden", api_name=False)
         prev_b.click(key("prev"), [state], outs, **EDITS, api_name="previous")
         next_b.click(key("next"), [state], outs, **EDITS, api_name="next")
         done_b.click(key("done"), [state], outs, **EDITS, api_name="done")

@@ -666,3 +666,32 @@ def test_an_edit_made_while_the_server_is_away_is_shown_as_waiting_and_saved_whe
         (px, py), = saved(out, "scene1")["objects"][0]["points"]
         assert abs(px - x) < 1 and abs(py - y) < 1
         page.close()
+
+
+def test_uploads_refused_files_leave_the_box_a_folder_file_opens_in_place_and_errors_name_the_file(browser,
+                                                                                                     tmp_path):
+    """Issue 30, item 16."""
+    folder, _ = _scene_folder(tmp_path / "imgs")
+    out = tmp_path / "ann"
+    bad_nifti = tmp_path / "scan.nii.gz"
+    bad_nifti.write_bytes(b"\x1f\x8b" + b"not a volume" * 10)
+    with serve(Annotator(Segmenter("tiny"), folder, out)) as url:
+        page = open_page(browser, url)
+        page.set_input_files("#upload input[type=file]", str(bad_nifti))
+        page.wait_for_function("document.querySelector('#status')?.innerText.includes('⚠')", timeout=60_000)
+        said = status(page)
+        assert "scan.nii.gz" in said and "/tmp" not in said.replace(str(tmp_path), "") and "gradio" not in said
+        page.wait_for_function("!document.querySelector('#upload')?.innerText.includes('scan.nii.gz')",
+                               timeout=30_000)  # the refused file does not sit in the box as if taken
+        page.set_input_files("#upload input[type=file]", str(folder / "scene1.png"))  # a file of the folder
+        page.wait_for_function("window.samprompt.doc() && window.samprompt.doc().file === 'scene1.png'",
+                               timeout=60_000)
+        settle(page)
+        assert "in the folder" in status(page)
+        on = page.inner_text("#canvas .sp-file.sp-on")
+        assert "scene1.png" in on  # the list highlights the file that is open
+        click(page, 40, 40)
+        assert (out / "scene1.annotation.json").exists()  # saved as the folder's file, not as a copy
+        assert not list(out.glob("scene1-*.annotation.json"))
+        assert page.errors == []
+        page.close()
