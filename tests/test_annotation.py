@@ -208,3 +208,25 @@ def test_yolo_labels_pair_with_their_images_by_yolo_rules(random_sam, tmp_path):
         expected = Path(img2label(str(tmp_path / "images" / name))).name
         assert (tmp_path / "out" / "labels" / expected).exists(), expected
     assert "share the stem 'cat'" in notes["cat.jpg"] and "share the stem" not in notes["x y.png"]
+
+
+def test_a_click_costs_the_same_with_25_objects_on_the_image(random_sam, tmp_path, monkeypatch):
+    """Issue 30: click latency grew with the objects on an image (every save re-encoded every mask, every undo
+    step copied every mask). Now a click encodes only the mask it changed and copies none."""
+    import samprompt.annotation as annotation_module
+
+    ann = ImageAnnotation(Segmenter(random_sam), make_scene(6, size=(128, 128)).image, "many")
+    for k in range(25):
+        ann.new_object("object")
+        ann.add_point(5 + 4 * k, 64)
+    ann.save(tmp_path)
+    encoded = []
+    real = annotation_module.mask_to_rle
+    monkeypatch.setattr(annotation_module, "mask_to_rle", lambda m: encoded.append(1) or real(m))
+    before = [o.mask for o in ann.objects]
+    ann.add_point(100, 100)  # one more click on the last object
+    undo_step = ann._undo[-1][0]
+    assert all(a.mask is b for a, b in zip(undo_step, before))  # the undo step shares the masks, copies none
+    ann.save(tmp_path)
+    assert len(encoded) == 1  # only the changed mask is encoded again
+    assert ann.undo() and ann.objects[-1].mask is before[-1]
