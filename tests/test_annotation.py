@@ -208,6 +208,16 @@ def test_yolo_labels_pair_with_their_images_by_yolo_rules(random_sam, tmp_path):
         expected = Path(img2label(str(tmp_path / "images" / name))).name
         assert (tmp_path / "out" / "labels" / expected).exists(), expected
     assert "share the stem 'cat'" in notes["cat.jpg"] and "share the stem" not in notes["x y.png"]
+    # item 3: each per-image COCO file names its own image, also where keys carry a hash, and for an upload
+    named = {COCO(str(f)).dataset["images"][0]["file_name"] for f in (tmp_path / "out").glob("*.coco.json")}
+    assert named == {"x y.png", "x_y.png", "cat.jpg", "cat.png"}
+    st = SessionState()
+    cv2.imwrite(str(tmp_path / "upload.jpg"), make_scene(9, size=(64, 80)).image)
+    app.open_upload(st, str(tmp_path / "upload.jpg"))
+    st.ann.set_box((5, 5, 60, 50))
+    app.export(st)
+    (up,) = (tmp_path / "out").glob("upload-*.coco.json")
+    assert COCO(str(up)).dataset["images"][0]["file_name"] == "upload.jpg"
 
 
 def test_a_click_costs_the_same_with_25_objects_on_the_image(random_sam, tmp_path, monkeypatch):
