@@ -57,15 +57,8 @@ def yolo_lines(masks: np.ndarray, class_ids: Sequence[int], *, tolerance: float 
 
 def yolo_polygon(mask: np.ndarray, tolerance: float = 1.0) -> np.ndarray | None:
     """One (K, 2) polygon of pixel coordinates holding every ring of ``mask``, joined by bridges (None if empty)."""
-    cs, _ = cv2.findContours(np.asarray(mask, np.uint8), cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
-    rings = []
-    for ring in cs:
-        if tolerance > 0:
-            ring = cv2.approxPolyDP(ring, tolerance, True)
-        ring = ring.reshape(-1, 2).astype(np.float64)
-        if len(ring) >= 3 or (len(cs) > 1 and len(ring) >= 1):
-            rings.append(ring)
-    if not rings:
+    rings = mask_to_polygons(mask, tolerance=tolerance, min_points=1, holes=True)  # a 1-px piece is a piece too
+    if sum(len(r) for r in rings) < 3:
         return None
     rings.sort(key=lambda r: -abs(_area(r)))  # from the largest outer contour
     flat = rings[0]

@@ -147,13 +147,16 @@ def rle_to_mask(rle: dict) -> np.ndarray:
     return mask_utils.decode(rle).astype(bool)
 
 
-def mask_to_polygons(mask: np.ndarray, *, tolerance: float = 0.0, min_points: int = 3) -> list[np.ndarray]:
-    """Outer contours of a mask as (K, 2) float arrays of (x, y) pixel coordinates.
+def mask_to_polygons(mask: np.ndarray, *, tolerance: float = 0.0, min_points: int = 3,
+                     holes: bool = False) -> list[np.ndarray]:
+    """Outer contours of a mask (and with ``holes``, its holes' too) as (K, 2) float arrays of (x, y) pixel
+    coordinates.
 
-    ``tolerance`` > 0 simplifies with Douglas-Peucker (pixels). Holes are not
+    ``tolerance`` > 0 simplifies with Douglas-Peucker (pixels). Without ``holes``, holes are not
     represented (COCO polygons cannot hold them; use RLE for exact masks).
     """
-    cs, _ = cv2.findContours(np.asarray(mask, np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    mode = cv2.RETR_CCOMP if holes else cv2.RETR_EXTERNAL
+    cs, _ = cv2.findContours(np.asarray(mask, np.uint8), mode, cv2.CHAIN_APPROX_NONE)
     polys = []
     for c in cs:
         if tolerance > 0:
