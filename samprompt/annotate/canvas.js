@@ -103,7 +103,8 @@
   // The server away (stopped, restarting, the network gone): say so on the canvas, keep the edits drawn
   // and send them again until it answers; a restarted server reopens the file they were made on.
   const away = $(".sp-away");
-  setInterval(() => {
+  const watchdog = setInterval(() => {
+    if (!element.isConnected) { clearInterval(watchdog); return; } // a canvas the page rebuilt: the new one resends
     if (!inflight) { away.hidden = true; return; }
     const now = performance.now(), waited = now - inflight.t;
     if (waited < 5000) return;

@@ -113,15 +113,23 @@ class VolumeAnnotation:
         return next(name for name, a in PLANES.items() if a == self.axis)
 
     def set_plane(self, name: str) -> ImageAnnotation:
-        """Cut the volume the other way (axial, coronal or sagittal), on the middle slice of that axis."""
+        """Cut the volume the other way (axial, coronal or sagittal): through the selected object's centre,
+        so it stays in view, else on the middle slice of that axis."""
         if name not in PLANES:
             raise SampromptError(f"unknown plane {name!r}; choose one of {', '.join(PLANES)}")
+        self.store()
+        k = None
+        if self.ann.current is not None:
+            uid = self.ann.objects[self.ann.current].uid
+            mask = self.masks.get(uid)
+            if mask is not None and mask.any():
+                k = int(round(float(np.nonzero(mask)[PLANES[name]].mean())))
 
         def cut() -> None:
             self.axis = PLANES[name]
             self._set_window(self.window)
 
-        return self._reopen(None, cut)
+        return self._reopen(k, cut)
 
     # --------------------------------------------------------- slice <-> 3D
     def store(self) -> None:
