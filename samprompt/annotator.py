@@ -81,7 +81,9 @@ CANVAS_CSS = """
 .sp-volume select, .sp-volume button { padding: 2px 6px; font-size: 13px; width: auto; white-space: nowrap; }
 .sp-volume select { padding-right: 22px; }
 .sp-slice-no { white-space: nowrap; }
-.sp-volume[hidden], .sp-side[hidden], .sp-empty[hidden], .sp-away[hidden] { display: none; }
+.sp-help { position: absolute; left: 8px; bottom: 8px; padding: 8px 12px; border-radius: 6px; line-height: 1.6;
+  background: rgba(20, 20, 28, 0.92); color: #eee; font-size: 13px; }
+.sp-volume[hidden], .sp-side[hidden], .sp-empty[hidden], .sp-away[hidden], .sp-help[hidden] { display: none; }
 .sp-slice { width: 240px; vertical-align: middle; }
 .sp-legend { display: flex; flex-wrap: wrap; gap: 10px; font-size: 13px; min-height: 18px; }
 .sp-class i { display: inline-block; width: 12px; height: 12px; border-radius: 3px; margin-right: 4px; vertical-align: -1px; }

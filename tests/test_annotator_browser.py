@@ -720,3 +720,17 @@ def test_a_plane_change_cuts_through_the_selected_object(browser, tmp_path):
         assert page.evaluate("() => window.samprompt.doc().polygons.length") > 0  # and it is in view, selected
         assert page.errors == []
         page.close()
+
+
+def test_question_mark_shows_the_keys_and_escape_hides_them(browser, tmp_path):
+    folder, _ = _scene_folder(tmp_path / "imgs", sizes=(128,))
+    with serve(Annotator(Segmenter("tiny"), folder, tmp_path / "ann")) as url:
+        page = open_page(browser, url)
+        help_box = "#canvas .sp-help"
+        assert page.is_hidden(help_box)
+        page.keyboard.press("?")
+        assert page.is_visible(help_box) and "Backspace" in page.inner_text(help_box)
+        page.keyboard.press("Escape")
+        assert page.is_hidden(help_box)
+        assert page.errors == []
+        page.close()

@@ -23,7 +23,13 @@
       <div class="sp-main">
         <div class="sp-toolbar"></div>
         <div class="sp-stage" tabindex="0"><canvas></canvas><div class="sp-empty">upload an image or open a folder</div>
-          <div class="sp-away" hidden></div></div>
+          <div class="sp-away" hidden></div>
+          <div class="sp-help" hidden><b>keys</b> (press ? again or Esc to close)<br>
+            1 + point · 2 − point · 3 box · 4 brush · 5 eraser · 6 vertices · [ ] brush size<br>
+            n new object · z / ctrl-z undo · y / ctrl-y redo · Delete or Backspace delete the object<br>
+            s segment everything · a accept · d discard the highlighted proposal<br>
+            Enter done (then the next unfinished file) · ← → previous / next file · ↑ ↓ slices · e export<br>
+            shift-click select · wheel zoom · space-, alt- or middle-drag pan · f fit · Esc cancel</div></div>
         <div class="sp-volume" hidden>
           <label>slice <input class="sp-slice" type="range" min="0" max="0" value="0" step="1"></label>
           <span class="sp-slice-no"></span>
@@ -501,7 +507,8 @@
     }
     if (k === "f") { fitView(); draw(); return; }
     if (k === "[" || k === "]") { st.brush = Math.max(0.5, st.brush * (k === "]" ? 1.25 : 0.8)); setTool(st.tool); return; }
-    if (k === "Escape") { st.boxStart = null; cancelGesture(); return; }
+    if (k === "?") { const h = $(".sp-help"); h.hidden = !h.hidden; e.preventDefault(); return; }
+    if (k === "Escape") { $(".sp-help").hidden = true; st.boxStart = null; cancelGesture(); return; }
     if (k === "e") { const b = document.getElementById("export"); if (b) b.click(); e.preventDefault(); return; }
     if (st.doc && st.doc.volume && (k === "ArrowUp" || k === "ArrowDown" || k === "PageUp" || k === "PageDown")) {
       const step = k === "ArrowUp" || k === "PageUp" ? 1 : -1;
