@@ -484,8 +484,8 @@ def test_a_corrupt_file_is_marked_and_skipped_and_reload_and_restart_reopen_the_
         page.close()
 
 
-def test_arrow_keys_move_slices_after_the_plane_and_window_menus_are_used_with_the_mouse(browser, tmp_path):
-    """Issue 30, item 14: a menu picked with the mouse gives the keyboard back to the canvas."""
+def _small_ct(tmp_path: Path) -> Path:
+    """A folder with one generated 64 x 64 x 20 CT, ct4.nii.gz (skips without the medical extra)."""
     pytest.importorskip("nibabel")
     pytest.importorskip("monai")
     from samprompt.synthetic.volumes import make_volume, save_nifti
@@ -493,6 +493,12 @@ def test_arrow_keys_move_slices_after_the_plane_and_window_menus_are_used_with_t
     folder = tmp_path / "vols"
     v = make_volume(4, shape=(64, 64, 20), orientation="RAS")
     save_nifti(folder / "ct4.nii.gz", v.data, v.affine)
+    return folder
+
+
+def test_arrow_keys_move_slices_after_the_plane_and_window_menus_are_used_with_the_mouse(browser, tmp_path):
+    """Issue 30, item 14: a menu picked with the mouse gives the keyboard back to the canvas."""
+    folder = _small_ct(tmp_path)
     with serve(Annotator(Segmenter("tiny"), folder, tmp_path / "ann")) as url:
         page = open_page(browser, url)
         page.click("#canvas .sp-plane")  # picked by hand: the menu opens and keeps the focus
@@ -701,13 +707,7 @@ def test_uploads_refused_files_leave_the_box_a_folder_file_opens_in_place_and_er
 
 def test_a_plane_change_cuts_through_the_selected_object(browser, tmp_path):
     """A plane change no longer resets to the middle slice: it passes through the selected object's centre."""
-    pytest.importorskip("nibabel")
-    pytest.importorskip("monai")
-    from samprompt.synthetic.volumes import make_volume, save_nifti
-
-    folder = tmp_path / "vols"
-    v = make_volume(4, shape=(64, 64, 20), orientation="RAS")
-    save_nifti(folder / "ct4.nii.gz", v.data, v.affine)
+    folder = _small_ct(tmp_path)
     with serve(Annotator(Segmenter("tiny"), folder, tmp_path / "ann")) as url:
         page = open_page(browser, url)
         page.keyboard.press("3")
