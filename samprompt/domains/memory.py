@@ -100,33 +100,34 @@ def propagate_memory(seg, frames: Sequence[np.ndarray], starts: Sequence[Start],
             warnings.catch_warnings():
         # without sam2's CUDA extension the tracker skips filling holes of <= 8 px, and warns at every frame
         warnings.filterwarnings("ignore", message=r"(?s).*Skipping the post-processing step")
-        original = video_module.load_video_frames
+        original, bar = video_module.load_video_frames, video_module.tqdm
         video_module.load_video_frames = lambda **_: (images, h, w)
+        video_module.tqdm = lambda it, *a, **k: it  # its own bars would cut through the job's (and --quiet)
         try:
             state = predictor.init_state(video_path="<frames in memory>")
+            for s in starts:
+                if not 0 <= s.key < n:
+                    raise PromptError(f"object {s.label}: key frame {s.key} is out of range (0 to {n - 1})")
+                for k, p in ((s.key, s.prompt), *s.extra):
+                    p.validate(h, w)
+                    points = p.points if len(p.points) else None
+                    predictor.add_new_points_or_box(state, frame_idx=k, obj_id=s.label, points=points,
+                                                    labels=p.labels if points is not None else None, box=p.box)
+            out: dict[int, dict[int, np.ndarray]] = {s.label: {} for s in starts}
+            limits = {s.label: (s.lo, n - 1 if s.hi is None else s.hi) for s in starts}
+            for reverse in (False, True):
+                done = 0
+                for k, ids, logits in predictor.propagate_in_video(state, reverse=reverse):
+                    for label, lg in zip(ids, logits):
+                        mask = (lg[0] > 0.0).cpu().numpy()
+                        lo, hi = limits[label]
+                        if lo <= k <= hi and mask.any():
+                            out[label][k] = mask
+                    done += 1
+                    if progress is not None:
+                        progress(done)
         finally:
-            video_module.load_video_frames = original
-        for s in starts:
-            if not 0 <= s.key < n:
-                raise PromptError(f"object {s.label}: key frame {s.key} is out of range (0 to {n - 1})")
-            for k, p in ((s.key, s.prompt), *s.extra):
-                p.validate(h, w)
-                points = p.points if len(p.points) else None
-                predictor.add_new_points_or_box(state, frame_idx=k, obj_id=s.label, points=points,
-                                                labels=p.labels if points is not None else None, box=p.box)
-        out: dict[int, dict[int, np.ndarray]] = {s.label: {} for s in starts}
-        limits = {s.label: (s.lo, n - 1 if s.hi is None else s.hi) for s in starts}
-        for reverse in (False, True):
-            done = 0
-            for k, ids, logits in predictor.propagate_in_video(state, reverse=reverse):
-                for label, lg in zip(ids, logits):
-                    mask = (lg[0] > 0.0).cpu().numpy()
-                    lo, hi = limits[label]
-                    if lo <= k <= hi and mask.any():
-                        out[label][k] = mask
-                done += 1
-                if progress is not None:
-                    progress(done)
+            video_module.load_video_frames, video_module.tqdm = original, bar
     return out
 
 
