@@ -72,6 +72,8 @@ class AnnotatedObject:
     score: float | None = None
     edited: bool = False  # corrected by hand (brush, eraser, polygon) after SAM
     uid: int | None = None  # a stable id where the object lives on beyond this image (a volume's slices)
+    hidden: bool = False  # not drawn and not picked (still saved and exported)
+    locked: bool = False  # no edit reaches it until it is unlocked
     # the outline as last edited by hand, valid while ``outline_of`` is still the object's mask (any other
     # edit puts a new array there): so an inserted vertex stays, and one edit never re-simplifies the rest
     outline: list | None = field(default=None, repr=False, compare=False)
@@ -115,6 +117,8 @@ def read_saved(path: str | Path) -> tuple[str, tuple[int, int], list[AnnotatedOb
                 mask=rle_to_mask(rle) if rle else None,
                 score=o.get("score"),
                 edited=bool(o.get("edited", False)),
+                hidden=bool(o.get("hidden", False)),
+                locked=bool(o.get("locked", False)),
             )
         )
     h, w = doc["image_size"]
@@ -204,7 +208,14 @@ class ImageAnnotation:
             self.current = len(self.objects) - 1
         return self.objects[self.current]
 
+    def _check_unlocked(self, index: int | None) -> None:
+        obj = self.objects[index] if index is not None and 0 <= index < len(self.objects) else None
+        if obj is not None and obj.locked:
+            raise PromptError(f"object {index} ({obj.label}) is locked: unlock it (l) to edit it, or start a new "
+                              "object (n)")
+
     def _check_edits(self, force: bool) -> None:
+        self._check_unlocked(self.current)
         obj = self.objects[self.current] if self.current is not None else None
         if obj is not None and obj.edited and not force:
             raise EditsWouldBeLost(f"object {self.current} ({obj.label}) was corrected by hand; a new SAM prompt "
@@ -258,6 +269,7 @@ class ImageAnnotation:
             raise PromptError(f"brush radius must be > 0, got {radius}")
         if self.current is None and erase:
             raise PromptError("select an object to erase from")
+        self._check_unlocked(self.current)
         self._checkpoint()
         obj = self._current(label)
         h, w = self.size
@@ -303,6 +315,7 @@ class ImageAnnotation:
         if index is None:
             raise PromptError("select an object to edit")
         self._check(index)
+        self._check_unlocked(index)
         h, w = self.size
         rings = []
         for poly in polygons:
@@ -331,6 +344,7 @@ class ImageAnnotation:
         index = self.current if index is None else index
         if index is None:
             raise PromptError("select an object to edit")
+        self._check_unlocked(index)
         rings = self.polygons(index)
         if not 0 <= ring < len(rings) or not 0 <= k < len(rings[ring]):
             raise PromptError(f"no vertex {k} on ring {ring} of object {index}")
@@ -374,18 +388,50 @@ class ImageAnnotation:
 
     def rename(self, index: int, label: str) -> None:
         self._check(index)
+        self._check_unlocked(index)
         self._checkpoint()
         self.objects[index].label = label
 
     def delete(self, index: int) -> None:
         self._check(index)
+        self._check_unlocked(index)
         self._checkpoint()
         del self.objects[index]
         self.current = None if not self.objects else min(index, len(self.objects) - 1)
 
     def clear(self) -> None:
+        """Delete every object that is not locked."""
         self._checkpoint()
-        self.objects, self.current = [], None
+        self.objects = [o for o in self.objects if o.locked]
+        self.current = len(self.objects) - 1 if self.objects else None
+
+    def toggle(self, index: int, flag: str) -> bool:
+        """Hide or show (``flag="hidden"``), lock or unlock (``"locked"``) object ``index``, as an undo step;
+        returns the new value. A hidden object is not drawn and not picked; a locked one refuses every edit."""
+        self._check(index)
+        if flag not in ("hidden", "locked"):
+            raise PromptError(f"unknown object flag {flag!r}; hidden or locked")
+        self._checkpoint()
+        obj = self.objects[index]
+        setattr(obj, flag, not getattr(obj, flag))
+        return getattr(obj, flag)
+
+    def draw_polygon(self, points: Sequence[Sequence[float]], label: str = "object") -> AnnotatedObject:
+        """A new object drawn by hand as one polygon (x, y vertices, at least three), kept as drawn."""
+        ring = np.asarray(points, np.float64).reshape(-1, 2) if len(points) else np.zeros((0, 2))
+        if len(ring) < 3 or not np.isfinite(ring).all():
+            raise PromptError("a polygon needs at least three finite (x, y) vertices")
+        h, w = self.size
+        ring = np.clip(ring, 0, [w, h])
+        mask = self._fill(ring)
+        if not mask.any():
+            raise PromptError("the polygon covers no pixel centre: draw it larger")
+        self._checkpoint()
+        obj = AnnotatedObject(label=label, mask=mask, edited=True)
+        obj.outline, obj.outline_of = [ring.tolist()], mask
+        self.objects.append(obj)
+        self.current = len(self.objects) - 1
+        return obj
 
     def _check(self, index: int) -> None:
         if not 0 <= index < len(self.objects):
@@ -450,7 +496,8 @@ class ImageAnnotation:
         for o in self.objects:
             p = o.prompt()
             objects.append({**(p.to_dict() if p is not None else empty), "label": o.label, "score": o.score,
-                            "edited": o.edited, "accepted_mask": o.rle()})
+                            "edited": o.edited, "accepted_mask": o.rle(),
+                            **({"hidden": True} if o.hidden else {}), **({"locked": True} if o.locked else {})})
         return {"version": SCHEMA_VERSION, "image": self.name, "file_name": self.file_name, "source": self.source,
                 "revision": self.revision, "done": self.done, "image_size": list(self.size), "objects": objects}
 

@@ -52,7 +52,8 @@ if TYPE_CHECKING:
 MODES = ("positive point", "negative point", "box (two clicks)")
 # Every button event that reads or edits annotations runs in one queue, one at a time, in arrival order.
 EDITS = {"concurrency_id": "edits", "concurrency_limit": 1, "show_progress": "hidden"}
-KEYS = ("new", "undo", "redo", "accept", "discard", "delete", "propose", "next", "prev", "done", "clear")
+KEYS = ("new", "undo", "redo", "accept", "discard", "delete", "propose", "next", "prev", "done", "clear", "hide",
+        "lock")
 # Segment everything with the built-in model: the thresholds samprompt geo uses (docs/geo.md)
 TINY_PROPOSALS = {"points_per_side": 16, "pred_iou_thresh": 0.6, "stability_score_thresh": 0.8}
 CANVAS_JS = Path(__file__).with_name("annotate") / "canvas.js"
@@ -76,15 +77,24 @@ CANVAS_CSS = """
 .sp-stage canvas { position: absolute; inset: 0; width: 100%; height: 100%; display: block; }
 .sp-away { position: absolute; left: 8px; right: 8px; top: 8px; padding: 6px 10px; border-radius: 6px;
   background: #b91c1c; color: #fff; font-weight: 600; }
+.sp-notice { position: absolute; left: 50%; transform: translateX(-50%); top: 8px; max-width: 80%; padding: 6px 12px;
+  border-radius: 6px; background: #b45309; color: #fff; font-weight: 600; cursor: pointer; z-index: 2; }
+.sp-orient b { position: absolute; color: #fde047; font: 600 14px sans-serif; text-shadow: 0 0 3px #000; }
+.sp-o-l { left: 6px; top: 50%; } .sp-o-r { right: 6px; top: 50%; } .sp-o-t { top: 4px; left: 50%; }
+.sp-o-b { bottom: 4px; left: 50%; }
+.sp-opacity { display: inline-flex; align-items: center; gap: 4px; margin-left: 6px; }
+.sp-opacity input { width: 70px; }
 .sp-empty { position: absolute; inset: 0; display: flex; align-items: center; justify-content: center; color: #bbb; }
-.sp-volume { display: flex; flex-wrap: wrap; gap: 8px; align-items: center; font-size: 13px; }
+.sp-volume { display: flex; flex-wrap: nowrap; gap: 8px; align-items: center; font-size: 13px; }
 .sp-volume select, .sp-volume button { padding: 2px 6px; font-size: 13px; width: auto; white-space: nowrap; }
 .sp-volume select { padding-right: 22px; }
 .sp-slice-no { white-space: nowrap; }
 .sp-help { position: absolute; left: 8px; bottom: 8px; padding: 8px 12px; border-radius: 6px; line-height: 1.6;
   background: rgba(20, 20, 28, 0.92); color: #eee; font-size: 13px; }
-.sp-volume[hidden], .sp-side[hidden], .sp-empty[hidden], .sp-away[hidden], .sp-help[hidden] { display: none; }
-.sp-slice { width: 240px; vertical-align: middle; }
+.sp-volume[hidden], .sp-side[hidden], .sp-empty[hidden], .sp-away[hidden], .sp-help[hidden], .sp-notice[hidden],
+.sp-orient[hidden] { display: none; }
+.sp-volume label { display: flex; align-items: center; gap: 4px; flex: 1; min-width: 120px; }
+.sp-slice { flex: 1; min-width: 60px; vertical-align: middle; }
 .sp-legend { display: flex; flex-wrap: wrap; gap: 10px; font-size: 13px; min-height: 18px; }
 .sp-class i { display: inline-block; width: 12px; height: 12px; border-radius: 3px; margin-right: 4px; vertical-align: -1px; }
 .sp-class.sp-used { font-weight: 600; }
@@ -108,6 +118,8 @@ class SessionState:
     auto_advance: bool = True
     files_seen: int = -1  # the version of the file list this tab has
     side: tuple | None = None  # what the side panel shows (objects, progress), to skip unchanged updates
+    notice: str = ""  # a refusal to show on the canvas with the next document
+    after_done: tuple[int, str] | None = None  # (the file marked done, the file then opened): what undo can take back
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __deepcopy__(self, memo) -> "SessionState":  # Gradio copies a new tab's state from the default one
@@ -421,6 +433,7 @@ class Annotator:
         if not self.entries:
             raise SampromptError("no folder of images was given; upload an image instead")
         self._leave(state)
+        state.after_done = None
         index = int(np.clip(index, 0, len(self.entries) - 1))
         skipped: list[str] = []
         while True:
@@ -513,6 +526,9 @@ class Annotator:
         if op == "polygon":
             ann.set_polygons(cmd["polygons"])
             return f"object {ann.current}: polygon edited"
+        if op == "draw_polygon":  # a new object drawn vertex by vertex
+            obj = ann.draw_polygon(cmd["points"], label=label)
+            return f"object {ann.current}: {obj.label}, drawn ({len(cmd['points'])} vertices)"
         if op == "reload_saved":
             return self.reload_saved(state)
         if op == "vertex":  # one vertex moved, added or removed: only that ring's pixels change
@@ -563,9 +579,17 @@ class Annotator:
         if name == "new":
             return f"object {ann.new_object(label)}"
         if name == "undo":
-            return "undone" if ann.undo() else "nothing to undo"
+            if ann.undo():
+                return "undone"
+            return self.undo_done(state) if state.after_done else "nothing to undo"
         if name == "redo":
             return "redone" if ann.redo() else "nothing to redo"
+        if name in ("hide", "lock"):
+            if ann.current is None:
+                return "no object selected"
+            on = ann.toggle(ann.current, "hidden" if name == "hide" else "locked")
+            what = ("hidden" if on else "shown") if name == "hide" else ("locked" if on else "unlocked")
+            return f"object {ann.current} ({ann.objects[ann.current].label}) {what}"
         if name == "delete":
             if ann.current is None:
                 return "no object selected"
@@ -591,12 +615,26 @@ class Annotator:
             return f"discarded; {len(ann.proposals)} left"
         raise SampromptError(f"unknown action {name!r}; one of {', '.join(KEYS)}")
 
+    def undo_done(self, state: SessionState) -> str:
+        """Take back the last "done": the file is marked unfinished again and, if done moved on, reopened."""
+        index, key = state.after_done  # type: ignore[misc]
+        state.after_done = None
+        if self.entries and self.keys.get(self.entries[index]) == key and state.index != index:
+            self.open_index(state, index)
+        target = state.volume if state.volume is not None else state.ann
+        if target is None or target.name != key:
+            return "nothing to undo"
+        target.done = False
+        self.autosave(state, always=True)
+        return f"{target.file_name} is not done any more"
+
     def pick(self, state: SessionState, x: float, y: float) -> str:
         """Select the object under (x, y): the smallest one there, so a small object on a large one wins."""
         ann = self._need(state)
         h, w = ann.size
         i, j = min(int(y), h - 1), min(int(x), w - 1)
-        hits = [(int(o.mask.sum()), k) for k, o in enumerate(ann.objects) if o.mask is not None and o.mask[i, j]]
+        hits = [(int(o.mask.sum()), k) for k, o in enumerate(ann.objects)
+                if o.mask is not None and not o.hidden and o.mask[i, j]]
         if not hits:
             return "no object there"
         ann.select(min(hits)[1])
@@ -608,15 +646,19 @@ class Annotator:
         target = state.volume if state.volume is not None else ann
         target.done = True
         self.autosave(state, always=True)
-        message = f"{ann.file_name if state.volume is None else state.volume.file_name} done"
+        message = f"{ann.file_name if state.volume is None else state.volume.file_name} done (z takes it back)"
+        state.after_done = (state.index, target.name)
         if state.auto_advance and self.entries:
             status = self.status()
             order = list(range(state.index + 1, len(self.entries))) + list(range(state.index))
             todo = [k for k in order if status.get(self.keys[self.entries[k]]) != "done"
                     and self.entries[k] not in self.broken]
+            marked = state.after_done
             for k in todo:  # the next unfinished file that opens
                 try:
-                    return f"{message}; {self.open_index(state, k)}"
+                    opened = self.open_index(state, k)
+                    state.after_done = marked  # undo on the file opened takes the done back
+                    return f"{message}; {opened}"
                 except StaleSaveError:
                     raise
                 except SampromptError:
@@ -684,7 +726,8 @@ class Annotator:
     def object_choices(self, state: SessionState) -> list[str]:
         if state.ann is None:
             return []
-        return [f"{i}: {o.label}" for i, o in enumerate(state.ann.objects)]
+        return [f"{i}: {o.label}" + " (hidden)" * o.hidden + " (locked)" * o.locked
+                for i, o in enumerate(state.ann.objects)]
 
     def export(self, state: SessionState) -> list[str]:
         ann = self._need(state)
@@ -693,10 +736,10 @@ class Annotator:
         if state.volume is not None:
             check_outputs(state.volume.export_paths(self.out), inputs=self.entries)
             return [str(p) for p in state.volume.export(self.out)]
-        check_outputs([self.out / "classes.txt", self.out / "data.yaml"], inputs=self.entries)
+        check_outputs([self.out / "classes.txt"], inputs=self.entries)
         paths = ann.export(self.out, categories=self.classes)
         if "labels" in {p.parent.name for p in paths}:
-            paths += self._yolo_dataset_files()
+            paths.append(atomic_write_text(self.out / "classes.txt", "\n".join(self.classes) + "\n"))
         return [str(p) for p in paths]
 
     def export_note(self, state: SessionState) -> str:
@@ -724,22 +767,18 @@ class Annotator:
                          f"(worst {loss['yolo_worst']:.0%}; COCO keeps them all)")
         return "".join(f"; {n}" for n in notes)
 
-    def _yolo_dataset_files(self) -> list[Path]:
-        """``classes.txt`` (one name a line, id = line) and a ``data.yaml`` naming the same ids."""
-        names = "\n".join(f"  {i}: {json.dumps(n)}" for i, n in enumerate(self.classes))
-        return [atomic_write_text(self.out / "classes.txt", "\n".join(self.classes) + "\n"),
-                atomic_write_text(self.out / "data.yaml", f"path: .\ntrain: images\nval: images\nnames:\n{names}\n")]
-
-    def export_all(self, state: SessionState) -> str:
-        """COCO for every saved annotation of the folder's images in one file (uploads are not part of it)."""
+    def export_all(self, state: SessionState) -> list[str]:
+        """The folder's saved annotations (uploads are not part of it) as one COCO file, ``coco_all.json``,
+        and as a YOLO-seg dataset that YOLO's tools load as it is (:meth:`export_yolo_dataset`)."""
         from .export import CocoWriter
 
         coco = CocoWriter(self.classes)
+        saved = []
         for path in self.images:
-            saved = self.out / f"{self.keys[path]}.annotation.json"
-            if not saved.exists():
+            file = self.out / f"{self.keys[path]}.annotation.json"
+            if not file.exists():
                 continue
-            _, (h, w), objects = read_saved(saved)
+            _, (h, w), objects = read_saved(file)
             objs = [o for o in objects if o.mask is not None and o.mask.any()]  # as the per-image exports
             for o in objs:
                 self.add_class(o.label)
@@ -747,8 +786,39 @@ class Annotator:
             rel = path.relative_to(self.folder).as_posix() if self.folder and path.is_relative_to(self.folder) \
                 else path.name
             coco.add_image(rel, masks, labels=[o.label for o in objs], height=h, width=w)
+            saved.append((path, masks, [o.label for o in objs]))
         check_outputs([self.out / "coco_all.json"], inputs=self.entries)
-        return str(coco.write(self.out / "coco_all.json", overwrite=True))
+        written = coco.write(self.out / "coco_all.json", overwrite=True)
+        return [str(written), str(self.export_yolo_dataset(saved))]
+
+    def export_yolo_dataset(self, saved: list[tuple[Path, np.ndarray, list[str]]]) -> Path:
+        """``OUT/yolo/``: ``images/`` (hard links to the folder's annotated images, or copies across disks),
+        ``labels/`` (one YOLO-seg file per image, paired by name as YOLO pairs them) and ``data.yaml`` with
+        the dataset's absolute path and the folder's class ids. Two images with one stem are named by their
+        annotation key instead, so that every label file pairs with exactly one image."""
+        import os
+        import shutil
+
+        from .export import export_yolo
+
+        root = self.out / "yolo"
+        stems = Counter(p.stem for p, _, _ in saved)
+        targets = [(root / "images" / ((p.stem if stems[p.stem] == 1 else self.keys[p]) + p.suffix.lower()))
+                   for p, _, _ in saved]
+        check_outputs([root / "data.yaml", *targets], inputs=self.entries, overwrite=True)
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        for (path, masks, labels), image in zip(saved, targets):
+            image.unlink(missing_ok=True)
+            try:
+                os.link(path, image)
+            except OSError:  # another file system, or links not allowed
+                shutil.copy2(path, image)
+            export_yolo(root / "labels" / f"{image.stem}.txt", masks, [self.classes.index(c) for c in labels],
+                        overwrite=True)
+        names = "\n".join(f"  {i}: {json.dumps(n)}" for i, n in enumerate(self.classes))
+        return atomic_write_text(root / "data.yaml", f"# written by samprompt annotate; move the folder and edit "
+                                 f"path\npath: {json.dumps(str(root.resolve()))}\ntrain: images\nval: images\n"
+                                 f"names:\n{names}\n")
 
 
 def build_app(annotator: Annotator):
@@ -762,7 +832,10 @@ def build_app(annotator: Annotator):
         side = (choices, current, annotator.progress(state))
         same = side == state.side  # then the side panel is left as it is: a lighter reply
         state.side = side
-        doc = json.dumps(annotator.view(state), separators=(",", ":"))  # one string: cheap for the page to take
+        view = annotator.view(state)
+        if msg and msg.startswith("⚠️"):  # shown on the canvas too, where the user looks
+            view["notice"] = msg[2:].strip()
+        doc = json.dumps(view, separators=(",", ":"))  # one string: cheap for the page to take
         return (state, doc, msg or "", gr.skip() if same else gr.update(choices=choices, value=current),
                 gr.skip() if same else side[2])
 
@@ -818,9 +891,7 @@ def build_app(annotator: Annotator):
                                  elem_id="canvas")
                 status = gr.Markdown(elem_id="status", height=28)
             with gr.Column(scale=1, min_width=300):
-                gr.Markdown("**samprompt annotator** · keys: 1-6 tools, n new object, z/y undo/redo, s segment "
-                            "everything, a/d accept/discard, Del delete, Enter done, ←/→ files, ↑/↓ slices, "
-                            "wheel zoom, space-drag pan, f fit, e export")
+                gr.Markdown("**samprompt annotator** · press **?** on the canvas for the keys")
                 upload = gr.File(label="upload an image or a NIfTI volume", height=90, elem_id="upload",
                                  file_types=[*IMAGE_SUFFIXES, ".nii", ".gz"])
                 progress = gr.Markdown(annotator.progress(SessionState()), elem_id="progress")
@@ -848,8 +919,9 @@ def build_app(annotator: Annotator):
                     discard_b = gr.Button("discard", elem_id="discard", size="sm", min_width=60)
                 with gr.Row():
                     export_b = gr.Button("export", variant="primary", elem_id="export", size="sm", min_width=60)
-                    export_all_b = gr.Button("export folder (COCO)", elem_id="export_all", size="sm", min_width=60)
-                files = gr.File(label="exported files", file_count="multiple", elem_id="files", height=120)
+                    export_all_b = gr.Button("export folder (COCO + YOLO)", elem_id="export_all", size="sm", min_width=60)
+                files = gr.File(label="exported files", file_count="multiple", elem_id="files", height=80,
+                                visible=False)  # shown once something was exported
                 mode = gr.Radio(list(MODES), value=MODES[0], label="click adds", visible=False)  # for /click
 
         outs = [state, canvas, status, objects, progress]
@@ -934,6 +1006,17 @@ def build_app(annotator: Annotator):
 
         label.input(use_label, [label], [label, classes], queue=False, show_progress="hidden", api_name=False)
 
+        def refused(st, exc):
+            st.notice = str(exc)  # said on the canvas too, by the event that follows
+            return gr.skip(), f"⚠️ {exc}"
+
+        def after_export(st):  # the list of files shown; a refusal said on the canvas
+            if not st.notice:
+                return gr.skip(), gr.update(visible=True)
+            view = annotator.view(st)
+            view["notice"], st.notice = st.notice, ""
+            return json.dumps(view, separators=(",", ":")), gr.skip()
+
         def wrap_export(st, lab):
             with st.lock:
                 try:
@@ -941,11 +1024,22 @@ def build_app(annotator: Annotator):
                     paths = annotator.export(st)
                     return paths, f"exported {len(paths)} files to {annotator.out}{annotator.export_note(st)}"
                 except SampromptError as exc:
-                    return None, f"⚠️ {exc}"
+                    return refused(st, exc)
 
-        export_b.click(wrap_export, [state, label], [files, status], **EDITS, api_name="export")
-        export_all_b.click(lambda st: ([annotator.export_all(st)], "exported the folder"), [state], [files, status],
-                           **EDITS, api_name="export_all")
+        def wrap_export_all(st):
+            with st.lock:
+                try:
+                    coco, yolo = annotator.export_all(st)
+                    return [coco, yolo], (f"exported the folder: {coco}, and a YOLO dataset in {Path(yolo).parent} "
+                                          "(images/, labels/, data.yaml)")
+                except SampromptError as exc:
+                    return refused(st, exc)
+
+        for button, fn, inputs, name in ((export_b, wrap_export, [state, label], "export"),
+                                         (export_all_b, wrap_export_all, [state], "export_all")):
+            button.click(fn, inputs, [files, status], **EDITS, api_name=name).then(
+                after_export, [state], [canvas, files], queue=False, show_progress="hidden", api_name=False)
+
         def current_classes():  # the folder's list now, not the one when the app was built
             return ", ".join(annotator.classes), gr.update(choices=annotator.classes, value=annotator.classes[0])
 

@@ -240,3 +240,56 @@ def test_a_click_costs_the_same_with_25_objects_on_the_image(random_sam, tmp_pat
     ann.save(tmp_path)
     assert len(encoded) == 1  # only the changed mask is encoded again
     assert ann.undo() and ann.objects[-1].mask is before[-1]
+
+
+def test_hidden_and_locked_objects(ann, tmp_path):
+    """Issue 30: a locked object refuses every edit; a hidden one is saved but neither drawn nor picked."""
+    from samprompt.annotate.canvas import label_runs, runs_to_labels
+
+    ann.set_box((10, 10, 60, 50), label="cell")
+    before = ann.objects[0].mask.copy()
+    assert ann.toggle(0, "locked") is True
+    for edit in (lambda: ann.add_point(30, 30), lambda: ann.set_box((0, 0, 20, 20)),
+                 lambda: ann.brush([(30, 30)], 5), lambda: ann.delete(0), lambda: ann.rename(0, "x"),
+                 lambda: ann.set_polygons([[(0, 0), (20, 0), (20, 20)]])):
+        with pytest.raises(PromptError, match="locked"):
+            edit()
+    assert (ann.objects[0].mask == before).all()
+    ann.clear()  # keeps what is locked
+    assert len(ann.objects) == 1
+    assert ann.undo() and ann.undo() and not ann.objects[0].locked  # the lock is an undo step
+    ann.toggle(0, "hidden")
+    labels = runs_to_labels(label_runs(ann, ["cell"]), *ann.size)
+    assert not labels.any()  # not drawn
+    ann.save(tmp_path)
+    saved = json.loads((tmp_path / f"{ann.name}.annotation.json").read_text())
+    assert saved["objects"][0]["hidden"] is True and "locked" not in saved["objects"][0]
+    again = ImageAnnotation(ann.seg, ann.image, ann.file_name)
+    assert again.load(tmp_path) and again.objects[0].hidden and (again.objects[0].mask == before).all()
+
+
+def test_a_polygon_drawn_from_scratch_is_a_new_object_kept_as_drawn(ann):
+    ann.set_box((10, 10, 60, 50), label="a")
+    obj = ann.draw_polygon([(70, 20), (110, 20), (110, 60), (70, 60)], label="b")
+    assert ann.current == 1 and obj.label == "b" and obj.edited
+    # the pixels the outline runs through belong to the object, as in every vertex edit (see polygons())
+    assert obj.mask.sum() == 41 * 41 and obj.mask[20:61, 70:111].all()
+    assert ann.polygons() == [[[70, 20], [110, 20], [110, 60], [70, 60]]]  # not re-traced
+    with pytest.raises(PromptError, match="three"):
+        ann.draw_polygon([(0, 0), (5, 5)])
+    with pytest.raises(PromptError, match="no pixel"):
+        ann.draw_polygon([(128, 0), (128, 10), (128, 5)])  # on the right edge: outside every pixel
+    assert ann.undo() and len(ann.objects) == 1
+
+
+def test_objects_of_one_class_get_shades_of_its_colour():
+    from types import SimpleNamespace
+
+    from samprompt.annotate.canvas import class_colour, instance_colours
+
+    objs = [SimpleNamespace(label=c) for c in ("cat", "cat", "dog", "cat", "cat")]
+    shades = instance_colours(objs, ["cat", "dog"])
+    cats = [shades[i] for i in (0, 1, 3, 4)]
+    assert shades[0] == class_colour(["cat", "dog"], "cat") and shades[2] == class_colour(["cat", "dog"], "dog")
+    assert len(set(cats)) == 4  # every cat told apart
+    assert min(sum(abs(a - b) for a, b in zip(p, q)) for i, p in enumerate(cats) for q in cats[i + 1:]) > 40

@@ -88,6 +88,7 @@ def test_client_session_end_to_end(server, folder):
     c.predict(api_name="/undo")
     c.predict(api_name="/undo")
     files, status = c.predict("object", api_name="/export")
+    assert files, status
     coco_path = [f for f in files if str(f).endswith(".coco.json")][0]
     api = COCO(coco_path)
     assert len(api.getAnnIds()) == 2
@@ -221,7 +222,7 @@ def test_the_class_list_is_the_folders_and_survives_a_restart(random_sam, tmp_pa
     ids = [int((out / "labels" / f"im{i}.txt").read_text().split()[0]) for i in range(2)]
     assert ids == [1, 1]  # bar is class 1 in both files
     assert (out / "classes.txt").read_text().splitlines() == ["object", "bar", "cat"]
-    assert '1: "bar"' in (out / "data.yaml").read_text()
+    assert not (out / "data.yaml").exists()  # a dataset's file: the folder export writes it, with its images
     coco = json.loads(Path(next(p for p in second if p.endswith(".coco.json"))).read_text())
     names = [c["name"] for c in coco["categories"]]
     assert len(names) == len(set(names))
@@ -371,7 +372,7 @@ def test_done_marks_the_image_and_advances_to_the_next_unfinished_one(folder, ra
     assert "every file of the folder is done" in app.key(st, "done") and st.index == 0
     st.auto_advance = False  # the tab's checkbox
     app.open_index(st, 1)
-    assert app.key(st, "done").endswith("done") and st.index == 1
+    assert app.key(st, "done").endswith("done (z takes it back)") and st.index == 1
     again = Annotator(Segmenter(random_sam), folder, tmp_path / "ann")  # the status survives a restart
     assert [f["status"] for f in again.files()] == ["done", "done", "done"]
     assert "3 done" in again.progress(SessionState())
@@ -391,3 +392,60 @@ def test_out_pointing_at_a_file_is_refused_before_the_server_starts(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "is a file, not a folder" in run.stderr
     assert "Running on" not in run.stdout and not_a_dir.read_text() == "mine"
+
+
+def test_the_folder_export_is_a_yolo_dataset_whose_labels_pair_with_their_images(random_sam, tmp_path):
+    """Issue 30: the folder export writes images/, labels/ and a data.yaml that YOLO's loaders read as is."""
+    import yaml
+
+    from samprompt.masks import rle_to_mask
+
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for name, seed in (("a.png", 1), ("a.jpg", 2), ("b.png", 3), ("c.png", 4)):  # a.png and a.jpg share a stem
+        cv2.imwrite(str(d / name), make_scene(seed, size=(96, 128)).image[..., ::-1])
+    out = tmp_path / "ann"
+    app = Annotator(Segmenter(random_sam), d, out)
+    app.set_classes(["object", "cat", "dog"])
+    st = SessionState()
+    for k in range(3):  # c.png is never annotated: it stays out of the dataset
+        app.open_index(st, k)
+        corner = [[10 + 8 * k, 10], [90, 12 + 5 * k], [70, 70], [12, 60 - 6 * k]]  # one shape per image
+        app.command(st, {"op": "draw_polygon", "points": corner}, ["cat", "dog", "cat"][k])
+        app.autosave(st)
+    coco, data_yaml = app.export_all(st)
+    spec = yaml.safe_load(Path(data_yaml).read_text())
+    root = Path(spec["path"])
+    assert root.is_absolute() and root == out / "yolo" and (root / spec["train"]).is_dir()
+    assert spec["names"] == {0: "object", 1: "cat", 2: "dog"}
+    images = sorted((root / "images").iterdir())
+    assert len(images) == 3 and not any(p.stem == "c" for p in images)
+    for image in images:  # YOLO's rule: /images/ -> /labels/, the suffix -> .txt
+        label = Path(str(image).replace("/images/", "/labels/")).with_suffix(".txt")
+        assert label.exists(), image
+        key = app.keys[next(p for p in app.entries if p.read_bytes() == image.read_bytes())]
+        saved = json.loads((out / f"{key}.annotation.json").read_text())
+        truth = rle_to_mask(saved["objects"][0]["accepted_mask"])
+        (line,) = label.read_text().splitlines()
+        assert spec["names"][int(line.split()[0])] == saved["objects"][0]["label"]
+        h, w = truth.shape  # rasterised as YOLO's loaders do: one polygon, filled
+        back = np.zeros((h, w), np.uint8)
+        cv2.fillPoly(back, [np.round(np.array(line.split()[1:], float).reshape(-1, 2) * [w, h]).astype(np.int32)], 1)
+        assert (back.astype(bool) & truth).sum() / (back.astype(bool) | truth).sum() > 0.97
+    assert len(json.loads(Path(coco).read_text())["images"]) == 3
+    app.export_all(st)  # a second export replaces its own files
+    assert len(list((root / "images").iterdir())) == 3
+
+
+def test_undo_takes_back_a_done_and_the_move_to_the_next_file(folder, random_sam, tmp_path):
+    app = Annotator(Segmenter(random_sam), folder, tmp_path / "ann")
+    st = SessionState()
+    app.open_index(st, 0)
+    app.command(st, {"op": "point", "x": 30, "y": 30}, "object")
+    app.key(st, "done")
+    assert st.index == 1 and app.files()[0]["status"] == "done"
+    app.command(st, {"op": "point", "x": 40, "y": 40}, "object")  # an edit on the next file is undone first
+    assert app.key(st, "undo") == "undone" and st.index == 1
+    assert "not done any more" in app.key(st, "undo")
+    assert st.index == 0 and app.files()[0]["status"] == "saved" and len(st.ann.objects) == 1
+    assert app.key(st, "undo") == "nothing to undo"  # a reopened file starts a new history

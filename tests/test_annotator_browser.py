@@ -734,3 +734,133 @@ def test_question_mark_shows_the_keys_and_escape_hides_them(browser, tmp_path):
         assert page.is_hidden(help_box)
         assert page.errors == []
         page.close()
+
+
+# ------------------------------------------------- issue 30: the "also met" list, by mouse and keys
+def _pixel(page, x, y):
+    """The canvas's RGBA at image point (x, y) as drawn now."""
+    return page.evaluate("""([x, y]) => { const cv = document.querySelector('#canvas canvas'), r = cv.getBoundingClientRect();
+        const p = window.samprompt.screenOf(x, y);
+        return Array.from(cv.getContext('2d').getImageData(Math.round((p.x - r.left) * cv.width / r.width),
+                          Math.round((p.y - r.top) * cv.height / r.height), 1, 1).data); }""", [float(x), float(y)])
+
+
+def test_refusals_show_on_the_canvas_and_objects_can_be_shaded_hidden_locked_and_faded(browser, tmp_path):
+    folder, scenes = _scene_folder(tmp_path / "imgs", sizes=(256,))
+    out = tmp_path / "ann"
+    with serve(Annotator(Segmenter("tiny"), folder, out)) as url:
+        page = open_page(browser, url)
+        page.keyboard.press("5")  # the eraser, with no object selected: refused, said on the canvas
+        drag(page, (40, 40), (80, 80))
+        page.wait_for_function("window.samprompt.notice().includes('select an object')", timeout=10_000)
+        assert page.is_visible("#canvas .sp-notice")
+        page.keyboard.press("1")
+        a, b = (center_point(scenes[0].labels == k) for k in (1, 2))
+        click(page, *a)  # the first click hides the notice and makes object 0
+        assert page.is_hidden("#canvas .sp-notice")
+        page.keyboard.press("n")
+        click(page, *b)
+        doc = page.evaluate("window.samprompt.doc()")
+        assert [o["label"] for o in doc["objects"]] == ["object", "object"]
+        assert doc["objects"][0]["colour"] != doc["objects"][1]["colour"]  # one class, two shades
+        assert len({tuple(v) for v in doc["masks"]["palette"].values()}) == 2
+        ai, bi = (a[0] + 4, a[1] + 1), (b[0] + 4, b[1] + 1)  # inside the objects, beside the points drawn
+        plain = _pixel(page, *ai)
+        page.keyboard.press("o")  # masks off: the picture itself
+        off, off_b = _pixel(page, *ai), _pixel(page, *bi)
+        page.keyboard.press("o")
+        assert off != plain and _pixel(page, *ai) == plain
+        page.keyboard.press("l")  # object 1 locked: a brush stroke on it is refused, its mask kept
+        settle(page)
+        assert "locked" in status(page)
+        before = saved(out, "scene0")["objects"][1]["accepted_mask"]
+        page.keyboard.press("4")
+        drag(page, b, (b[0] + 30, b[1]))
+        page.wait_for_function("window.samprompt.notice().includes('locked')", timeout=10_000)
+        assert saved(out, "scene0")["objects"][1]["accepted_mask"] == before
+        page.keyboard.press("h")  # hidden: not drawn, not picked, still saved
+        settle(page)
+        palette = page.evaluate("window.samprompt.doc()")["masks"]["palette"]
+        assert "2" not in palette and saved(out, "scene0")["objects"][1]["hidden"] is True
+        page.keyboard.press("f")  # redrawn: the hidden object's pixels show the picture (its outline aside)
+        assert _pixel(page, *bi) == off_b
+        page.keyboard.down("Shift")
+        page.mouse.click(*at(page, *b))  # a shift-click on it selects what is under it, not it
+        page.keyboard.up("Shift")
+        settle(page)
+        assert "object 1" not in status(page)
+        assert page.errors == []
+        page.close()
+
+
+def test_a_polygon_drawn_by_clicks_enter_done_taken_back_and_keys_after_a_typed_class(browser, tmp_path):
+    folder, _ = _scene_folder(tmp_path / "imgs", sizes=(256, 256))
+    out = tmp_path / "ann"
+    with serve(Annotator(Segmenter("tiny"), folder, out)) as url:
+        page = open_page(browser, url)
+        page.fill("#label input", "leaf")  # a class typed and entered: the keys go back to the canvas
+        page.press("#label input", "Enter")
+        page.wait_for_timeout(300)
+        page.keyboard.press("6")
+        assert page.evaluate("window.samprompt.view().tool") == "polygon"
+        assert page.input_value("#label input") == "leaf"
+        square = [(60, 60), (140, 60), (140, 140), (90, 150), (60, 140)]
+        for p in square:
+            page.mouse.click(*at(page, *p))
+        page.keyboard.press("Backspace")  # takes the last vertex back, deletes nothing
+        page.mouse.click(*at(page, 60, 60))  # a click on the first vertex closes it
+        settle(page)
+        obj = saved(out, "scene0")["objects"]
+        assert len(obj) == 1 and obj[0]["label"] == "leaf" and obj[0]["edited"]
+        from samprompt.masks import rle_to_mask
+
+        mask = rle_to_mask(obj[0]["accepted_mask"])
+        # the four vertices left: a quadrilateral of 5,600 px (shoelace), plus the outline's own pixels
+        assert abs(int(mask.sum()) - 5600) < 300 and mask[100, 100] and not mask[140, 62]
+        for p in [(170, 170), (220, 170), (200, 220)]:  # a second one, closed with Enter
+            page.mouse.click(*at(page, *p))
+        page.keyboard.press("Enter")
+        settle(page)
+        assert len(saved(out, "scene0")["objects"]) == 2 and not saved(out, "scene0")["done"]  # Enter closed it
+        page.keyboard.press("Enter")  # done: the next file opens
+        page.wait_for_function("window.samprompt.drawn.key === 'scene1'", timeout=30_000)
+        assert saved(out, "scene0")["done"] is True
+        page.keyboard.press("z")  # takes the done back, on the file it was
+        page.wait_for_function("window.samprompt.drawn.key === 'scene0'", timeout=30_000)
+        settle(page)
+        assert saved(out, "scene0")["done"] is False and "not done" in status(page)
+        assert len(saved(out, "scene0")["objects"]) == 2
+        assert page.errors == []
+        page.close()
+
+
+def test_a_ct_is_shown_radiologically_by_default_and_the_volume_bar_fits(browser, tmp_path):
+    folder = _small_ct(tmp_path)
+    out = tmp_path / "ann"
+    with serve(Annotator(Segmenter("tiny"), folder, out)) as url:
+        page = open_page(browser, url)
+        assert page.evaluate("document.scrollingElement.scrollHeight <= innerHeight")  # no page scroll at 1400 x 1000
+        assert page.eval_on_selector("#canvas .sp-volume", "e => e.getBoundingClientRect().height") < 45  # one line
+        edges = lambda: [page.inner_text(f"#canvas .sp-o-{e}") for e in "lrtb"]  # noqa: E731
+        assert edges() == ["R", "L", "A", "P"]
+        # a box drawn on the screen's left half lands on the patient's right: high x on the RAS grid
+        r = page.eval_on_selector("#canvas canvas", "e => { const b = e.getBoundingClientRect(); "
+                                                     "return [b.left, b.top, b.width, b.height]; }")
+        page.keyboard.press("3")
+        cx, cy = r[0] + r[2] / 2, r[1] + r[3] / 2
+        page.mouse.move(cx - r[3] * 0.3, cy - r[3] * 0.1)
+        page.mouse.down()
+        page.mouse.move(cx - r[3] * 0.05, cy + r[3] * 0.1, steps=5)
+        page.mouse.up()
+        settle(page)
+        box = page.evaluate("window.samprompt.doc()")["objects"][0]["box"]
+        assert box[0] > 32 and box[2] <= 64  # the image's x (RAS: toward the patient's right) is the upper half
+        page.select_option("#canvas .sp-convention", "neurological")
+        assert edges() == ["L", "R", "A", "P"]
+        sx = page.evaluate("window.samprompt.screenOf(48, 32).x")
+        assert sx > cx  # the patient's right now on the screen's right
+        page.reload()  # the choice is kept by the browser
+        page.wait_for_function("window.samprompt && window.samprompt.drawn.key", timeout=60_000)
+        assert page.eval_on_selector("#canvas .sp-convention", "e => e.value") == "neurological"
+        assert page.errors == []
+        page.close()

@@ -15,7 +15,8 @@
     box: "drag a box (or click two corners)",
     brush: "drag to paint on the selected object · [ ] size",
     eraser: "drag to erase from the selected object · [ ] size",
-    polygon: "drag a vertex · double-click a vertex to remove it, an edge to add one",
+    polygon: "drag a vertex · double-click a vertex to remove it, an edge to add one · click elsewhere to draw " +
+    "a new object, vertex by vertex (Enter or a click on the first vertex closes it)",
   };
   element.innerHTML = `
     <div class="sp-root">
@@ -23,10 +24,12 @@
       <div class="sp-main">
         <div class="sp-toolbar"></div>
         <div class="sp-stage" tabindex="0"><canvas></canvas><div class="sp-empty">upload an image or open a folder</div>
-          <div class="sp-away" hidden></div>
+          <div class="sp-away" hidden></div><div class="sp-notice" hidden title="click to close"></div>
+          <div class="sp-orient" hidden><b class="sp-o-l"></b><b class="sp-o-r"></b><b class="sp-o-t"></b><b class="sp-o-b"></b></div>
           <div class="sp-help" hidden><b>keys</b> (press ? again or Esc to close)<br>
             1 + point · 2 − point · 3 box · 4 brush · 5 eraser · 6 vertices · [ ] brush size<br>
-            n new object · z / ctrl-z undo · y / ctrl-y redo · Delete or Backspace delete the object<br>
+            n new object · z / ctrl-z undo (also takes back a done) · y / ctrl-y redo · Delete or Backspace delete the object<br>
+            h hide / show the object · l lock / unlock it · o masks off / on (the slider sets their opacity)<br>
             s segment everything · a accept · d discard the highlighted proposal<br>
             Enter done (then the next unfinished file) · ← → previous / next file · ↑ ↓ slices · e export<br>
             shift-click select · wheel zoom · space-, alt- or middle-drag pan · f fit · Esc cancel</div></div>
@@ -35,6 +38,8 @@
           <span class="sp-slice-no"></span>
           <select class="sp-plane"></select>
           <select class="sp-window"></select>
+          <select class="sp-convention" title="radiological: the patient's right on the screen's left; neurological: on the right">
+            <option value="radiological">radiological</option><option value="neurological">neurological</option></select>
           <button class="sp-propagate" type="button">propagate ▲▼</button>
         </div>
         <div class="sp-legend"></div>
@@ -45,7 +50,8 @@
   const st = {
     tool: "point", doc: null, img: null, overlay: null, key: null, scale: 1, ox: 0, oy: 0,
     drag: null, boxStart: null, stroke: null, mouse: null, brush: 6, vertex: null, panning: null,
-    space: false, filesSig: "", legendSig: "", volSig: "",
+    space: false, filesSig: "", legendSig: "", volSig: "", opacity: 1, masksOff: false, draft: null,
+    convention: "radiological",
     ghosts: [], // points and boxes sent and not yet answered: drawn at once, as placed
   };
   const api = window.samprompt = window.samprompt || {};
@@ -62,10 +68,17 @@
   const fit = document.createElement("button");
   fit.type = "button"; fit.textContent = "fit (f)"; fit.addEventListener("click", () => { fitView(); draw(); });
   bar.appendChild(fit);
+  const opacity = document.createElement("label");
+  opacity.className = "sp-opacity"; opacity.title = "mask opacity (o: masks off / on)";
+  opacity.innerHTML = 'masks <input type="range" min="0" max="100" value="100" step="5">';
+  const opacityIn = opacity.querySelector("input");
+  opacityIn.addEventListener("input", () => { st.opacity = opacityIn.value / 100; st.masksOff = false; draw(); });
+  opacityIn.addEventListener("change", (e) => { e.target.blur(); stage.focus({ preventScroll: true }); });
+  bar.appendChild(opacity);
   const info = document.createElement("span");
   info.className = "sp-hint"; bar.appendChild(info);
   function setTool(id) {
-    st.tool = id; st.boxStart = null; st.stroke = null; st.vertex = null;
+    st.tool = id; st.boxStart = null; st.stroke = null; st.vertex = null; st.draft = null;
     bar.querySelectorAll("button[data-tool]").forEach((b) => b.classList.toggle("sp-on", b.dataset.tool === id));
     info.textContent = HINTS[id] + (id === "brush" || id === "eraser" ? ` · radius ${st.brush.toFixed(1)} px` : "");
     stage.style.cursor = id === "brush" || id === "eraser" ? "none" : "crosshair";
@@ -127,13 +140,16 @@
   api.pending = () => pending.length + (inflight ? 1 : 0);
 
   // ------------------------------------------------------- coordinates and view
+  // A volume's slices are shown anterior or superior up (flip_y); radiological convention also mirrors the
+  // patient's left-right axis (flip_x), so the patient's right is on the screen's left.
   const flip = () => !!(st.doc && st.doc.flip_y);
+  const flipX = () => !!(st.doc && st.doc.volume && st.doc.volume.lr && st.convention === "radiological");
   function toImage(mx, my) {
     const x = (mx - st.ox) / st.scale, y = (my - st.oy) / st.scale;
-    return [x, flip() ? st.doc.h - y : y];
+    return [flipX() ? st.doc.w - x : x, flip() ? st.doc.h - y : y];
   }
   function toScreen(x, y) {
-    return [st.ox + x * st.scale, st.oy + (flip() ? st.doc.h - y : y) * st.scale];
+    return [st.ox + (flipX() ? st.doc.w - x : x) * st.scale, st.oy + (flip() ? st.doc.h - y : y) * st.scale];
   }
   api.screenOf = (x, y) => { // page coordinates of image point (x, y), for tests and scripts
     const r = cv.getBoundingClientRect(), [sx, sy] = toScreen(x, y);
@@ -166,13 +182,17 @@
     $(".sp-empty").hidden = !!st.img;
     if (!st.img || !st.doc) return;
     const s = st.scale;
-    ctx.setTransform(s, 0, 0, flip() ? -s : s, st.ox, flip() ? st.oy + st.doc.h * s : st.oy);
+    ctx.setTransform(flipX() ? -s : s, 0, 0, flip() ? -s : s, flipX() ? st.ox + st.doc.w * s : st.ox,
+      flip() ? st.oy + st.doc.h * s : st.oy);
     ctx.imageSmoothingEnabled = s < 2;
     ctx.drawImage(st.img, 0, 0, st.doc.w, st.doc.h); // a large image comes as a smaller copy: drawn to its size
-    if (st.overlay) ctx.drawImage(st.overlay, 0, 0, st.doc.w, st.doc.h);
+    if (st.overlay && !st.masksOff && st.opacity > 0) {
+      ctx.globalAlpha = st.opacity; ctx.drawImage(st.overlay, 0, 0, st.doc.w, st.doc.h); ctx.globalAlpha = 1;
+    }
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     const doc = st.doc;
     for (const o of doc.objects || []) {
+      if (o.hidden) continue;
       const cur = o.i === doc.current;
       if (o.box) {
         const [a, b] = toScreen(o.box[0], o.box[1]), [c, d] = toScreen(o.box[2], o.box[3]);
@@ -211,6 +231,16 @@
       ring.forEach((p, k) => { const [x, y] = toScreen(p[0], p[1]); k ? ctx.lineTo(x, y) : ctx.moveTo(x, y); });
       ctx.closePath(); ctx.lineWidth = editing ? 1.5 : 2; ctx.strokeStyle = editing ? "#facc15" : "#ffffff"; ctx.stroke();
       if (editing) for (const p of ring) { const [x, y] = toScreen(p[0], p[1]); ctx.fillStyle = "#facc15"; ctx.fillRect(x - 4, y - 4, 8, 8); }
+    }
+    if (st.draft && st.draft.length) { // a polygon being drawn: its vertices, and the edge to the cursor
+      ctx.beginPath();
+      st.draft.forEach((p, k) => { const [x, y] = toScreen(p[0], p[1]); k ? ctx.lineTo(x, y) : ctx.moveTo(x, y); });
+      if (st.mouse) { const [x, y] = toScreen(st.mouse[0], st.mouse[1]); ctx.lineTo(x, y); }
+      ctx.setLineDash([5, 3]); ctx.lineWidth = 2; ctx.strokeStyle = "#38bdf8"; ctx.stroke(); ctx.setLineDash([]);
+      st.draft.forEach((p, k) => {
+        const [x, y] = toScreen(p[0], p[1]);
+        ctx.fillStyle = k ? "#38bdf8" : "#f0f9ff"; ctx.fillRect(x - 4, y - 4, 8, 8);
+      });
     }
     const corner = st.drag && st.drag.kind === "box" ? st.drag.from : st.boxStart;
     if (corner) { // the first corner is shown at once, the rubber band while dragging
@@ -297,7 +327,7 @@
     }
     draw();
     api.drawn = { seq: doc.seq, ack: doc.ack, t: performance.now(), key: doc.key };
-    renderFiles(doc); renderLegend(doc); renderVolume(doc);
+    renderFiles(doc); renderLegend(doc); renderVolume(doc); renderNotice(doc); renderOrient(doc);
     if (doc.confirm && doc.confirm.cmd && window.confirm(doc.confirm.message)) {
       send(Object.assign({}, doc.confirm.cmd, { force: true }));
     }
@@ -328,6 +358,25 @@
     const on = box.querySelector(".sp-on");
     if (on) on.scrollIntoView({ block: "nearest" });
   }
+  // A refusal or an error is shown on the canvas, where the user looks, until the next action or 8 s.
+  const notice = $(".sp-notice");
+  let noticeTimer = null;
+  function hideNotice() { notice.hidden = true; clearTimeout(noticeTimer); }
+  notice.addEventListener("mousedown", (e) => { e.stopPropagation(); hideNotice(); });
+  function renderNotice(doc) {
+    if (!doc.notice) return;
+    notice.textContent = "⚠ " + doc.notice; notice.hidden = false;
+    clearTimeout(noticeTimer); noticeTimer = setTimeout(hideNotice, 8000);
+  }
+  function renderOrient(doc) { // the patient's directions at the canvas edges, for a volume
+    const o = $(".sp-orient"), v = doc.volume;
+    o.hidden = !v || !v.edges;
+    if (o.hidden) return;
+    const [l, r, t, b] = v.edges, swap = flipX();
+    $(".sp-o-l").textContent = swap ? r : l; $(".sp-o-r").textContent = swap ? l : r;
+    $(".sp-o-t").textContent = t; $(".sp-o-b").textContent = b;
+  }
+  api.notice = () => (notice.hidden ? "" : notice.textContent);
   function renderLegend(doc) {
     const sig = JSON.stringify(doc.legend || []);
     if (sig === st.legendSig) return;
@@ -360,6 +409,13 @@
   $(".sp-window").addEventListener("change", (e) => { send({ op: "window", name: e.target.value }); handBack(e); });
   $(".sp-plane").addEventListener("change", (e) => { send({ op: "plane", name: e.target.value }); handBack(e); });
   $(".sp-propagate").addEventListener("click", () => send({ op: "propagate" }));
+  $(".sp-convention").addEventListener("change", (e) => {
+    st.convention = e.target.value; handBack(e);
+    try { localStorage.setItem("samprompt-convention", st.convention); } catch (err) { /* storage off */ }
+    fitView(); draw(); if (st.doc) renderOrient(st.doc);
+  });
+  try { st.convention = localStorage.getItem("samprompt-convention") || "radiological"; } catch (err) { /* off */ }
+  $(".sp-convention").value = st.convention;
 
   // ------------------------------------------------------------------ mouse
   const pos = (e) => { const r = cv.getBoundingClientRect(); return [(e.clientX - r.left) * cv.width / r.width, (e.clientY - r.top) * cv.height / r.height]; };
@@ -403,6 +459,7 @@
     const sel = window.getSelection && window.getSelection();
     if (sel && sel.rangeCount) sel.removeAllRanges();
     stage.focus({ preventScroll: true });
+    hideNotice();
     const m = pos(e), p = toImage(...m);
     if (e.button === 1 || e.altKey || st.space) { st.panning = { m, ox: st.ox, oy: st.oy }; e.preventDefault(); return; }
     if (e.shiftKey && e.button === 0) { if (inside(p)) send({ op: "pick", x: p[0], y: p[1] }); return; }
@@ -419,8 +476,9 @@
     } else if (st.tool === "brush" || st.tool === "eraser") {
       st.stroke = { erase: st.tool === "eraser", points: [p] };
     } else if (st.tool === "polygon") {
-      const v = nearVertex(m);
+      const v = st.draft ? null : nearVertex(m);
       if (v) st.vertex = { r: v[0], k: v[1], from: st.doc.polygons[v[0]][v[1]].slice(), m };
+      else if (st.draft || !nearEdge(m)) addDraft(clampPt(p), m);
     }
     draw();
   });
@@ -465,8 +523,23 @@
     }
     draw();
   });
+  // A new object drawn as a polygon: clicks add vertices; a click on the first vertex, Enter or a
+  // double-click closes it; Backspace takes the last vertex back; Esc drops it.
+  function addDraft(p, m) {
+    if (!st.draft) { st.draft = [p]; return; }
+    const [fx, fy] = toScreen(...st.draft[0]);
+    if (st.draft.length >= 3 && Math.hypot(fx - m[0], fy - m[1]) < 8) { closeDraft(); return; }
+    const [lx, ly] = toScreen(...st.draft[st.draft.length - 1]);
+    if (Math.hypot(lx - m[0], ly - m[1]) >= 3) st.draft.push(p); // a double-click's second press adds nothing
+  }
+  function closeDraft() {
+    const pts = st.draft; st.draft = null;
+    if (pts && pts.length >= 3) send({ op: "draw_polygon", points: pts });
+    draw();
+  }
   cv.addEventListener("dblclick", (e) => {
     if (st.tool !== "polygon" || !st.doc) return;
+    if (st.draft) { closeDraft(); return; }
     const m = pos(e), v = nearVertex(m);
     if (v) send({ op: "vertex", ring: v[0], k: v[1], remove: true });
     else { const ed = nearEdge(m); if (!ed) return; send({ op: "vertex", ring: ed.r, k: ed.k, insert: true, to: toImage(...m) }); }
@@ -487,8 +560,13 @@
   const typing = (t) => t && (t.isContentEditable || t.tagName === "TEXTAREA" || t.tagName === "SELECT" ||
     (t.tagName === "INPUT" && !["radio", "checkbox", "button", "range", "submit", "file"].includes(t.type)));
   const KEYS = { n: "new", z: "undo", y: "redo", a: "accept", d: "discard", s: "propose", Delete: "delete",
-    Backspace: "delete", ArrowRight: "next", ArrowLeft: "prev", Enter: "done" };
+    Backspace: "delete", ArrowRight: "next", ArrowLeft: "prev", Enter: "done", h: "hide", l: "lock" };
   api.key = (e) => {
+    if (e.key === "Enter" && typing(e.target) && e.target.closest && e.target.closest("#classes, #label")) {
+      const t = e.target; // a class typed and entered: the keys go back to the canvas
+      setTimeout(() => { t.blur(); stage.focus({ preventScroll: true }); }, 0);
+      return;
+    }
     if (typing(e.target) || !element.isConnected) return;
     let k = e.key.length === 1 ? e.key.toLowerCase() : e.key;
     if (e.target && e.target.classList && e.target.classList.contains("sp-slice")) // ← → on the slider: slices
@@ -508,7 +586,12 @@
     if (k === "f") { fitView(); draw(); return; }
     if (k === "[" || k === "]") { st.brush = Math.max(0.5, st.brush * (k === "]" ? 1.25 : 0.8)); setTool(st.tool); return; }
     if (k === "?") { const h = $(".sp-help"); h.hidden = !h.hidden; e.preventDefault(); return; }
-    if (k === "Escape") { $(".sp-help").hidden = true; st.boxStart = null; cancelGesture(); return; }
+    if (k === "Escape") { $(".sp-help").hidden = true; st.boxStart = null; st.draft = null; hideNotice(); cancelGesture(); return; }
+    if (st.draft && (k === "Enter" || k === "Backspace")) { // keys of the polygon being drawn
+      if (k === "Enter") closeDraft(); else { st.draft.pop(); if (!st.draft.length) st.draft = null; draw(); }
+      e.preventDefault(); return;
+    }
+    if (k === "o") { st.masksOff = !st.masksOff; draw(); e.preventDefault(); return; }
     if (k === "e") { const b = document.getElementById("export"); if (b) b.click(); e.preventDefault(); return; }
     if (st.doc && st.doc.volume && (k === "ArrowUp" || k === "ArrowDown" || k === "PageUp" || k === "PageDown")) {
       const step = k === "ArrowUp" || k === "PageUp" ? 1 : -1;

@@ -3,9 +3,9 @@
 :func:`view_payload` turns an :class:`~samprompt.annotation.ImageAnnotation`
 into a small JSON document for ``canvas.js``: the image as a data URL (only
 when a new image or slice is shown); the masks as one run-length-coded label
-map with a colour per label (:func:`label_runs`: objects in their class colour,
-the selected one stronger and on top, the current segment-everything proposal
-in white); per object its class, colour, points and box; and the selected
+map with a colour per label (:func:`label_runs`: objects in shades of their
+class colour (:func:`instance_colours`), hidden ones left out, the selected one
+stronger and on top, the current segment-everything proposal in white); per object its class, colour, points and box; and the selected
 object's polygons, for its outline and for vertex editing. The browser paints
 the runs into an overlay and outlines every object itself. Sending the masks
 alone keeps a click's reply to a few kilobytes and the picture on screen while
@@ -35,8 +35,26 @@ def class_colour(classes: list[str], label: str) -> tuple[int, int, int]:
 
 
 def hex_colour(classes: list[str], label: str) -> str:
-    r, g, b = class_colour(classes, label)
+    return _hex(class_colour(classes, label))
+
+
+def _hex(rgb) -> str:
+    r, g, b = rgb
     return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def instance_colours(objects, classes: list[str]) -> list[tuple[int, int, int]]:
+    """Each object's colour: its class colour for the first of its class on the image, then lighter and
+    darker shades of it in turn (further each round), so that touching objects of a class are told apart."""
+    seen: dict[str, int] = {}
+    out = []
+    for o in objects:
+        nth = seen[o.label] = seen.get(o.label, -1) + 1
+        base = np.array(class_colour(classes, o.label), float)
+        f = min(0.75, 0.3 * ((nth + 1) // 2))
+        shade = base if nth == 0 else base + (255 - base) * f if nth % 2 else base * (1 - f)
+        out.append(tuple(int(round(v)) for v in shade))
+    return out
 
 
 def data_url(rgb_or_rgba: np.ndarray, fmt: str = ".png") -> str:
@@ -73,12 +91,13 @@ def label_runs(ann, classes: list[str], proposal: int | None = 0) -> dict[str, A
     labels = np.zeros((h, w), np.uint8 if n + 2 < 256 else np.uint16)
     palette: dict[str, list[int]] = {}  # JSON keys are strings
     order = [i for i in range(n) if i != ann.current] + ([ann.current] if ann.current is not None else [])
+    shades = instance_colours(ann.objects, classes)
     for i in order:
         o = ann.objects[i]
-        if o.mask is not None:
+        if o.mask is not None and not o.hidden:
             labels[o.mask] = i + 1
             alpha = SELECTED_ALPHA if i == ann.current else FILL_ALPHA
-            palette[str(i + 1)] = [*class_colour(classes, o.label), alpha]
+            palette[str(i + 1)] = [*shades[i], alpha]
     if proposal is not None and ann.proposals and proposal < len(ann.proposals):
         labels[ann.proposals[proposal]] = n + 1
         palette[str(n + 1)] = [255, 255, 255, PROPOSAL_ALPHA]  # white: no class colour is white
@@ -110,16 +129,16 @@ def view_payload(ann, classes: list[str], *, seq: int, ack: int = 0, with_image:
         return {**doc, "key": None, **(extra or {})}
     h, w = ann.size
     objects = []
-    for i, o in enumerate(ann.objects):
-        objects.append({"i": i, "label": o.label, "colour": hex_colour(classes, o.label),
+    for i, (o, rgb) in enumerate(zip(ann.objects, instance_colours(ann.objects, classes))):
+        objects.append({"i": i, "label": o.label, "colour": _hex(rgb),
                         "points": [list(p) for p in o.points], "labels": list(o.point_labels),
                         "box": list(o.box) if o.box else None, "edited": o.edited,
-                        "empty": o.mask is None or not o.mask.any()})
+                        "empty": o.mask is None or not o.mask.any(), "hidden": o.hidden, "locked": o.locked})
     used = list(dict.fromkeys([*(o.label for o in ann.objects)]))
     legend = [{"name": c, "colour": hex_colour(classes, c), "used": c in used}
               for c in dict.fromkeys([*classes, *used])]
     doc.update(key=ann.name, file=ann.file_name, w=w, h=h, masks=label_runs(ann, classes),
-               objects=objects, current=ann.current, polygons=ann.polygons() if ann.current is not None else [],
+               objects=objects, current=ann.current, polygons=ann.polygons() if ann.current is not None and not ann.objects[ann.current].hidden else [],
                proposals=len(ann.proposals), proposal_box=_box(ann.proposals[0]) if ann.proposals else None,
                legend=legend)
     if with_image:

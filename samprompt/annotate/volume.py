@@ -35,6 +35,10 @@ from ..prompts import Prompt
 WINDOWS = ("auto", "soft", "lung", "bone", "brain", "liver", "mr")
 PLANES = {"axial": 2, "coronal": 1, "sagittal": 0}  # the RAS axis each plane cuts across
 _AXIS_LETTER = "xyz"
+# The patient's direction at each edge of the canvas (left, right, top, bottom) as slices are drawn: columns
+# along the RAS grid's first remaining axis, rows along the second, turned so that anterior or superior is up.
+# The page mirrors left and right for the radiological convention (the patient's right on the screen's left).
+EDGES = {"axial": "LRAP", "coronal": "LRSI", "sagittal": "PASI"}
 
 
 class VolumeAnnotation:
@@ -52,6 +56,7 @@ class VolumeAnnotation:
         self.labels: dict[int, str] = {}  # uid -> class
         self.masks: dict[int, np.ndarray] = {}  # uid -> (X, Y, Z) bool on the RAS grid
         self.order: list[int] = []  # uids in object order (label value = place + 1)
+        self.flags: dict[int, tuple[bool, bool]] = {}  # uid -> (hidden, locked), the same on every slice
         self._trash: dict[int, tuple[str, np.ndarray]] = {}  # deleted objects, for undo
         self._next_uid = 1
         self.revision = 0
@@ -80,7 +85,9 @@ class VolumeAnnotation:
                               key=f"{self.name}-{_AXIS_LETTER[self.axis]}{k}")
         for uid in self.order:
             m = self._slice_mask(uid, k)
-            ann.objects.append(AnnotatedObject(label=self.labels[uid], mask=m if m.any() else None, uid=uid))
+            hidden, locked = self.flags.get(uid, (False, False))
+            ann.objects.append(AnnotatedObject(label=self.labels[uid], mask=m if m.any() else None, uid=uid,
+                                               hidden=hidden, locked=locked))
         ann.current = len(ann.objects) - 1 if ann.objects else None
         return ann
 
@@ -142,6 +149,7 @@ class VolumeAnnotation:
             if o.uid not in self.masks:
                 self.masks[o.uid] = self._trash.pop(o.uid, (o.label, np.zeros(self.vol.shape, bool)))[1]
             self.labels[o.uid] = o.label
+            self.flags[o.uid] = (o.hidden, o.locked)
             m = o.mask if o.mask is not None else np.zeros(ann.size, bool)
             self.view.put(self.masks[o.uid], self.k, self.view.to_native(m))
             present.append(o.uid)
@@ -163,6 +171,8 @@ class VolumeAnnotation:
         if ann.current is None:
             raise PromptError("select or make an object on this slice first")
         obj = ann.objects[ann.current]
+        if obj.locked:
+            raise PromptError(f"object {ann.current} ({obj.label}) is locked: unlock it (l) to propagate it")
         prompt = obj.prompt()
         if obj.mask is None or not obj.mask.any():
             raise PromptError(f"object {ann.current} has no mask on slice {self.k} to start from")
@@ -300,7 +310,8 @@ class VolumeAnnotation:
         span = self.covered(uid) if uid in self.masks else None
         return {"k": self.k, "n": self.view.n, "window": self.window, "windows": list(WINDOWS),
                 "plane": self.plane, "planes": list(PLANES),
-                "covered": f"slices {span[0]}-{span[1]}" if span else ""}
+                "covered": f"slices {span[0]}-{span[1]}" if span else "",
+                "edges": EDGES[self.plane], "lr": self.plane != "sagittal"}
 
 
 def _pack(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
