@@ -787,6 +787,8 @@ class Annotator:
                 else path.name
             coco.add_image(rel, masks, labels=[o.label for o in objs], height=h, width=w)
             saved.append((path, masks, [o.label for o in objs]))
+        if not saved:
+            raise SampromptError("no image of this folder has saved objects yet: nothing to export")
         check_outputs([self.out / "coco_all.json"], inputs=self.entries)
         written = coco.write(self.out / "coco_all.json", overwrite=True)
         return [str(written), str(self.export_yolo_dataset(saved))]
