@@ -80,7 +80,7 @@ def test_manifest_records_what_made_each_output(folder, ckpt, tmp_path):
     assert (again.skipped, again.done) == (5, 1)
     other = run_job(_items(folder, prompts), out, segmenter=SegmenterSpec("tiny", threads=1),
                     settings=JobSettings(formats=["png", "coco", "yolo"], classes=["object", "cat"]), progress=False)
-    assert (other.skipped, other.done) == (0, 6)
+    assert (other.skipped, other.done, other.replaced) == (0, 6, 6)  # and says it replaced them
 
 
 def test_one_run_at_a_time_per_output_folder(folder, ckpt, tmp_path):
@@ -285,3 +285,23 @@ def test_run_job_numbers_the_classes_its_prompts_name(folder, ckpt, tmp_path):
     coco = json.loads((tmp_path / "o" / "coco.json").read_text())
     assert [c["name"] for c in coco["categories"]] == ["object", "car"]
     assert {a["category_id"] for a in coco["annotations"]} == {2}
+
+
+def test_a_rerun_with_other_settings_says_what_it_replaces(folder, ckpt, tmp_path, caplog, capsys):
+    """Issue 32: two runs into one folder with different settings used to replace the first run's outputs
+    without a word."""
+    out = tmp_path / "o"
+    first = run_job(_items(folder, [Prompt(box=(5, 5, 100, 100))])[:3], out, segmenter=SegmenterSpec(ckpt, threads=1),
+                    progress=False)
+    assert first.replaced == 0 and not caplog.records
+    again = run_job(_items(folder, [Prompt(box=(5, 5, 100, 100))])[:4], out, segmenter=SegmenterSpec(ckpt, threads=1),
+                    progress=False)
+    assert (again.skipped, again.done, again.replaced) == (3, 1, 0) and not caplog.records  # same settings: quiet
+    other = run_job(_items(folder, [Prompt(box=(40, 60, 200, 220))])[:4], out,
+                    segmenter=SegmenterSpec(ckpt, threads=1), progress=False)
+    assert (other.done, other.replaced) == (4, 4)
+    (msg,) = [r.getMessage() for r in caplog.records]
+    assert "4 finished image(s)" in msg and "set of prompts or settings" in msg and "another --out" in msg
+    cli.main(["segment", str(folder / "images"), "--auto", "--model", ckpt, "--out", str(out)])
+    err = capsys.readouterr()
+    assert "6 image(s): 6 done, 4 made earlier with other settings redone" in err.out + err.err

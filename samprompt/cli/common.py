@@ -116,6 +116,8 @@ def summary_line(summary, n_items: int, noun: str, out) -> str:
 
     out = Path(out)
     parts = [f"{summary.done} done", f"{summary.skipped} already done" if summary.skipped else "",
+             f"{summary.replaced} made earlier with other settings redone (outputs replaced)"
+             if getattr(summary, "replaced", 0) else "",
              f"{summary.failed} failed (see {out / 'failures.json'})" if summary.failed else "",
              f"{summary.no_prompts} without prompts" if summary.no_prompts else ""]
     return f"{n_items} {noun}(s): " + ", ".join(p for p in parts if p) + f"; outputs in {out}"

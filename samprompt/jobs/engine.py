@@ -11,6 +11,7 @@ it; only the client writes the manifest.
 from __future__ import annotations
 
 import contextlib
+import logging
 import json
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +40,7 @@ class JobSummary:
     failed: int = 0
     no_prompts: int = 0
     empty_auto: int = 0
+    replaced: int = 0  # finished items made with other settings, redone now (their outputs replaced)
     interrupted: bool = False
     records: list[dict] = field(default_factory=list)
 
@@ -187,12 +189,19 @@ def _run(items, out, spec, seg, stamp, settings, overwrite, workers, scheduler, 
     summary = JobSummary(total=len(items))
     todo: list[WorkItem] = []
     configs: dict[str, str] = {}
+    changed: set[str] = set()
     for item in items:
         configs[item.id] = settings.config_id(item)
         item_stamp = {**stamp, "config": configs[item.id]}
         if manifest.is_done(item.id, item_stamp):
             summary.skipped += 1
-        elif item.prompts == []:
+            continue
+        before = manifest.last.get(item.id, {})
+        diff = {k for k, v in item_stamp.items() if before.get(k) != v}
+        if before.get("status") == "done" and diff and any((out / r).is_file() for r in before.get("outputs", {})):
+            summary.replaced += 1  # finished before, with other settings: redone, and its outputs replaced
+            changed |= diff
+        if item.prompts == []:
             rec = {"id": item.id, "status": "no_prompts", "outputs": {}, "error": "no prompts for this image",
                    "seconds": 0.0, **item_stamp, "version": __version__}
             manifest.append(rec)
@@ -200,6 +209,11 @@ def _run(items, out, spec, seg, stamp, settings, overwrite, workers, scheduler, 
             summary.no_prompts += 1
         else:
             todo.append(item)
+    if summary.replaced:
+        what = ", ".join(_STAMP_NAMES.get(k, k) for k in sorted(changed)) or "settings"
+        logging.getLogger("samprompt.jobs").warning(
+            f"samprompt: {summary.replaced} finished {settings.unit}(s) in {out} were made with another {what}: "
+            f"they are redone and their outputs replaced (choose another --out to keep both)")
     local = None if workers or scheduler else (seg if seg is not None else spec.build())
     if todo:
         settings.prepare(local if local is not None else spec.build(), items)
@@ -233,6 +247,10 @@ def _run(items, out, spec, seg, stamp, settings, overwrite, workers, scheduler, 
             close()
     _finish(manifest, items, settings, out)
     return summary
+
+
+_STAMP_NAMES = {"model_id": "model", "learned_id": "learned prompt", "encoder": "encoder",
+                "family": "model family", "config": "set of prompts or settings"}
 
 
 def _finish(manifest: Manifest, items: list[WorkItem], settings: JobSettings, out: Path) -> None:
