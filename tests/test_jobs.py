@@ -195,6 +195,9 @@ def test_prompts_from_a_coco_detections_file(folder, ckpt, tmp_path, capsys):
     assert [(o["box"], o["label"]) for o in first] == [([10, 20, 60, 60], "car")]  # [x, y, w, h] -> XYXY
     coco = COCO(str(out / "coco.json"))
     assert len(coco.getImgIds()) == 2 and len(coco.getAnnIds()) == 2
+    # the detector's categories and ids are kept (issue 32: they came out as object = 1, ... renumbered)
+    assert [(c["id"], c["name"]) for c in coco.loadCats(coco.getCatIds())] == [(1, "car"), (2, "tree")]
+    assert sorted(a["category_id"] for a in coco.loadAnns(coco.getAnnIds())) == [1, 2]
     # the folder of STEM.prompts.json that a run writes is itself a prompt source
     again = tmp_path / "again"
     assert cli.main(["segment", str(folder), "--prompts", str(out), "--model", ckpt, "--out", str(again),
@@ -305,3 +308,27 @@ def test_a_rerun_with_other_settings_says_what_it_replaces(folder, ckpt, tmp_pat
     cli.main(["segment", str(folder / "images"), "--auto", "--model", ckpt, "--out", str(out)])
     err = capsys.readouterr()
     assert "6 image(s): 6 done, 4 made earlier with other settings redone" in err.out + err.err
+
+
+def test_a_detectors_category_ids_and_order_are_kept_in_coco_and_yolo(folder, ckpt, tmp_path):
+    """Issue 32: roof = 3, shed = 7 in, the same out; YOLO lists the input's classes in id order; no unused
+    "object" class unless a prompt names no class."""
+    dets = {"images": [{"id": 1, "file_name": "default_000000.png"}, {"id": 2, "file_name": "default_000001.png"}],
+            "categories": [{"id": 7, "name": "shed"}, {"id": 3, "name": "roof"}, {"id": 9, "name": "pool"}],
+            "annotations": [{"image_id": 1, "category_id": 7, "bbox": [10, 10, 60, 60]},
+                            {"image_id": 2, "category_id": 3, "bbox": [30, 30, 80, 70]}]}
+    (tmp_path / "dets.json").write_text(json.dumps(dets))
+    out = tmp_path / "o"
+    cli.main(["segment", str(folder / "images"), "--prompts", str(tmp_path / "dets.json"), "--model", ckpt,
+              "--format", "coco", "--format", "yolo", "--out", str(out), "--quiet"])
+    coco = COCO(str(out / "coco.json"))
+    assert [(c["id"], c["name"]) for c in coco.loadCats(coco.getCatIds())] == [(3, "roof"), (7, "shed"), (9, "pool")]
+    by_image = {coco.loadImgs(a["image_id"])[0]["file_name"]: a["category_id"] for a in coco.loadAnns(coco.getAnnIds())}
+    assert by_image == {"default_000000.png": 7, "default_000001.png": 3}
+    assert (out / "classes.txt").read_text().split() == ["roof", "shed", "pool"]
+    assert (out / "labels" / "default_000000.txt").read_text().split()[0] == "1"  # shed
+    assert (out / "labels" / "default_000001.txt").read_text().split()[0] == "0"  # roof
+    plain = tmp_path / "plain"  # prompts without a class: "object", and only then
+    cli.main(["segment", str(folder / "images" / "default_000000.png"), "--box", "5,5,50,50", "--model", ckpt,
+              "--format", "yolo", "--out", str(plain), "--quiet"])
+    assert (plain / "classes.txt").read_text().split() == ["object"]

@@ -81,6 +81,7 @@ def _work_items(args) -> tuple[list, list[str]]:
     """The job's items and its class names (first 'object', then each prompt label once)."""
     from ..images import list_images
     from ..jobs import WorkItem, output_ids, prompts_for_images
+    from ..jobs.items import coco_categories
     from ..prompts import Prompt
 
     given = [o for o, v in (("--point", args.point), ("--box", args.box), ("--prompts", args.prompts)) if v]
@@ -108,12 +109,7 @@ def _work_items(args) -> tuple[list, list[str]]:
             prompts = [Prompt(points=pts, labels=labels, box=boxes[0] if boxes else None)]
         per_image = {p: (prompts, None) for p in images}
     items = [WorkItem(i, str(p), per_image[p][0], per_image[p][1]) for i, p in zip(output_ids(images), images)]
-    classes = ["object"]
-    for item in items:
-        for prompt in item.prompts or []:
-            if prompt.label and prompt.label not in classes:
-                classes.append(prompt.label)
-    return items, classes
+    return items, list(coco_categories(args.prompts)) if args.prompts else []
 
 
 def run(args) -> int:
@@ -121,10 +117,15 @@ def run(args) -> int:
 
     from ..jobs import JobSettings, run_job
 
+    from ..jobs.items import coco_categories
+
     items, classes = _work_items(args)
     auto = {"points_per_side": args.points_per_side, "pred_iou_thresh": args.pred_iou_thresh,
             "stability_score_thresh": args.stability_thresh, "box_nms_thresh": args.box_nms_thresh}
+    # classes: a detector's categories in id order (their ids kept in COCO), then what the prompts name;
+    # "object" only for objects whose prompt names no class (run_job adds those)
     settings = JobSettings(formats=list(dict.fromkeys(args.format or ["png"])), classes=classes,
+                           category_ids=coco_categories(args.prompts) if args.prompts else {},
                            min_area=args.min_area, auto=auto if args.auto else {})
     spec = segmenter_spec(args)
     segmenter = spec if (args.workers or args.scheduler) else spec.build()  # a bad --model fails here, as usage

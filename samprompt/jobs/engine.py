@@ -137,6 +137,10 @@ def _with_prompt_classes(settings: JobSettings, items: list[WorkItem]) -> JobSet
             label = getattr(prompt, "label", None)
             if isinstance(label, str) and label and label not in names:
                 names.append(label)
+            elif not label and "object" not in names:
+                names.append("object")  # the class of objects whose prompt names none
+        if item.prompts is None and "object" not in names:  # segment everything: unlabelled objects
+            names.append("object")
     return settings if names == list(settings.classes) else dataclasses.replace(settings, classes=names)
 
 

@@ -75,6 +75,22 @@ def _coco_prompts(doc: dict, min_score: float) -> dict[str, list[Prompt]]:
     return out
 
 
+def coco_categories(source: str | Path | None) -> dict[str, int]:
+    """The categories of a COCO prompts file, name -> id in id order ({} for any other source): a job keeps
+    them, so its COCO output uses the input's ids and its YOLO ``classes.txt`` lists them in that order."""
+    if source is None or Path(source).is_dir():
+        return {}
+    doc = read_json(source)
+    if not (isinstance(doc, dict) and "images" in doc and "annotations" in doc):
+        return {}
+    cats = [(c.get("id"), c.get("name")) for c in doc.get("categories", []) if isinstance(c, dict)]
+    try:
+        ordered = sorted((int(i), str(n)) for i, n in cats if i is not None and n)
+    except (TypeError, ValueError):
+        raise PromptError("COCO categories need integer ids and names") from None
+    return {n: i for i, n in ordered}
+
+
 def _match(names: dict[str, Any], path: Path) -> Any:
     """The entry of ``names`` (keyed by file name, relative path or stem) for an image path."""
     for key in (path.name, str(path), path.stem):

@@ -84,6 +84,7 @@ class JobSettings:
 
     formats: list[str] = field(default_factory=lambda: ["png"])
     classes: list[str] = field(default_factory=lambda: ["object"])
+    category_ids: dict = field(default_factory=dict)  # class -> COCO id kept from the input (a detector's)
     min_area: int = 0
     auto: dict = field(default_factory=dict)  # segment_everything keyword arguments
 
@@ -115,7 +116,7 @@ class JobSettings:
 
     def finalize(self, out: Path, items: list[WorkItem], done: dict[str, dict]) -> None:
         """Job-wide files, from the items whose last manifest line says done."""
-        for writer in make_writers(self.formats, self.classes):
+        for writer in make_writers(self.formats, self.classes, self.category_ids):
             writer.finalize(out, items, done)
 
     def planned_outputs(self, item: WorkItem, out: Path) -> list[Path]:
@@ -221,7 +222,7 @@ def write_item(rec: dict, result: ItemResult | None, item: WorkItem, settings: J
     if result is not None:
         try:
             paths: list[Path] = []
-            for writer in make_writers(settings.formats, settings.classes):
+            for writer in make_writers(settings.formats, settings.classes, settings.category_ids):
                 paths += writer.write(out, item, result)
             record_outputs(rec, paths, out)
         except Exception as exc:

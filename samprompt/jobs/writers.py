@@ -65,7 +65,7 @@ class YoloWriter(Writer):
         self.classes = classes
 
     def write(self, out, item, res):
-        ids = [self.classes.index(c or self.classes[0]) for c in res.classes]
+        ids = [self.classes.index(c or UNLABELLED) for c in res.classes]
         return [export_yolo(out / "labels" / f"{item.id}.txt", res.masks, ids, overwrite=True)]
 
     def finalize(self, out, items, done):
@@ -75,11 +75,12 @@ class YoloWriter(Writer):
 class CocoPartsWriter(Writer):
     """Per-item parts, assembled in item order into ``coco.json`` (pycocotools reads it)."""
 
-    def __init__(self, classes: list[str]) -> None:
+    def __init__(self, classes: list[str], category_ids: dict[str, int] | None = None) -> None:
         self.classes = classes
+        self.ids = category_ids_for(classes, category_ids or {})
 
     def write(self, out, item, res):
-        anns = [{"category": c or self.classes[0], "score": float(s), **coco_mask_fields(m)}
+        anns = [{"category": c or UNLABELLED, "score": float(s), **coco_mask_fields(m)}
                 for m, s, c in zip(res.masks, res.scores, res.classes)]
         h, w = res.image.shape[:2]
         part = {"file_name": item.name, "height": int(h), "width": int(w), "annotations": anns}
@@ -97,16 +98,31 @@ class CocoPartsWriter(Writer):
             for ann in part["annotations"]:
                 annotations.append({
                     "id": len(annotations) + 1, "image_id": image_id,
-                    "category_id": self.classes.index(ann["category"]) + 1,
+                    "category_id": self.ids[ann["category"]],
                     "segmentation": ann["segmentation"], "area": ann["area"], "bbox": ann["bbox"],
                     "iscrowd": 0, "score": ann["score"],
                 })
         doc = {"info": {"description": "made with samprompt"}, "images": images, "annotations": annotations,
-               "categories": [{"id": i + 1, "name": n, "supercategory": ""} for i, n in enumerate(self.classes)]}
+               "categories": [{"id": i, "name": n, "supercategory": ""}
+                              for n, i in sorted(self.ids.items(), key=lambda kv: kv[1])]}
         return [atomic_write_text(out / "coco.json", json.dumps(doc))]
 
 
-def make_writers(formats: list[str], classes: list[str]) -> list[Writer]:
+UNLABELLED = "object"  # the class of an object whose prompt names none
+
+
+def category_ids_for(classes: list[str], given: dict[str, int]) -> dict[str, int]:
+    """COCO ids: ``given`` ones (a detector's) kept, every other class numbered on from the largest."""
+    ids = {n: int(i) for n, i in given.items()}
+    free = max(ids.values(), default=0) + 1
+    for name in classes:
+        if name not in ids:
+            ids[name], free = free, free + 1
+    return ids
+
+
+def make_writers(formats: list[str], classes: list[str], category_ids: dict[str, int] | None = None) -> list[Writer]:
     """The writers of ``formats`` (any of ``png``, ``coco``, ``yolo``), plus the prompts writer."""
-    table = {"png": LabelMapWriter, "coco": lambda: CocoPartsWriter(classes), "yolo": lambda: YoloWriter(classes)}
+    table = {"png": LabelMapWriter, "coco": lambda: CocoPartsWriter(classes, category_ids),
+             "yolo": lambda: YoloWriter(classes)}
     return [table[f]() for f in formats] + [PromptsWriter()]
