@@ -358,12 +358,46 @@ def test_medical_command_runs_a_folder_records_the_bad_volume_and_resumes(vols, 
         img = nib.load(str(out / f"{name}_seg.nii.gz"))
         assert (np.asarray(img.dataobj) == 5).sum() > 100
     assert json.loads((out / "labels.json").read_text()) == {"5": "aorta"}
+    _check_preview(out / "ct_RAS_preview.png")
     text = capsys.readouterr().out
     assert "series: auto: CT (DICOM Modality CT)" in text and "5/aorta" in text
     lines = (out / "manifest.jsonl").read_text().splitlines()
     assert cli.main(args) == 1
     assert len((out / "manifest.jsonl").read_text().splitlines()) == len(lines) + 1  # only the failed one reran
     assert "3 already done" in capsys.readouterr().out
+
+
+def _check_preview(path: Path) -> None:
+    import cv2
+
+    pic = cv2.imread(str(path))
+    assert pic is not None and pic.shape[0] == 256 and pic.shape[1] > 3 * 100
+
+
+def test_the_three_plane_preview_is_at_square_millimetres_and_radiological():
+    """Issue 32: a picture after `samprompt medical`; the patient's right (high x on the RAS grid) on its left."""
+    from samprompt.domains.medical.preview import three_plane_preview
+    from samprompt.masks import colour
+
+    image = np.full((40, 30, 10), 100, np.uint8)
+    labels = np.zeros(image.shape, np.uint8)
+    labels[28:36, 4:12, 3:7] = 2  # on the patient's right, posterior
+    pic = three_plane_preview(image, labels, (1.0, 1.0, 3.0))
+    widths = [round(256 * 40 / 30), round(256 * 40 / 30), round(256 * 30 / 30)]  # axial, coronal, sagittal
+    assert pic.shape == (256, sum(widths) + 8, 3)
+    gaps = [widths[0], widths[0] + 4 + widths[1]]
+    for g in gaps:
+        assert (pic[:, g:g + 4] == 255).all()
+    tinted = (np.abs(pic.astype(int) - 100).sum(axis=2) > 30)
+    tinted[:20] = False  # the plane names
+    axial = np.nonzero(tinted[:, : widths[0]])
+    assert axial[1].mean() < widths[0] / 2  # the right on the left
+    assert axial[0].mean() > 128  # posterior down (anterior up)
+    coronal = np.nonzero(tinted[:, gaps[0] + 4: gaps[1]])
+    assert coronal[1].mean() < widths[1] / 2
+    assert np.allclose(pic[axial][0], np.round(0.55 * 100 + 0.45 * np.array(colour(1))), atol=2) or \
+        tuple(pic[axial][0]) == colour(1)  # label 2 in its colour (filled, or the outline)
+    assert three_plane_preview(image, np.zeros_like(labels), (1, 1, 3)).shape == pic.shape  # nothing labelled
 
 
 def test_medical_command_usage_errors(vols, tmp_path, capsys):

@@ -17,6 +17,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
+
 from ...errors import SampromptError
 from ...jobs.items import WorkItem
 from ...jobs.worker import JobSettings, compute_timed, write_timed
@@ -134,6 +136,7 @@ def volume_items(source: str | Path, prompts: str | Path | None) -> list[WorkIte
 class VolumeResult:
     labels: object
     volume: object
+    preview: object = None  # the three-plane picture (preview.py), RGB
 
 
 @dataclass
@@ -152,7 +155,8 @@ class VolumeJob(JobSettings):
         return [o.to_json() for o in item.prompts or []]
 
     def planned_outputs(self, item: WorkItem, out: Path) -> list[Path]:
-        return ([out / f"{item.id}_seg.nii.gz"] if "nifti" in self.formats else []) + (
+        nifti = [out / f"{item.id}_seg.nii.gz"] if "nifti" in self.formats else []
+        return [out / f"{item.id}_preview.png", *nifti] + (
             [out / item.id / "seg.dcm"] if "dicom-seg" in self.formats else []) + (
             [out / item.id / "rtstruct.dcm"] if "rtstruct" in self.formats else [])
 
@@ -181,11 +185,16 @@ class VolumeJob(JobSettings):
         empty = [o["label"] for o in res.objects if not o["voxels"]]
         if empty:
             rec["warning"] = f"objects with label {empty} came out empty"
-        return VolumeResult(res.labels, vol)
+        from .preview import three_plane_preview
+
+        return VolumeResult(res.labels, vol, three_plane_preview(window(vol.data), res.labels, vol.spacing))
 
     def write(self, rec: dict, result, item: WorkItem, out: Path) -> dict:
         def files() -> list[Path]:
-            written = []
+            from ...io import atomic_write_bytes
+
+            ok, png = cv2.imencode(".png", result.preview[..., ::-1])
+            written = [atomic_write_bytes(out / f"{item.id}_preview.png", png.tobytes())] if ok else []
             if "nifti" in self.formats:
                 written.append(save_segmentation(out / f"{item.id}_seg.nii.gz", result.labels, result.volume))
             vol = result.volume
