@@ -440,6 +440,17 @@ def test_eval_on_a_volume_folder_reports_dice_nsd_and_the_oracle(tmp_path, capsy
     assert report["dice"] == report["modes"]["key_box"]["dice"] and 0 < report["nsd"] <= 1
     assert report["modes"]["oracle_box"]["objects"] == report["modes"]["key_box"]["objects"] >= 5
     assert report["modes"]["oracle_box"]["dice"] > 0.5
+    # one mode (issue 32: four modes ran, with no estimate); the bar counts volume x mode steps
+    assert cli.main(["eval", str(data), "--prompt", "box3d", "--threads", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "1 volume(s) x 1 prompt mode(s) (box3d)" in captured.err and "box3d" in captured.out
+    assert "key_box" not in captured.out
+    assert cli.main(["eval", str(data), "--prompt", "clicks"]) == 2
+    assert "is for images" in capsys.readouterr().err
+    from samprompt.cli.evaluate import VOLUME_MODES
+    from samprompt.domains.medical.evaluate import MODES
+
+    assert VOLUME_MODES == MODES
 
 
 def test_synth_writes_volumes_and_a_dicom_series_that_load_alike(tmp_path, capsys):

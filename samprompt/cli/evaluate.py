@@ -8,6 +8,8 @@ from pathlib import Path
 
 from .common import add_encoder_options, add_model_options, load_segmenter, positive_int
 
+VOLUME_MODES = ("key_box", "box3d", "points", "oracle_box")  # samprompt.domains.medical.evaluate.MODES
+
 HELP = "evaluate on a labelled folder (images/ + masks/)"
 DESCRIPTION = """Simulate prompts from each ground-truth object of DIR (images/NAME.ext + masks/NAME.png)
 and report mIoU and Dice, overall, per click and by object size.
@@ -15,15 +17,17 @@ and report mIoU and Dice, overall, per click and by object size.
 For volumes (images/NAME.nii.gz + masks/NAME.nii.gz label volumes), report 3D Dice and
 normalised surface Dice (--tolerance mm) per label and mean, for a key-slice box on each
 object's largest slice (propagated), its 3D box, one centre point, and the per-slice true
-box (the oracle: the ceiling for propagation); the JSON's "dice" and "nsd" are the key-slice box's.
---prompt, --clicks, --jitter and --plot are for images; --per-image adds per-volume scores."""
+box (the oracle: the ceiling for propagation); the JSON's "dice" and "nsd" are the first mode's.
+--prompt key_box, box3d, points or oracle_box runs one of them (all four by default).
+--clicks, --jitter and --plot are for images; --per-image adds per-volume scores."""
 
 
 def add_parser(sub, formatter) -> None:
     e = sub.add_parser("eval", help=HELP, description=DESCRIPTION, formatter_class=formatter)
     e.add_argument("dir", help="labelled folder with images/ and masks/")
-    e.add_argument("--prompt", choices=["box", "point", "clicks"], default="box",
-                   help="box: tight box; point: one centre point; clicks: a point then corrective clicks")
+    e.add_argument("--prompt", choices=["box", "point", "clicks", *VOLUME_MODES], default=None,
+                   help="images: box (default): tight box; point: one centre point; clicks: a point then "
+                        "corrective clicks. Volumes: key_box, box3d, points or oracle_box (default: all four)")
     e.add_argument("--clicks", type=positive_int, default=5, help="clicks per object with --prompt clicks")
     e.add_argument("--jitter", type=float, default=0.0, help="box noise std as a fraction of its side")
     add_model_options(e)
@@ -47,6 +51,8 @@ def run(args) -> int:
 
     if has_volumes(args.dir):
         return _run_volumes(args)
+    if args.prompt in VOLUME_MODES:
+        raise SampromptError(f"--prompt {args.prompt} is for volumes; for images choose box, point or clicks")
     if args.plot and Path(args.plot).suffix.lower() not in (".png", ".pdf", ".svg", ".jpg"):
         raise SampromptError(f"--plot {args.plot}: use a .png, .pdf, .svg or .jpg file name")
     if args.plot:
@@ -59,7 +65,7 @@ def run(args) -> int:
         raise SampromptError(f"no image in {args.dir}/images has a mask in {args.dir}/masks (same stem, .png)")
     seg = load_segmenter(args)
     report = evaluate_folder(
-        seg, args.dir, prompt=args.prompt, clicks=args.clicks, jitter=args.jitter,
+        seg, args.dir, prompt=args.prompt or "box", clicks=args.clicks, jitter=args.jitter,
         limit=args.limit, progress=not args.json, model_name=str(args.model),
     )
     d = report.to_dict()
@@ -110,9 +116,18 @@ def _run_volumes(args) -> int:
     parse_window(args.window)
     if args.tolerance <= 0:
         raise ConfigError(f"--tolerance must be > 0 mm, got {args.tolerance}")
+    modes = VOLUME_MODES if args.prompt is None else (args.prompt,)
+    if args.prompt is not None and args.prompt not in VOLUME_MODES:
+        raise ConfigError(f"--prompt {args.prompt} is for images; for volumes choose one of {', '.join(VOLUME_MODES)}")
     seg = load_segmenter(args)
+    if not args.json:
+        from ..domains.medical.evaluate import labelled_volumes
+
+        n = len(labelled_volumes(args.dir)[:args.limit])
+        print(f"{n} volume(s) x {len(modes)} prompt mode(s) ({', '.join(modes)})"
+              + ("; --prompt MODE runs one" if len(modes) > 1 else ""), file=sys.stderr)
     report = evaluate_volumes(seg, args.dir, window=args.window, tolerance=args.tolerance, limit=args.limit,
-                              progress=not args.json)
+                              modes=modes, progress=not args.json)
     if not args.per_image:
         report.pop("per_volume")
     if args.json:

@@ -87,7 +87,11 @@ def evaluate_volumes(
     if bad:
         raise SampromptError(f"unknown mode {bad[0]!r}; choose from {', '.join(MODES)}")
     per_volume, failed = [], {}
-    for name, img_path, mask_path in tqdm(items, desc="eval volumes", unit="volume", disable=not progress):
+    # one step per volume and mode, so that the estimate comes after the first mode, not the first volume
+    bar = tqdm(total=len(items) * len(modes), desc="eval volumes", unit="run", disable=not progress)
+    for name, img_path, mask_path in items:
+        bar.set_postfix_str(name)
+        done_before = bar.n
         try:
             vol = load_volume(img_path)
             truth = np.asarray(nib.load(str(mask_path)).dataobj)
@@ -106,9 +110,12 @@ def evaluate_volumes(
                     ras = segment_volume(seg, vol, sims[mode], win, settings).masks
                 pred = {lab: vol.to_file_order(m) for lab, m in ras.items()}
                 row["modes"][mode] = _score(pred, truth, spacing, tolerance)
+                bar.update(1)
             per_volume.append(row)
         except SampromptError as exc:
             failed[name] = str(exc)
+            bar.update(len(modes) - (bar.n - done_before))
+    bar.close()
     report: dict = {"volumes": len(per_volume), "tolerance_mm": tolerance, "modes": {}, "failed": failed}
     for mode in modes:
         scores = [s for row in per_volume for s in row["modes"][mode].values()]
