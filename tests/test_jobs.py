@@ -96,6 +96,7 @@ def test_one_run_at_a_time_per_output_folder(folder, ckpt, tmp_path):
             run_job(_items(folder, [Prompt(box=(5, 5, 50, 50))]), out, segmenter=Segmenter(ckpt), progress=False)
     s = run_job(_items(folder, [Prompt(box=(5, 5, 50, 50))]), out, segmenter=Segmenter(ckpt), progress=False)
     assert s.done == 6  # a ready Segmenter works in-process
+    assert not (out / ".samprompt.lock").exists()  # a finished run leaves no lock file behind
     with pytest.raises(SampromptError, match="pass a SegmenterSpec"):
         run_job(_items(folder, []), out, segmenter=Segmenter(ckpt), workers=2, progress=False)
 
@@ -301,13 +302,17 @@ def test_a_rerun_with_other_settings_says_what_it_replaces(folder, ckpt, tmp_pat
                     progress=False)
     assert (again.skipped, again.done, again.replaced) == (3, 1, 0) and not caplog.records  # same settings: quiet
     other = run_job(_items(folder, [Prompt(box=(40, 60, 200, 220))])[:4], out,
-                    segmenter=SegmenterSpec(ckpt, threads=1), progress=False)
-    assert (other.done, other.replaced) == (4, 4)
+                    segmenter=SegmenterSpec(ckpt, threads=1), settings=JobSettings(formats=["png", "coco"]),
+                    progress=False)
+    assert (other.done, other.replaced) == (4, 4) and (out / "coco.json").exists()
     (msg,) = [r.getMessage() for r in caplog.records]
     assert "4 finished image(s)" in msg and "set of prompts or settings" in msg and "another --out" in msg
     cli.main(["segment", str(folder / "images"), "--auto", "--model", ckpt, "--out", str(out)])
     err = capsys.readouterr()
     assert "6 image(s): 6 done, 4 made earlier with other settings redone" in err.out + err.err
+    # the folder holds this run's outputs only: no prompts files or COCO parts left from the prompted runs
+    assert not list(out.glob("*.prompts.json")) and not (out / "coco.json").exists()
+    assert not list((out / "parts").glob("*.json")) and len(list(out.glob("*_overlay.png"))) == 6
 
 
 def test_a_detectors_category_ids_and_order_are_kept_in_coco_and_yolo(folder, ckpt, tmp_path):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from .common import positive_int
 
 HELP = "write a labelled folder of generated scenes, volumes or a GeoTIFF"
-DESCRIPTION = """Generate seeded scenes as OUT/images/ + OUT/masks/ (label maps), for tests, demos and tuning.
+DESCRIPTION = """Generate seeded scenes as OUT/images/ + OUT/masks/ (label maps), for tests, demos and tuning,
+and OUT/detections.json: every object's box as a COCO detection (a stand-in for a detector's output).
 With --volumes: CT-like volumes in HU as OUT/images/ct_SEED.nii.gz + OUT/masks/ct_SEED.nii.gz
 (labels: OUT/labels.json), cycling through RAS, LPS and oblique affines, and OUT/prompts.json
 (a key-slice box per structure, for samprompt medical); --dicom also writes each volume as a
@@ -107,5 +108,6 @@ def run(args) -> int:
     from ..synthetic import write_dataset
 
     out = write_dataset(args.out, args.n, style=args.style, size=args.size or 256, seed=args.seed)
-    print(f"wrote {args.n} {args.style} scenes to {out}")
+    print(f"wrote {args.n} {args.style} scenes to {out / 'images'} (labels in {out / 'masks'}, every object's box "
+          f"as a COCO detection in {out / 'detections.json'})")
     return 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import json
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -157,14 +158,23 @@ def _exclusive(out: Path):
         lock = open(out / LOCK, "a+")
     except OSError as exc:
         raise SampromptError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    busy = SampromptError(f"another samprompt run is writing to {out}; wait for it or choose another --out")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         lock.close()
-        raise SampromptError(f"another samprompt run is writing to {out}; wait for it or choose another --out") from None
+        raise busy from None
+    try:  # the file may have been removed by a run that finished meanwhile: then ours is not the lock
+        same = os.fstat(lock.fileno()).st_ino == os.stat(out / LOCK).st_ino
+    except OSError:
+        same = False
+    if not same:
+        lock.close()
+        raise busy
     try:
         yield
     finally:
+        (out / LOCK).unlink(missing_ok=True)  # removed while still held: a finished run leaves no lock file
         fcntl.flock(lock, fcntl.LOCK_UN)
         lock.close()
 
@@ -194,6 +204,7 @@ def _run(items, out, spec, seg, stamp, settings, overwrite, workers, scheduler, 
     todo: list[WorkItem] = []
     configs: dict[str, str] = {}
     changed: set[str] = set()
+    earlier: dict[str, dict] = {}  # the last done record of each item redone with other settings
     for item in items:
         configs[item.id] = settings.config_id(item)
         item_stamp = {**stamp, "config": configs[item.id]}
@@ -205,6 +216,7 @@ def _run(items, out, spec, seg, stamp, settings, overwrite, workers, scheduler, 
         if before.get("status") == "done" and diff and any((out / r).is_file() for r in before.get("outputs", {})):
             summary.replaced += 1  # finished before, with other settings: redone, and its outputs replaced
             changed |= diff
+            earlier[item.id] = before
         if item.prompts == []:
             rec = {"id": item.id, "status": "no_prompts", "outputs": {}, "error": "no prompts for this image",
                    "seconds": 0.0, **item_stamp, "version": __version__}
@@ -217,7 +229,8 @@ def _run(items, out, spec, seg, stamp, settings, overwrite, workers, scheduler, 
         what = ", ".join(_STAMP_NAMES.get(k, k) for k in sorted(changed)) or "settings"
         logging.getLogger("samprompt.jobs").warning(
             f"samprompt: {summary.replaced} finished {settings.unit}(s) in {out} were made with another {what}: "
-            f"they are redone and their outputs replaced (choose another --out to keep both)")
+            f"they are redone and their outputs replaced, those of the earlier settings removed (choose another "
+            f"--out to keep both)")
     local = None if workers or scheduler else (seg if seg is not None else spec.build())
     if todo:
         settings.prepare(local if local is not None else spec.build(), items)
@@ -236,6 +249,8 @@ def _run(items, out, spec, seg, stamp, settings, overwrite, workers, scheduler, 
                 rec.update(status="failed", error=f"a worker used another model or prompt: {rec.get('model_id')}")
             manifest.append(rec)
             summary.records.append(rec)
+            if rec["status"] == "done" and rec["id"] in earlier:
+                _drop_stale(out, earlier.pop(rec["id"]), rec)
             if rec["status"] == "done":
                 summary.done += 1
                 summary.empty_auto += int(rec.get("n_masks", 0) == 0)
@@ -249,7 +264,7 @@ def _run(items, out, spec, seg, stamp, settings, overwrite, workers, scheduler, 
         close = getattr(records, "close", None)
         if close is not None:
             close()
-    _finish(manifest, items, settings, out)
+    _finish(manifest, items, settings, out, replaced=summary.replaced > 0)
     return summary
 
 
@@ -257,9 +272,36 @@ _STAMP_NAMES = {"model_id": "model", "learned_id": "learned prompt", "encoder": 
                 "family": "model family", "config": "set of prompts or settings"}
 
 
-def _finish(manifest: Manifest, items: list[WorkItem], settings: JobSettings, out: Path) -> None:
+def _drop_stale(out: Path, before: dict, now: dict) -> None:
+    """Remove the outputs an item's earlier run wrote and this one does not (a format no longer asked for,
+    the prompts file of a prompted run redone in automatic mode), unless changed since: the folder then holds
+    one run's outputs, not a mix."""
+    from .manifest import sha256_of
+
+    for rel, digest in before.get("outputs", {}).items():
+        f = out / rel
+        if rel not in now.get("outputs", {}) and f.is_file() and sha256_of(f) == digest:
+            f.unlink()
+
+
+def _stale_job_files(out: Path, settings: JobSettings) -> None:
+    """Job-wide files of formats this run does not write (``coco.json`` after a run without ``--format coco``),
+    removed when samprompt wrote them and nobody changed them since."""
+    from ..outputs import written_by_samprompt
+
+    keep = {p.name for p in settings.job_outputs(out)}
+    for name in ("coco.json", "classes.txt"):
+        f = out / name
+        if name not in keep and written_by_samprompt(f):
+            f.unlink()
+
+
+def _finish(manifest: Manifest, items: list[WorkItem], settings: JobSettings, out: Path,
+            replaced: bool = False) -> None:
     """Job-wide files from every item whose last line says done; failures.json rewritten or removed."""
     done = {i.id: manifest.last[i.id] for i in items if manifest.last.get(i.id, {}).get("status") == "done"}
+    if replaced:
+        _stale_job_files(out, settings)
     settings.finalize(out, items, done)
     by_name = len({i.name for i in items}) == len(items)  # else items share an input (tiles of a raster)
     failed = {(i.name if by_name else i.id): manifest.last[i.id]["error"] for i in items

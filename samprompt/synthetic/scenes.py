@@ -290,20 +290,41 @@ def write_dataset(
     size: int | tuple[int, int] = 256,
     seed: int = 0,
 ) -> Path:
-    """Write ``n`` scenes as a labelled folder: ``images/NAME.png`` + ``masks/NAME.png``.
+    """Write ``n`` scenes as a labelled folder: ``images/NAME.png`` + ``masks/NAME.png``, and
+    ``detections.json``: each object's true box as a COCO detection (what a detector would give).
 
     Seeds ``seed .. seed + n - 1`` are used, so disjoint seed ranges give
     disjoint data sets. Mask PNGs are 8-bit when there are < 256 objects, else 16-bit.
     """
     from ..io import write_image
 
+    import json
+
+    from ..io import atomic_write_text
+
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
-    for i in range(seed, seed + n):
+    images, boxes = [], []
+    for image_id, i in enumerate(range(seed, seed + n), 1):
         scene = make_scene(i, style, size)
         name = f"{style}_{i:06d}.png"
         write_image(out / "images" / name, scene.image)
         dtype = np.uint8 if scene.num_objects < 256 else np.uint16
         write_image(out / "masks" / name, scene.labels.astype(dtype))
+        h, w = scene.labels.shape
+        images.append({"id": image_id, "file_name": name, "height": h, "width": w})
+        for k in range(1, scene.num_objects + 1):
+            ys, xs = np.nonzero(scene.labels == k)
+            if len(xs):
+                box = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
+                boxes.append({"id": len(boxes) + 1, "image_id": image_id, "category_id": 1, "bbox": box,
+                              "score": 1.0})
+    detections = {"images": images, "annotations": boxes,
+                  "categories": [{"id": 1, "name": OBJECT_NAMES.get(style, "object")}]}
+    atomic_write_text(out / "detections.json", json.dumps(detections))  # as a detector gives them: COCO boxes
     return out
+
+
+#: what the objects of each scene style are called in ``detections.json``
+OBJECT_NAMES = {"default": "shape", "rooftops": "roof", "ultrasound": "lesion", "scratches": "scratch"}
