@@ -140,6 +140,14 @@ def test_eval_json_and_synth(tmp_path, ckpt, capsys):
     assert f"wrote {tmp_path / 'new' / 'clicks.png'}" in capsys.readouterr().out
     with Image.open(tmp_path / "box.png") as one, Image.open(tmp_path / "new" / "clicks.png") as two:
         assert two.width > 1.5 * one.width  # the click curve gets its own panel
+    # a mask of another size: the text report says which image and why (it used to, only with --json)
+    import cv2
+
+    mask = tmp_path / "d" / "masks" / "rooftops_000001.png"
+    cv2.imwrite(str(mask), np.zeros((10, 10), np.uint8))
+    assert cli.main(["eval", str(tmp_path / "d"), "--model", ckpt]) == 1
+    err = capsys.readouterr().err
+    assert "rooftops_000001" in err and "10" in err
 
 
 def test_weights_list(capsys, tmp_path, monkeypatch):
@@ -148,6 +156,21 @@ def test_weights_list(capsys, tmp_path, monkeypatch):
     out = capsys.readouterr().out
     assert "vit_h" in out and "not downloaded" in out and "tiny" in out
     assert cli.main(["weights", "download"]) == 2
+    # no network: a failed download is a runtime failure (exit 1, said in one line), not a usage error
+    import urllib.error
+
+    from samprompt import models
+
+    def offline(url):
+        raise urllib.error.URLError("no route to host")
+
+    real = models.download
+    monkeypatch.setattr(models, "download", lambda name, **kw: real(name, opener=offline, **kw))
+    capsys.readouterr()
+    assert cli.main(["weights", "download", "vit_b"]) == 1
+    err = capsys.readouterr().err
+    assert "could not download vit_b" in err and "no route to host" in err and "Traceback" not in err
+    assert cli.main(["weights", "download", "no_such_model"]) == 2
 
 
 def test_demo_runs_the_main_job(tmp_path, ckpt, capsys):

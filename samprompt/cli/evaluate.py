@@ -83,8 +83,8 @@ def run(args) -> int:
         sizes = [f"{k} {v['mIoU']:.4f} (n={v['n']})" for k, v in report.by_size.items() if v["n"]]
         if sizes:
             print("by size (COCO areas): " + "  ".join(sizes))
-        if report.failed:
-            print(f"{len(report.failed)} image(s) failed: {sorted(report.failed)[:5]}")
+        for name, why in sorted(report.failed.items()):  # each with its reason, not only with --json
+            print(f"samprompt: {name}: {why}", file=sys.stderr)
         if unlabelled:
             print(f"{len(unlabelled)} image(s) without a mask were left out: {unlabelled[:5]}")
     if args.plot and report.n_objects:  # after the numbers are out, so a plotting problem loses nothing

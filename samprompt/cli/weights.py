@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from ..errors import SampromptError
 
 HELP = "list or download model weights"
@@ -31,6 +33,15 @@ def run(args) -> int:
         return 0
     if not args.name:
         raise SampromptError("weights download needs a model name, e.g. samprompt weights download vit_b")
+    from ..errors import DownloadError
+
+    failed = 0
     for name in args.name:
-        print(download(name, force=args.force))
-    return 0
+        try:
+            print(download(name, force=args.force))
+        except DownloadError as exc:  # the network or the file, not the command line: exit status 1
+            if "cannot be downloaded by samprompt" in str(exc) or name not in REGISTRY:
+                raise
+            print(f"samprompt: {exc}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
