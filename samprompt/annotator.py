@@ -1051,6 +1051,18 @@ def build_app(annotator: Annotator):
     return app
 
 
+def _check_port(parser, host: str, port: int) -> None:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is free
+            sock.bind((host, port))
+    except OSError as exc:
+        why = "is in use (another samprompt annotate?)" if exc.errno in (98, 48, 10048) else f"cannot be used ({exc})"
+        parser.error(f"port {port} on {host} {why}; choose another with --port")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="samprompt annotate", description="Interactive SAM annotation in the browser.")
     p.add_argument("folder", nargs="?", help="folder of images and volumes (NIfTI files, DICOM series folders), "
@@ -1072,6 +1084,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="start images that have no saved annotation from existing labels: a folder of label-map "
                         "PNGs (or one holding masks/), a COCO JSON file, or a folder of YOLO-seg .txt files")
     args = p.parse_args(argv)
+    _check_port(p, args.host, args.port)  # before the model loads: a busy port is said at once, in our words
     try:
         annotator = Annotator(Segmenter(args.model, family=args.family), args.folder, args.out, imports=args.imports,
                               labels=args.labels, max_pixels=int(args.max_pixels * 1_000_000))

@@ -449,3 +449,17 @@ def test_undo_takes_back_a_done_and_the_move_to_the_next_file(folder, random_sam
     assert "not done any more" in app.key(st, "undo")
     assert st.index == 0 and app.files()[0]["status"] == "saved" and len(st.ann.objects) == 1
     assert app.key(st, "undo") == "nothing to undo"  # a reopened file starts a new history
+
+
+def test_a_busy_port_is_said_in_our_words_before_the_model_loads(capsys):
+    from samprompt.annotator import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(SystemExit) as stop:
+            main(["--port", str(port)])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert f"port {port} on 127.0.0.1 is in use" in err and "--port" in err and "launch()" not in err
