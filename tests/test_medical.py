@@ -410,6 +410,11 @@ def test_medical_command_usage_errors(vols, tmp_path, capsys):
     p.write_text(json.dumps({"other": {"objects": [{"label": 1, "box3d": [1, 1, 1, 9, 9, 9]}]}}))
     assert cli.main(["medical", str(path), "--prompts", str(p), "--out", str(tmp_path / "o")]) == 2
     assert "none of its volume names (other)" in capsys.readouterr().err
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "photo.png"), np.zeros((8, 8), np.uint8))
+    assert cli.main(["medical", str(tmp_path / "photo.png"), "--prompts", str(p), "--out", str(tmp_path / "o")]) == 2
+    assert "is a 2D image, not a volume" in capsys.readouterr().err
 
 
 def test_kill_then_rerun_gives_the_uninterrupted_outputs(vols, tmp_path, kill_cli_after):

@@ -109,6 +109,11 @@ def discover_volumes(source: str | Path) -> tuple[list[FoundVolume], list[tuple[
             s.name = name  # messages about the series use the name the run gives it
             found.append(FoundVolume(name, folder, s, d.unreadable))
     if not found:
+        from ...images import IMAGE_SUFFIXES
+
+        if Path(source).is_file() and Path(source).suffix.lower() in IMAGE_SUFFIXES:
+            raise SampromptError(f"{source} is a 2D image, not a volume (NIfTI or a DICOM series): "
+                                 "samprompt segment takes images")
         raise SampromptError(f"no volumes in {source} (looked for .nii, .nii.gz and DICOM image series)")
     names = [f.name for f in found]
     for k, f in enumerate(found):  # unique names
