@@ -282,7 +282,7 @@ def test_properties_id_sets_the_output_value_and_must_be_unique(scene):
         parse_geo_prompts(fc({"id": "a"}), info)
     with pytest.raises(SampromptError, match="conflicts with the prompts file's crs"):
         parse_geo_prompts(fc({}), info, "EPSG:4326")
-    with pytest.raises(SampromptError, match="LineString"):
+    with pytest.raises(SampromptError, match="a LineString geometry is not a prompt"):
         parse_geo_prompts({"type": "LineString", "coordinates": [[0, 0], [1, 1]]}, info, "pixel")
     with pytest.raises(SampromptError, match="no positive point"):
         parse_geo_prompts({"type": "Feature", "properties": {"labels": [0]},

@@ -116,6 +116,9 @@ def _features(doc) -> list[dict]:
 
 def _coords(geom: dict, k: int) -> tuple[str, np.ndarray]:
     kind = geom.get("type") if isinstance(geom, dict) else None
+    if kind not in ("Point", "MultiPoint", "Polygon", "MultiPolygon"):
+        raise PromptError(f"feature {k}: a {kind or 'missing'} geometry is not a prompt (use Point, MultiPoint, "
+                          "Polygon or MultiPolygon)")
     try:
         if kind == "Point":
             arr = np.asarray([geom["coordinates"]], np.float64)
@@ -125,9 +128,6 @@ def _coords(geom: dict, k: int) -> tuple[str, np.ndarray]:
             arr = np.concatenate([np.asarray(r, np.float64) for r in geom["coordinates"]])
         elif kind == "MultiPolygon":
             arr = np.concatenate([np.asarray(r, np.float64) for p in geom["coordinates"] for r in p])
-        else:
-            raise PromptError(f"feature {k}: geometry {kind!r} is not a prompt (use Point, MultiPoint, Polygon "
-                              "or MultiPolygon)")
     except (KeyError, TypeError, ValueError):
         raise PromptError(f"feature {k}: bad {kind} coordinates") from None
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] < 2 or not np.isfinite(arr[:, :2]).all():
