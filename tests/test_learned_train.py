@@ -76,6 +76,19 @@ def test_cli_tune_on_a_bad_folder_is_a_clear_error(tmp_path, capsys):
     assert "no labelled images" in capsys.readouterr().err
     assert cli.main(["tune", str(tmp_path / "nope"), "--method", "vpt-deep", "--out", str(tmp_path / "p")]) == 2
     assert "not a labelled folder" in capsys.readouterr().err
+    # a mask of another size, and a missing --val: said before any training (issue 32), in one line
+    import cv2
+    import numpy as np
+
+    good = write_dataset(tmp_path / "good", 2, size=64)
+    assert cli.main(["tune", str(good), "--val", str(tmp_path / "no_val"), "--method", "vpt-deep", "--epochs", "50",
+                     "--out", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err
+    assert "no_val is not a labelled folder" in err and "epoch" not in err.lower()
+    cv2.imwrite(str(next((good / "masks").glob("*.png"))), np.zeros((10, 12), np.uint8))
+    assert cli.main(["tune", str(good), "--method", "vpt-deep", "--out", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err
+    assert "is 12x10 but its image" in err and "Traceback" not in err
 
 
 def test_cli_tune_direct_keys_values(random_sam, data, tmp_path, capsys):

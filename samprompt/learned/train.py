@@ -53,7 +53,11 @@ class TuneResult:
 def _load_folder(folder: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
     items = []
     for _, img_path, mask_path in iter_labelled(folder):
-        items.append((to_rgb_uint8(img_path), read_label_map(mask_path)))
+        image, labels = to_rgb_uint8(img_path), read_label_map(mask_path)
+        if image.shape[:2] != labels.shape[:2]:
+            raise ImageError(f"{mask_path} is {labels.shape[1]}x{labels.shape[0]} but its image {img_path.name} is "
+                             f"{image.shape[1]}x{image.shape[0]}; a mask must match its image")
+        items.append((image, labels))
     if not items:
         raise ImageError(f"no labelled images in {folder} (expected images/NAME.png + masks/NAME.png)")
     return items
@@ -156,6 +160,8 @@ def tune(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     data = _load_folder(train_dir)
+    if val_dir is not None:
+        _load_folder(val_dir)  # a missing or broken validation folder is said now, not after the first epoch
     if lr is None:
         lr = DEFAULT_LR.get(method, 1e-3)
     model.eval()
