@@ -350,3 +350,14 @@ def test_outputs_never_overwrite_the_prompts_file(scene, tmp_path, capsys):
     assert cli.main(["geo", str(d / "scene.tif"), "--prompts", str(d / "scene.geojson"), "--out", str(d)]) == 2
     assert "would overwrite the prompts file" in capsys.readouterr().err
     assert (d / "scene.geojson").read_bytes() == before
+
+
+def test_a_truncated_geotiff_is_refused_up_front_naming_the_file(scene, tmp_path, capsys):
+    """Issue 32: a cut-short file gave GDAL's "Read failed" per tile and empty outputs that looked like a result."""
+    data = (scene / "scene.tif").read_bytes()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(data[: len(data) // 3])
+    assert cli.main(["geo", str(cut), "--auto", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot read cut.tif at pixels x" in err and "truncated or damaged" in err
+    assert not list((tmp_path / "o").glob("cut.*")) if (tmp_path / "o").exists() else True

@@ -147,7 +147,7 @@ class GeoJob(JobSettings):
         last = Manifest(out).last
         finished = all(last.get(i.id, {}).get("status") in ("done", "failed")
                        and last[i.id].get("config") == self.config_id(i) for i in items)
-        if finished:
+        if finished and done:  # nothing done (an unreadable raster): no empty outputs that look like a result
             assemble(out, self, [i for i in items if i.id in done])
 
 

@@ -161,16 +161,39 @@ def raster_info(path: str | Path, bands: tuple[int, ...] | None = None) -> Raste
         chosen = choose_bands(src, bands)
         lo, hi = band_stretch(src, chosen)
         names = ",".join(str(src.colorinterp[b - 1].name) for b in chosen)
-        return RasterInfo(str(Path(path).resolve()), src.width, src.height,
+        info = RasterInfo(str(Path(path).resolve()), src.width, src.height,
                           src.crs.to_wkt() if src.crs else None, tuple(src.transform)[:6], chosen,
                           str(src.dtypes[chosen[0] - 1]), lo, hi, names)
+        check_readable(src, info)
+        return info
+
+
+def _window_text(window) -> str:
+    try:
+        return f"pixels x {int(window.col_off)}..{int(window.col_off + window.width)}, " \
+               f"y {int(window.row_off)}..{int(window.row_off + window.height)}"
+    except AttributeError:
+        return f"window {window}"
+
+
+def check_readable(src, info: RasterInfo) -> None:
+    """Read the raster's last and first pixels (the blocks a cut-short file loses first): a damaged file is
+    refused before any work, with its name."""
+    from rasterio.windows import Window
+
+    for x, y in ((info.width - 1, info.height - 1), (0, 0)):
+        read_window(src, info, Window(x, y, 1, 1))
 
 
 def read_window(src, info: RasterInfo, window) -> tuple[np.ndarray, np.ndarray]:
     """(RGB uint8 (h, w, 3), valid bool (h, w)) of a window inside the raster; invalid pixels are black."""
     uniq = sorted(set(info.bands))
-    data = src.read(uniq, window=window)
-    valid = _valid(src.read_masks(uniq, window=window))
+    try:
+        data = src.read(uniq, window=window)
+        valid = _valid(src.read_masks(uniq, window=window))
+    except OSError as exc:  # rasterio's read errors are OSErrors; GDAL's own words come first in its log
+        raise ImageError(f"cannot read {Path(str(info.path)).name} at {_window_text(window)}: the file is "
+                         f"truncated or damaged ({exc})") from None
     order = [uniq.index(b) for b in info.bands]
     arr = np.moveaxis(data[order], 0, -1).astype(np.float32 if info.lo is not None else np.uint8)
     if info.lo is not None:
