@@ -10,7 +10,7 @@ import pytest
 from pycocotools.coco import COCO
 
 from samprompt import SampromptError, Segmenter, cli
-from samprompt.jobs import JobSettings, Manifest, SegmenterSpec, WorkItem, run_job
+from samprompt.jobs import JobSettings, Manifest, SegmenterSpec, WorkItem, prompts_for_images, run_job
 from samprompt.models import save_safetensors
 from samprompt.prompts import Prompt
 from samprompt.synthetic import write_dataset
@@ -333,6 +333,10 @@ def test_a_detectors_category_ids_and_order_are_kept_in_coco_and_yolo(folder, ck
     assert (out / "classes.txt").read_text().split() == ["roof", "shed", "pool"]
     assert (out / "labels" / "default_000000.txt").read_text().split()[0] == "1"  # shed
     assert (out / "labels" / "default_000001.txt").read_text().split()[0] == "0"  # roof
+    wrong = {**dets, "images": [{"id": 1, "file_name": "IMG_0001.jpg"}, {"id": 2, "file_name": "IMG_0002.jpg"}]}
+    (tmp_path / "wrong.json").write_text(json.dumps(wrong))
+    with pytest.raises(SampromptError, match="none of the 2 images of wrong.json .*'IMG_0001.jpg'"):
+        prompts_for_images(tmp_path / "wrong.json", sorted((folder / "images").glob("*.png")))
     plain = tmp_path / "plain"  # prompts without a class: "object", and only then
     cli.main(["segment", str(folder / "images" / "default_000000.png"), "--box", "5,5,50,50", "--model", ckpt,
               "--format", "yolo", "--out", str(plain), "--quiet"])

@@ -121,6 +121,10 @@ def prompts_for_images(
             found = _match(per_name, p)
             if found is not None:
                 result[p] = (found, None)
+        if per_name and images and not any(_match(per_name, p) is not None for p in images):
+            raise PromptError(f"none of the {len(per_name)} images of {source.name} (e.g. {next(iter(per_name))!r}) "
+                              f"is among the inputs (e.g. {images[0].name!r}); its file_name is matched by file "
+                              "name, relative path or stem")
         return result
     prompts = prompts_from_json(doc)
     size = image_size_of(doc) if isinstance(doc, dict) else None
