@@ -198,6 +198,11 @@ def test_prompts_outside_the_volume_or_slice_out_of_range_are_named(seg, vols):
         segment_volume(seg, vol, [VolumeObject(3, "points", points=((70.0, 5.0, 5.0),), labels=(1,))], win)
     with pytest.raises(PromptError, match="box3d .* lies outside the volume"):
         segment_volume(seg, vol, [VolumeObject(3, "box3d", box3d=(100, 100, 100, 110, 110, 110))], win)
+    # one rule with segment's 2D boxes (issue 32): a box3d running past the volume is refused, not clipped
+    with pytest.raises(PromptError, match=r"box3d .* runs 2\d\.\d voxels past the volume \(64 x 64 x 20 voxels"):
+        segment_volume(seg, vol, [VolumeObject(3, "box3d", box3d=(10, 10, 5, 30, 30, 40))], win)
+    inside = segment_volume(seg, vol, [VolumeObject(3, "box3d", box3d=(10, 10, 0, 30, 30, 19.4))], win)
+    assert inside.labels.any()  # the faces of the volume (and rounding) are fine
 
 
 @pytest.mark.parametrize("doc, message", [

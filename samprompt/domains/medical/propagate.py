@@ -157,6 +157,13 @@ def _tracks(vol: MedicalVolume, objects: list[VolumeObject], axis: int, view: Sl
             corners = np.array(list(itertools.product(*[(b[i], b[i + 3]) for i in range(3)])))  # all 8
             r = ras(corners, obj.space)
             lo_f, hi_f = r.min(0), r.max(0)
+            past = np.maximum(np.maximum(-0.5 - lo_f, hi_f - (np.asarray(shape) - 0.5)), 0)  # beyond the outer faces
+            if np.any(past > 1.0) and not np.any(hi_f < -0.5) and not np.any(lo_f > np.asarray(shape) - 0.5):
+                # one rule with segment's boxes: a box must lie in the volume (a voxel's slack for rounding)
+                worst = int(np.argmax(past))
+                raise PromptError(f"{where}: box3d {list(obj.box3d)} ({obj.space}) runs {past[worst]:.1f} voxels past "
+                                  f"the volume ({' x '.join(map(str, shape))} voxels, RAS axis {'xyz'[worst]}); "
+                                  "give a box inside it")
             lo3 = np.maximum(np.ceil(lo_f - 1e-6), 0).astype(int)
             hi3 = np.minimum(np.floor(hi_f + 1e-6), np.asarray(shape) - 1).astype(int)
             if np.any(hi3 < lo3):
