@@ -1090,8 +1090,23 @@ def main(argv: list[str] | None = None) -> None:
                               labels=args.labels, max_pixels=int(args.max_pixels * 1_000_000))
     except SampromptError as exc:
         p.error(str(exc))
-    build_app(annotator).launch(server_name=args.host, server_port=args.port,
-                                max_file_size=f"{args.max_upload_mb}mb", show_error=True)
+    app = build_app(annotator)
+    app.launch(server_name=args.host, server_port=args.port, max_file_size=f"{args.max_upload_mb}mb",
+               show_error=True, quiet=True, prevent_thread_lock=True)  # our own words, not Gradio's share=True hint
+    shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    reach = "this machine only; --host 0.0.0.0 opens it to the network" if args.host in ("127.0.0.1", "localhost") \
+        else "open to the network: anyone who can reach this machine can read and edit the annotations"
+    print(f"samprompt annotator on http://{shown}:{args.port}/ ({reach}); annotations go to {annotator.out}; "
+          "Ctrl-C stops", flush=True)
+    import time
+
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("samprompt annotator stopped; every change was saved", flush=True)
+    finally:
+        app.close(verbose=False)
 
 
 if __name__ == "__main__":
