@@ -9,6 +9,8 @@ is half-written); an item that kills worker after worker ends as ``failed``.
 
 from __future__ import annotations
 
+import logging
+
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -57,8 +59,10 @@ def dask_records(
         return
     cluster = None
     if scheduler is None:
+        # silence_logs: the workers' own warnings (a task cancelled by Ctrl-C) stay off the terminal; a failed
+        # item still reaches the manifest with its error
         cluster = distributed.LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True,
-                                           dashboard_address=None)
+                                           dashboard_address=None, silence_logs=logging.ERROR)
     client = distributed.Client(cluster if cluster is not None else scheduler)
     try:
         client.register_plugin(_plugin_class()(spec), name=PLUGIN)
