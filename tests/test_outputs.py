@@ -143,6 +143,32 @@ def test_synth_refuses_a_folder_of_someone_elses_files_and_reruns_its_own(tmp_pa
     assert cli.main(["synth", str(theirs), "-n", "1", "--overwrite"]) == 0
 
 
+
+def test_more_synth_into_one_folder_adds_and_says_what_it_replaced(tmp_path, capsys):
+    """Issue 32: one more volume into a folder rewrote prompts.json, the other volumes' prompts gone."""
+    import json
+
+    pytest.importorskip("nibabel")
+    vols = tmp_path / "ct"
+    for seed in (0, 5):
+        assert cli.main(["synth", str(vols), "--volumes", "-n", "1", "--seed", str(seed), "--shape", "24,24,6"]) == 0
+    assert sorted(json.loads((vols / "prompts.json").read_text())) == ["ct_0000", "ct_0005"]
+    scenes = tmp_path / "s"
+    assert cli.main(["synth", str(scenes), "-n", "2"]) == 0
+    assert cli.main(["synth", str(scenes), "-n", "2", "--seed", "1", "--style", "rooftops"]) == 0
+    det = json.loads((scenes / "detections.json").read_text())
+    assert [i["file_name"] for i in det["images"]] == ["default_000000.png", "default_000001.png",
+                                                      "rooftops_000001.png", "rooftops_000002.png"]
+    assert [c["name"] for c in det["categories"]] == ["shape", "roof"]
+    assert {a["image_id"] for a in det["annotations"]} == {1, 2, 3, 4}
+    capsys.readouterr()
+    assert cli.main(["synth", str(scenes), "-n", "2"]) == 0  # the same again: nothing replaced, nothing said
+    assert "replaced" not in capsys.readouterr().out
+    assert cli.main(["synth", str(scenes), "-n", "1", "--size", "128"]) == 0  # other bytes under one name
+    out = capsys.readouterr().out
+    assert "replaced 2 file(s) an earlier synth wrote here" in out and "default_000000.png" in out
+
+
 def test_annotate_out_that_is_a_file_is_refused(world, tmp_path):
     pytest.importorskip("gradio")
     from samprompt.annotator import Annotator

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .common import positive_int
 
 HELP = "write a labelled folder of generated scenes, volumes or a GeoTIFF"
@@ -63,6 +65,29 @@ def run(args) -> int:
     from ..outputs import check_new_or_own_folder
 
     check_new_or_own_folder(args.out, args.overwrite, hint="OUT")
+    before = _files(args.out)
+    code = _generate(args)
+    replaced = sorted(str(p) for p, stamp in before.items() if p.exists() and _stamp(p) != stamp)
+    merged = {"prompts.json", "detections.json", "labels.json"}  # added to, not replaced
+    replaced = [r for r in replaced if Path(r).name not in merged and ".samprompt-outputs" not in r]
+    if replaced:
+        print(f"replaced {len(replaced)} file(s) an earlier synth wrote here: {', '.join(replaced[:5])}"
+              + (" ..." if len(replaced) > 5 else ""))
+    return code
+
+
+def _stamp(p: Path) -> str:
+    from ..outputs import sha256_of
+
+    return sha256_of(p)  # the same bytes written again replace nothing
+
+
+def _files(folder) -> dict[Path, str]:
+    root = Path(folder)
+    return {p: _stamp(p) for p in root.rglob("*") if p.is_file()} if root.is_dir() else {}
+
+
+def _generate(args) -> int:
     if args.defects:
         from ..errors import SampromptError
         from ..synthetic.defects import CATEGORIES, write_defect_dataset

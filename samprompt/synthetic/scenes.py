@@ -320,10 +320,36 @@ def write_dataset(
                 box = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
                 boxes.append({"id": len(boxes) + 1, "image_id": image_id, "category_id": 1, "bbox": box,
                               "score": 1.0})
-    detections = {"images": images, "annotations": boxes,
-                  "categories": [{"id": 1, "name": OBJECT_NAMES.get(style, "object")}]}
+    detections = _add_to_earlier(out / "detections.json", images, boxes, OBJECT_NAMES.get(style, "object"))
     atomic_write_text(out / "detections.json", json.dumps(detections))  # as a detector gives them: COCO boxes
     return out
+
+
+def _add_to_earlier(path: Path, images: list[dict], boxes: list[dict], name: str) -> dict:
+    """This run's detections added to an earlier run's in the same folder (images of other names kept, ids
+    renumbered), so that more scenes into one folder never lose the boxes of the first ones."""
+    import json
+
+    try:
+        doc = json.loads(path.read_text())
+        old_images, old_boxes, cats = doc["images"], doc["annotations"], doc["categories"]
+    except (OSError, ValueError, KeyError, TypeError):
+        old_images, old_boxes, cats = [], [], []
+    names = {im["file_name"] for im in images}
+    keep = {im["id"] for im in old_images if im.get("file_name") not in names}
+    if not any(c.get("name") == name for c in cats):
+        cats = [*cats, {"id": max((c["id"] for c in cats), default=0) + 1, "name": name}]
+    cat_id = next(c["id"] for c in cats if c.get("name") == name)
+    merged_images, merged_boxes, new_id = [], [], {}
+    for im in [im for im in old_images if im["id"] in keep] + images:
+        new_id[(im in images, im["id"])] = len(merged_images) + 1
+        merged_images.append({**im, "id": len(merged_images) + 1})
+    for b in [b for b in old_boxes if b.get("image_id") in keep]:
+        merged_boxes.append({**b, "id": len(merged_boxes) + 1, "image_id": new_id[(False, b["image_id"])]})
+    for b in boxes:
+        merged_boxes.append({**b, "id": len(merged_boxes) + 1, "image_id": new_id[(True, b["image_id"])],
+                             "category_id": cat_id})
+    return {"images": merged_images, "annotations": merged_boxes, "categories": cats}
 
 
 #: what the objects of each scene style are called in ``detections.json``

@@ -19,6 +19,7 @@ anisotropic by default (0.8 x 0.8 x 2.5 mm), as in clinical CT.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,9 +161,8 @@ def write_volume_dataset(
 ) -> Path:
     """Write ``n`` volumes as ``images/ct_SEED.nii.gz`` + ``masks/ct_SEED.nii.gz`` (label volumes),
     cycling through ``orientations``; ``labels.json`` ({value: name}); and ``prompts.json``, an
-    example for ``samprompt medical``: per volume, a key-slice box on each structure's largest slice."""
-    import json
-
+    example for ``samprompt medical``: per volume, a key-slice box on each structure's largest slice
+    (added to an earlier run's prompts in the same folder)."""
     out = Path(out_dir)
     prompts = {}
     for i in range(seed, seed + n):
@@ -181,8 +181,17 @@ def write_volume_dataset(
     from ..io import atomic_write_text
 
     atomic_write_text(out / "labels.json", json.dumps({str(k): v for k, v in LABELS.items()}, indent=1) + "\n")
-    atomic_write_text(out / "prompts.json", json.dumps(prompts, indent=1) + "\n")
+    atomic_write_text(out / "prompts.json", json.dumps({**_earlier(out / "prompts.json"), **prompts}, indent=1) + "\n")
     return out
+
+
+def _earlier(path: Path) -> dict:
+    """What an earlier run wrote into a file this one adds to (more volumes into the same folder keep theirs)."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 @data_writer
