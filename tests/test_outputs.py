@@ -106,6 +106,18 @@ def test_eval_plot_and_tune_out_refused_inside_the_data(world, tmp_path, capsys)
     _refused(["tune", str(lab), "--method", "pixel-pad", "--out", str(tmp_path / "afile")], capsys, "is a file", lab)
 
 
+def test_every_command_refuses_an_out_that_is_a_file_before_any_work(world, tmp_path, capsys):
+    """Issue 32: defects (like tune before) failed with "File exists" only after its first category ran."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    parts, vol = str(world["parts"]), world["vol"]
+    for args in (["defects", parts], ["defects", "fit", parts, "--category", "grid", "--shots", "2"],
+                 ["segment", str(world["image"]), "--auto"],
+                 ["medical", str(vol / "images"), "--prompts", str(vol / "prompts.json")]):
+        _refused([*args, "--out", str(afile)], capsys, "is a file, not a folder", world["root"])
+    assert afile.read_text() == "x"
+
+
 def test_medical_refuses_a_ground_truth_beside_the_volume(world, tmp_path, capsys):
     vol = world["volume"]
     prompts = world["vol"] / "prompts.json"

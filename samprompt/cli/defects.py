@@ -76,9 +76,9 @@ def run(args) -> int:
     if args.shots < 0:
         raise ConfigError(f"--shots must be 0 (zero-shot) or more, got {args.shots}")
     cats = find_categories(args.data, args.category)
-    from ..outputs import check_outputs
+    from ..outputs import check_out_folder, check_outputs
 
-    out = Path(args.out)
+    out = check_out_folder(args.out)  # a file given as --out: refused now, not after the first category ran
     for cat in cats:  # before any category runs: no output inside any category's folder
         check_outputs([out / cat.name / "metrics.json", out / "metrics.json"], input_dirs=[cat.root],
                       overwrite=args.overwrite)
