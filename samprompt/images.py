@@ -27,6 +27,30 @@ ImageLike = Union[str, Path, np.ndarray]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _without_png_chunks(data: np.ndarray, drop: tuple[bytes, ...]) -> np.ndarray:
+    """A PNG's bytes without the named ancillary chunks. OpenCV ignores colour profiles anyway, and libpng
+    prints a warning on the terminal for a malformed one (scikit-image's page.png): dropped, nothing is lost."""
+    raw = data.tobytes()
+    pos, keep, found = 8, [raw[:8]], False
+    while pos + 12 <= len(raw):
+        n = int.from_bytes(raw[pos:pos + 4], "big")
+        kind, end = raw[pos + 4:pos + 8], pos + 12 + n
+        if kind in drop:
+            found = True
+        else:
+            keep.append(raw[pos:end])
+        pos = end
+        if kind == b"IEND":
+            break
+    if not found:
+        return data
+    keep.append(raw[pos:])
+    return np.frombuffer(b"".join(keep), np.uint8)
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as an RGB(A) or gray array of its own dtype (not yet normalised)."""
     import cv2
@@ -40,6 +64,8 @@ def read_image(path: str | Path) -> np.ndarray:
         except ValueError as exc:
             raise ImageError(f"cannot read {path} as a plain numpy array: {exc}") from exc
     data = np.fromfile(str(path), np.uint8)
+    if data[:8].tobytes() == PNG_SIGNATURE:
+        data = _without_png_chunks(data, (b"iCCP",))
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
         if path.suffix.lower() not in IMAGE_SUFFIXES:

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -94,3 +96,21 @@ def test_folder_listing_and_label_maps(tmp_path):
     cv2.imwrite(str(tmp_path / "masks" / "b.png"), labels)
     assert [n for n, _, _ in iter_labelled(tmp_path)] == ["b"]
     assert np.array_equal(read_label_map(tmp_path / "masks" / "b.png"), labels)
+
+
+def test_a_png_with_a_malformed_colour_profile_reads_without_a_libpng_warning():
+    """Issue 32: scikit-image's page.png made libpng print a warning on the terminal (C stderr)."""
+    import subprocess
+    import sys
+
+    import skimage
+
+    page = Path(skimage.__file__).parent / "data" / "page.png"
+    code = ("import sys, cv2; from samprompt.images import read_image; "
+            "a = read_image(sys.argv[1]); b = cv2.imread(sys.argv[1], cv2.IMREAD_UNCHANGED) if len(sys.argv) > 2 "
+            "else a; print(int((a == b).all()), a.shape)")
+    ours = subprocess.run([sys.executable, "-c", code, str(page)], capture_output=True, text=True)
+    assert ours.returncode == 0 and "libpng" not in ours.stderr and ours.stdout.startswith("1 (191, 384)")
+    both = subprocess.run([sys.executable, "-c", code, str(page), "compare"], capture_output=True, text=True)
+    assert both.stdout.startswith("1 ")  # the same pixels as OpenCV's own reading (which warns)
+    assert "libpng" in both.stderr  # the file does hold the malformed profile
