@@ -30,6 +30,15 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+def _is_dicom(path: Path) -> bool:
+    """A DICOM Part 10 file: 'DICM' after the 128-byte preamble."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
 def _without_png_chunks(data: np.ndarray, drop: tuple[bytes, ...]) -> np.ndarray:
     """A PNG's bytes without the named ancillary chunks. OpenCV ignores colour profiles anyway, and libpng
     prints a warning on the terminal for a malformed one (scikit-image's page.png): dropped, nothing is lost."""
@@ -63,12 +72,17 @@ def read_image(path: str | Path) -> np.ndarray:
             return np.load(path, allow_pickle=False)
         except ValueError as exc:
             raise ImageError(f"cannot read {path} as a plain numpy array: {exc}") from exc
+    suffix = path.suffix.lower()
+    if suffix in (".dcm", ".dicom") or suffix not in IMAGE_SUFFIXES and _is_dicom(path):  # not decoded: OpenCV
+        # takes a DICOM preamble for a TIFF and prints its errors on the terminal
+        raise ImageError(f"{path} is a DICOM file: samprompt medical reads DICOM series (a folder, a zip or a "
+                         "DICOMDIR), and samprompt medical convert writes them as NIfTI")
     data = np.fromfile(str(path), np.uint8)
     if data[:8].tobytes() == PNG_SIGNATURE:
         data = _without_png_chunks(data, (b"iCCP",))
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
+        if suffix not in IMAGE_SUFFIXES:
             raise ImageError(f"{path}: unsupported file type {path.suffix!r}; "
                              f"use {', '.join(IMAGE_SUFFIXES)} or .npy")
         raise ImageError(f"cannot decode image file {path} (corrupt or unsupported format)")

@@ -114,3 +114,18 @@ def test_a_png_with_a_malformed_colour_profile_reads_without_a_libpng_warning():
     both = subprocess.run([sys.executable, "-c", code, str(page), "compare"], capture_output=True, text=True)
     assert both.stdout.startswith("1 ")  # the same pixels as OpenCV's own reading (which warns)
     assert "libpng" in both.stderr  # the file does hold the malformed profile
+
+
+def test_a_dicom_file_is_named_as_such_and_not_decoded_as_a_tiff(tmp_path):
+    """pydicom's CT_small.dcm has a TIFF-like preamble: OpenCV printed TIFF errors, then 'unsupported file type'."""
+    import shutil
+
+    import pydicom
+
+    ct = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
+    with pytest.raises(ImageError, match="is a DICOM file: samprompt medical reads DICOM series"):
+        read_image(ct)
+    bare = tmp_path / "slice_001"  # no suffix, as many scanners write them
+    shutil.copy(ct, bare)
+    with pytest.raises(ImageError, match="is a DICOM file"):
+        read_image(bare)
