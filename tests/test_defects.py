@@ -243,3 +243,17 @@ def test_metrics_agree_with_anomalib(rng):
     assert pro(truth, maps32) == pytest.approx(float(aupro.compute()), abs=2e-3)
     assert pixel_f1_max(truth, maps32) == pytest.approx(float(f1max.compute()), abs=1e-4)
     assert pixel_auroc(truth, maps32) == pytest.approx(float(auroc.compute()), abs=1e-4)
+
+
+def test_a_defect_verdict_without_an_outline_says_why():
+    """Issue 32: an image scored 19.66 against 6.55 was listed with "0 instance(s)" and no reason."""
+    from samprompt.domains.defects.generate import DefectSettings, segment_defects
+    from samprompt.domains.defects.job import result_record
+    from samprompt.jobs import WorkItem
+
+    amap = np.zeros((64, 64), np.float32)
+    amap[30:32, 30:32] = 20.0  # a 4-px hot spot: above the threshold, under min_region
+    res = segment_defects(None, np.zeros((64, 64, 3), np.uint8), amap, 6.55, DefectSettings(min_region=16))
+    rec = result_record(res, WorkItem("x", "x.png", None))
+    assert rec["verdict"] == "defect" and rec["n_masks"] == 0
+    assert "region of 4 px, under min_region 16" in rec["why_no_instance"]
