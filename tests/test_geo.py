@@ -161,7 +161,7 @@ def test_auto_mode_respects_nodata_and_finds_the_objects(scene, tmp_path):
     ious = [_best_iou(labels, truth, k) for k in np.unique(truth)[1:]]
     assert np.mean(ious) > 0.5, ious
     man = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
-    assert len(man) == len(tile_grid(640, 640, 256, 64)) and all(r["status"] == "done" for r in man)
+    assert len(man) == len(tile_grid(640, 640, 256, 64)) + 1 and all(r["status"] == "done" for r in man)  # + coarse
 
 
 def test_prompts_off_the_raster_or_in_nodata_are_recorded_and_the_rest_goes_on(scene, tmp_path, capsys):
@@ -361,3 +361,38 @@ def test_a_truncated_geotiff_is_refused_up_front_naming_the_file(scene, tmp_path
     err = capsys.readouterr().err
     assert "cannot read cut.tif at pixels x" in err and "truncated or damaged" in err
     assert not list((tmp_path / "o").glob("cut.*")) if (tmp_path / "o").exists() else True
+
+
+def test_fields_larger_than_a_tile_come_out_whole_with_the_coarse_pass(tmp_path):
+    """Issue 31: fields of 1 and 4 tiles' area across seams were split into pieces and partly missed."""
+    from samprompt.synthetic.rasters import RasterObject, _circle, _rect
+
+    objs = [RasterObject(1, "field", _rect(330, 330, 256, 256, 0.1)),  # 4 tiles of 128 px, on seams
+            RasterObject(2, "field", _rect(520, 170, 130, 130, -0.2)),  # 1 tile
+            RasterObject(3, "roof", _rect(520, 520, 40, 28, 0.5)), RasterObject(4, "tree", _circle(470, 560, 10))]
+    write_raster(tmp_path / "s.tif", 640, seed=2, truth=tmp_path / "truth.tif", objects=objs)
+    truth = _read(tmp_path / "truth.tif")[0]
+    args = ["geo", str(tmp_path / "s.tif"), "--auto", "--tile", "128", "--points-per-side", "8", "--quiet"]
+
+    def cover(out):
+        labels = _read(out / "s.labels.tif")[0]
+        rows = {}
+        for k in (1, 2, 3, 4):
+            ids, n = np.unique(labels[truth == k], return_counts=True)
+            shares = sorted((c / (truth == k).sum() for v, c in zip(ids, n) if v), reverse=True) + [0, 0]
+            rows[k] = shares[:2]
+        return rows
+
+    assert cli.main([*args, "--out", str(tmp_path / "o")]) == 0
+    whole = cover(tmp_path / "o")
+    for k in (1, 2):  # one label covers the field; no second one holds a tenth of it
+        assert whole[k][0] >= 0.7 and whole[k][1] < 0.1, (k, whole)
+    for k in (3, 4):  # small objects as before
+        assert whole[k][0] >= 0.9, (k, whole)
+    assert cli.main([*args, "--no-coarse", "--out", str(tmp_path / "tiles")]) == 0
+    assert cover(tmp_path / "tiles")[1][0] < 0.5  # what the coarse pass fixes
+    before = (tmp_path / "o" / "s.labels.tif").read_bytes()  # a rerun that redoes part of the work: same bytes
+    for part in ("coarse.json", "tile_r0002_c0002.json"):
+        (tmp_path / "o" / "parts" / part).unlink()
+    assert cli.main([*args, "--out", str(tmp_path / "o")]) == 0
+    assert (tmp_path / "o" / "s.labels.tif").read_bytes() == before

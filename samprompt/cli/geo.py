@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import sys
 
 from .common import add_encoder_options, add_job_options, add_model_options, positive_int, run_cli_job, summary_line
@@ -33,6 +35,9 @@ def add_parser(sub, formatter) -> None:
     what = g.add_mutually_exclusive_group(required=True)
     what.add_argument("--prompts", metavar="GEOJSON", help="points and polygons, one object per feature")
     what.add_argument("--auto", action="store_true", help="segment everything, tile by tile")
+    g.add_argument("--coarse", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --auto: first look for objects larger than a tile on the raster decimated to about "
+                        "a tile, and join the tiles' pieces of them (default: on; docs/geo.md)")
     g.add_argument("--prompts-crs", metavar="CRS", default=None,
                    help="CRS of the prompts: EPSG:32633, a WKT or PROJ string, or 'pixel' (default: the file's "
                         "crs member, else WGS84)")
@@ -80,7 +85,7 @@ def run(args) -> int:
         raise ConfigError("--prompts-crs goes with --prompts, not --auto")
     info = raster_info(args.raster, parse_bands(args.bands))
     objects = None if args.auto else read_geo_prompts(args.prompts, info, args.prompts_crs)
-    items = geo_items(info, objects, tile, overlap)
+    items = geo_items(info, objects, tile, overlap, coarse=args.coarse and args.auto)
     if args.prompts:
         from pathlib import Path
 

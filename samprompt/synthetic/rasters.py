@@ -167,8 +167,9 @@ def transform_of(crs: bool = True):
 
 def write_raster(path: str | Path, size: int | tuple[int, int] = 2048, *, seed: int = 0, dtype: str = "uint8",
                  bands: int = 3, crs: bool = True, truth: str | Path | None = None,
-                 overviews: bool = True) -> list[RasterObject]:
-    """Write the raster (and, if ``truth`` is a path, its truth label raster); returns its objects."""
+                 overviews: bool = True, objects: list[RasterObject] | None = None) -> list[RasterObject]:
+    """Write the raster (and, if ``truth`` is a path, its truth label raster); returns its objects
+    (``objects``: these instead of the generated ones, e.g. fields of chosen sizes)."""
     import rasterio
     from rasterio.enums import ColorInterp, Resampling
     from rasterio.windows import Window
@@ -176,7 +177,7 @@ def write_raster(path: str | Path, size: int | tuple[int, int] = 2048, *, seed: 
     width, height = (size, size) if isinstance(size, int) else size
     if dtype not in ("uint8", "uint16") or bands not in (3, 4):
         raise ValueError("dtype is uint8 or uint16, bands 3 or 4")
-    objects = make_objects(width, height, seed)
+    objects = make_objects(width, height, seed) if objects is None else objects
     coarse = _smooth(seed, width, height)
     common = {"driver": "GTiff", "width": width, "height": height, "tiled": True, "blockxsize": BLOCK,
               "blockysize": BLOCK, "compress": "deflate", "crs": f"EPSG:{EPSG}" if crs else None,

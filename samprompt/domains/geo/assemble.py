@@ -52,6 +52,7 @@ class Pieces:
     paths: list[Path]
     windows: list[tuple[int, int, int, int]]
     tiles: list
+    origin: np.ndarray  # (N, 2) raster x, y of each instance's mask (its part's window, or its own box)
 
 
 class MaskCache:
@@ -83,12 +84,12 @@ class MaskCache:
 
     def crop(self, i: int, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
         """Instance ``i``'s mask on the raster region [x0, x1) x [y0, y1) (inside its window)."""
-        wx, wy = self.pieces.windows[int(self.pieces.part[i])][:2]
+        wx, wy = self.pieces.origin[i]
         return self(i)[y0 - wy : y1 - wy, x0 - wx : x1 - wx]
 
 
 def load_pieces(paths: list[Path]) -> Pieces:
-    part, index, bbox, score, number, label, name, windows, tiles = [], [], [], [], [], [], [], [], []
+    part, index, bbox, score, number, label, name, windows, tiles, origin = [], [], [], [], [], [], [], [], [], []
     for p_i, path in enumerate(paths):
         doc = json.loads(path.read_text())
         wx, wy = doc["window"][:2]
@@ -98,15 +99,18 @@ def load_pieces(paths: list[Path]) -> Pieces:
             b = inst["bbox"]
             if b[2] <= b[0]:
                 continue  # an empty mask (e.g. a prompt whose object is all nodata)
+            ox, oy = inst.get("origin", (wx, wy))  # a coarse object's mask covers its own box
             part.append(p_i)
             index.append(k)
-            bbox.append([b[0] + wx, b[1] + wy, b[2] + wx, b[3] + wy])
+            origin.append((ox, oy))
+            bbox.append([b[0] + ox, b[1] + oy, b[2] + ox, b[3] + oy])
             score.append(inst["score"])
             number.append(inst["number"])
             label.append(inst["label"])
             name.append(inst["name"])
     return Pieces(np.array(part, np.int64), np.array(index, np.int64), np.array(bbox, np.int64).reshape(-1, 4),
-                  np.array(score, np.float64), number, label, name, paths, windows, tiles)
+                  np.array(score, np.float64), number, label, name, paths, windows, tiles,
+                  np.array(origin, np.int64).reshape(-1, 2))
 
 
 def _overlap(a, b):
@@ -129,7 +133,8 @@ def join_across_tiles(pieces: Pieces, masks: MaskCache, join: float) -> np.ndarr
     by_tile: dict[tuple[int, int], list[int]] = {}
     for i in range(n):
         t = pieces.tiles[int(pieces.part[i])]
-        by_tile.setdefault((t[0], t[1]), []).append(i)
+        if t is not None:  # the coarse pass's objects are joined by absorb_into_coarse
+            by_tile.setdefault((t[0], t[1]), []).append(i)
     for (r, c), members in sorted(by_tile.items()):
         for nb in ((r, c + 1), (r + 1, c - 1), (r + 1, c), (r + 1, c + 1)):
             for i in members:
@@ -149,6 +154,35 @@ def join_across_tiles(pieces: Pieces, masks: MaskCache, join: float) -> np.ndarr
     return np.array([find(i) for i in range(n)])
 
 
+def absorb_into_coarse(pieces: Pieces, masks: MaskCache, roots: np.ndarray, share: float = 0.5) -> np.ndarray:
+    """The tiles' objects that lie mostly (``share`` of their pixels) inside an object of the coarse pass are
+    pieces of it: joined to it, so a field many tiles large is one object, its edges from both. The rest
+    (a tree in a field) stay objects of their own."""
+    coarse = [i for i in range(len(roots)) if pieces.tiles[int(pieces.part[i])] is None]
+    if not coarse:
+        return roots
+    roots = roots.copy()
+    groups: dict[int, list[int]] = {}
+    for i, r in enumerate(roots):
+        if i not in coarse:
+            groups.setdefault(int(r), []).append(i)
+    for members in groups.values():
+        total = sum(int(masks(i).sum()) for i in members)
+        best, best_in = None, 0
+        for c in coarse:
+            inside = 0
+            for i in members:
+                r = _overlap(pieces.bbox[i], pieces.bbox[c])
+                if r is not None:
+                    inside += int((masks.crop(i, *r) & masks.crop(c, *r)).sum())
+            if inside > best_in:
+                best, best_in = c, inside
+        if best is not None and best_in >= share * total:
+            for i in members:
+                roots[i] = roots[best]
+    return roots
+
+
 @dataclass
 class GeoObjectOut:
     id: int
@@ -158,6 +192,7 @@ class GeoObjectOut:
     prompt_id: int | None
     name: str | None
     pixels: int = 0
+    under: bool = False  # an object of the coarse pass: painted first, so what the tiles found on it stays
 
 
 def make_objects(pieces: Pieces, roots: np.ndarray | None) -> list[GeoObjectOut]:
@@ -192,7 +227,7 @@ def paint_labels(path: Path, info, pieces: Pieces, objects: list[GeoObjectOut], 
     order_key = np.zeros(len(pieces.score))
     for k, o in enumerate(objects):
         member_obj[o.members] = k
-        order_key[o.members] = o.score
+        order_key[o.members] = o.score - (2.0 if o.under else 0.0)
     dtype = label_dtype(max((o.id for o in objects), default=0))
     profile = {"driver": "GTiff", "width": info.width, "height": info.height, "count": 1, "dtype": dtype,
                "tiled": True, "blockxsize": BLOCK, "blockysize": BLOCK, "compress": "deflate",
@@ -297,8 +332,13 @@ def assemble(out: Path, settings, items) -> list[Path]:
     paths = [out / PARTS / f"{i.id}.json" for i in items if (out / PARTS / f"{i.id}.json").exists()]
     pieces = load_pieces(paths)
     masks = MaskCache(pieces)
-    roots = join_across_tiles(pieces, masks, settings.join) if settings.mode == "auto" else None
+    roots = None
+    if settings.mode == "auto":
+        roots = absorb_into_coarse(pieces, masks, join_across_tiles(pieces, masks, settings.join))
     objects = make_objects(pieces, roots)
+    if roots is not None:
+        for o in objects:
+            o.under = any(pieces.tiles[int(pieces.part[i])] is None for i in o.members)
     written = []
     painted = out / f".{info.name}.paint.tmp.tif"  # swept by a rerun if a kill leaves it
     try:

@@ -79,6 +79,11 @@ class GeoJob(JobSettings):
         from rasterio.windows import Window as RioWindow
 
         win = tuple(item.meta["window"])
+        if item.meta.get("coarse"):
+            instances = self._coarse(seg)
+            rec["n_masks"] = len(instances)
+            rec["scores"] = [i["score"] for i in instances]
+            return GeoResult(win, instances)  # type: ignore[arg-type]
         with open_raster(self.info.path) as src:
             if item.prompts is not None:
                 for obj in item.prompts:
@@ -108,6 +113,41 @@ class GeoJob(JobSettings):
             prompts.append(Prompt(points=pts, labels=np.array(o.point_labels, np.int64), box=box, label=o.name))
         results = seg.predict(rgb, prompts)
         return [_instance(r.mask & valid, float(r.score), o) for r, o in zip(results, objects)]
+
+    def _coarse(self, seg) -> list[dict]:
+        """Objects larger than a tile, whole: segment-everything on the raster decimated to about a tile,
+        each mask of at least half a tile's area brought back to full resolution over its own box (an
+        ``origin`` per instance). The assembly merges the fine tiles' pieces of it into it."""
+        import cv2
+
+        from .raster import read_decimated
+
+        with open_raster(self.info.path) as src:
+            rgb, valid, f = read_decimated(src, self.info, self.tile)
+        if f <= 1.5 or not valid.any():  # the raster is about a tile: the tiles see every object whole
+            return []
+        res = seg.segment_everything(rgb, **self.auto)
+        smallest = 0.5 * self.tile ** 2 / f ** 2
+        out, taken = [], np.zeros(valid.shape, bool)
+        H, W = self.info.height, self.info.width
+        for m, s in zip(res.masks, res.scores):  # best first
+            m = m & valid
+            area = int(m.sum())
+            if area < smallest or area > 0.5 * valid.sum() or (m & taken).sum() > area / 2:
+                continue  # small (the tiles find it), the background, or a repeat of a better mask
+            taken |= m
+            ys, xs = np.nonzero(m)
+            x0, y0 = max(int(xs.min()) - 1, 0), max(int(ys.min()) - 1, 0)
+            x1, y1 = min(int(xs.max()) + 2, m.shape[1]), min(int(ys.max()) + 2, m.shape[0])
+            fx0, fy0 = int(np.floor(x0 * f)), int(np.floor(y0 * f))
+            fx1, fy1 = min(int(np.ceil(x1 * f)), W), min(int(np.ceil(y1 * f)), H)
+            crop = m[y0:y1, x0:x1].astype(np.float32)  # smooth edges: linear, cut at one half
+            full = cv2.resize(crop, (fx1 - fx0, fy1 - fy0), interpolation=cv2.INTER_LINEAR) >= 0.5
+            if full.any():
+                inst = _instance(full, float(s), None)
+                inst["origin"] = [fx0, fy0]
+                out.append(inst)
+        return out
 
     def _auto(self, seg, rgb, valid) -> list[dict]:
         if not valid.any():
@@ -183,11 +223,15 @@ def prompt_problem(src, info: RasterInfo, obj: GeoObject) -> str | None:
     return None
 
 
-def geo_items(info: RasterInfo, objects: list[GeoObject] | None, tile: int, overlap: int) -> list[WorkItem]:
+def geo_items(info: RasterInfo, objects: list[GeoObject] | None, tile: int, overlap: int,
+              coarse: bool = False) -> list[WorkItem]:
     """The work items of a raster: its tiles (``objects`` None: automatic mode) or its objects' windows."""
-    if objects is None:
-        return [WorkItem(f"tile_r{r:04d}_c{c:04d}", info.path, None, meta={"window": list(w), "tile": [r, c]})
-                for r, c, w in tile_grid(info.width, info.height, tile, overlap)]
+    if objects is None:  # the tiles, after a coarse pass for objects larger than a tile if asked
+        first = [WorkItem("coarse", info.path, None, meta={"window": [0, 0, info.width, info.height],
+                                                           "coarse": True})] if coarse else []
+        return first + [WorkItem(f"tile_r{r:04d}_c{c:04d}", info.path, None,
+                                    meta={"window": list(w), "tile": [r, c]})
+                           for r, c, w in tile_grid(info.width, info.height, tile, overlap)]
     items = []
     with open_raster(info.path) as src:
         bad = {o.number for o in objects if prompt_problem(src, info, o)}

@@ -185,6 +185,31 @@ def check_readable(src, info: RasterInfo) -> None:
         read_window(src, info, Window(x, y, 1, 1))
 
 
+def read_decimated(src, info: RasterInfo, side: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """(RGB uint8, valid, factor): the whole raster at most ``side`` px a side (averaged, from the overviews
+    where there are some), stretched as the windows are; ``factor`` full-resolution pixels per pixel."""
+    from rasterio.enums import Resampling
+
+    factor = max(1.0, max(info.width, info.height) / side)
+    shape = (max(1, round(info.height / factor)), max(1, round(info.width / factor)))
+    uniq = sorted(set(info.bands))
+    try:
+        data = src.read(uniq, out_shape=(len(uniq), *shape), resampling=Resampling.average)
+        valid = _valid(src.read_masks(uniq, out_shape=(len(uniq), *shape), resampling=Resampling.nearest))
+    except OSError as exc:
+        raise ImageError(f"cannot read {Path(str(info.path)).name} decimated: the file is truncated or damaged "
+                         f"({exc})") from None
+    arr = np.moveaxis(data[[uniq.index(b) for b in info.bands]], 0, -1).astype(
+        np.float32 if info.lo is not None else np.uint8)
+    if info.lo is not None:
+        lo, hi = np.asarray(info.lo, np.float32), np.asarray(info.hi, np.float32)
+        with np.errstate(invalid="ignore"):
+            arr = np.clip((arr - lo) / (hi - lo) * 255.0 + 0.5, 0, 255)
+        arr = np.nan_to_num(arr, nan=0.0).astype(np.uint8)
+    arr[~valid] = 0
+    return np.ascontiguousarray(arr), valid, info.width / shape[1]
+
+
 def read_window(src, info: RasterInfo, window) -> tuple[np.ndarray, np.ndarray]:
     """(RGB uint8 (h, w, 3), valid bool (h, w)) of a window inside the raster; invalid pixels are black."""
     uniq = sorted(set(info.bands))
