@@ -30,6 +30,7 @@ import torch
 
 from samprompt import Segmenter, __version__
 from samprompt.domains.geo import GeoJob, geo_items, parse_geo_prompts, raster_info, tile_grid
+from samprompt.domains.geo.job import AUTO_DEFAULTS
 from samprompt.jobs import run_job
 from samprompt.models import load_model
 from samprompt.synthetic.rasters import write_raster_dataset
@@ -89,6 +90,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="docs/data/geo_quality.json")
+    ap.add_argument("--points-per-side", type=int, default=AUTO_DEFAULTS["points_per_side"])
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     seg = Segmenter(load_model("tiny"))
@@ -112,11 +114,13 @@ def main() -> None:
             r["iou"] += ious
             r["seconds"].append(time.perf_counter() - t0)
             r["objects"].append(len(ious))
-        for mode, join in (("auto", 0.5), ("auto_no_join", 2.0)):
+        for mode, join, coarse in (("auto", 0.5, True), ("auto_no_coarse", 0.5, False),
+                                   ("auto_no_join", 2.0, False)):
             t0 = time.perf_counter()
             out = work / f"{mode}{seed}"
-            run_job(geo_items(info, None, 256, 64), out, segmenter=seg,
-                    settings=GeoJob(info=info, mode="auto", join=join), progress=False)
+            run_job(geo_items(info, None, 256, 64, coarse=coarse), out, segmenter=seg,
+                    settings=GeoJob(info=info, mode="auto", join=join,
+                                    auto={**AUTO_DEFAULTS, "points_per_side": a.points_per_side}), progress=False)
             labels = _read(out / "scene.labels.tif")
             best, pieces = _ious(labels, truth)
             r = acc.setdefault(mode, {"best_iou": [], "precision": [], "seam_whole": 0, "seam_split": 0,
@@ -129,7 +133,8 @@ def main() -> None:
             r["seconds"].append(time.perf_counter() - t0)
             r["objects"].append(len(np.unique(labels)) - 1)
         print(seed, {m: round(float(np.mean(v.get("iou", v.get("best_iou")))), 3) for m, v in acc.items()}, flush=True)
-    result = {"version": __version__, "seeds": a.seeds, "size": a.size, "threads": a.threads, "modes": {}}
+    result = {"version": __version__, "seeds": a.seeds, "size": a.size, "threads": a.threads,
+              "points_per_side": a.points_per_side, "modes": {}}
     for mode, r in acc.items():
         row = {"seconds_per_raster": round(float(np.mean(r["seconds"])), 2), "truth_objects": len(r.get("iou", r.get("best_iou")))}
         if "iou" in r:

@@ -50,7 +50,8 @@ def add_parser(sub, formatter) -> None:
                    help="tile side (default: the model's input size: 256 for tiny, 1024 for the ViTs); also "
                         "the smallest window read for a prompted object")
     t.add_argument("--overlap", type=int, default=None, metavar="PX", help="tile overlap (default: a quarter tile)")
-    t.add_argument("--points-per-side", type=positive_int, default=16, help="--auto: point grid per tile")
+    t.add_argument("--points-per-side", type=positive_int, default=12,
+                   help="--auto: point grid per tile (default 12: docs/geo.md weighs 8, 12 and 16)")
     t.add_argument("--min-area", type=int, default=16, metavar="PX", help="--auto: drop objects smaller than this")
     t.add_argument("--simplify", type=float, default=1.0, metavar="PX", help="polygon tolerance in pixels (0: none)")
     t.add_argument("--format", dest="formats", action="append", choices=["geojson", "gpkg"], default=None,
@@ -97,7 +98,11 @@ def run(args) -> int:
                       simplify=args.simplify, formats=sorted({"geojson", *(args.formats or [])}), auto=auto,
                       min_area=args.min_area)
     if not args.quiet:
-        what = f"{len(objects)} objects in {len(items)} windows" if objects else f"{len(items)} tiles of {tile} px"
+        tiles = sum(1 for i in items if "tile" in i.meta)
+        what = f"{len(objects)} objects in {len(items)} windows" if objects else (
+            f"{tiles} tiles of {tile} px, {args.points_per_side} points a side"
+            + (", after a coarse pass for objects larger than a tile" if len(items) > tiles else "")
+            + "; the bar's estimate follows the first tiles")
         print(f"{info.name}: {info.width}x{info.height} px, bands {','.join(map(str, info.bands))}, stretch "
               f"{info.stretch_text()}; {what}")
     if not info.crs:  # said even with --quiet: every output's coordinates depend on it

@@ -27,7 +27,7 @@ from .prompts import GeoObject
 from .raster import RasterInfo, open_raster, read_window
 from .tiles import Window, group_objects, inside, tile_grid
 
-AUTO_DEFAULTS = {"points_per_side": 16, "pred_iou_thresh": 0.6, "stability_score_thresh": 0.8}  # see docs/geo.md
+AUTO_DEFAULTS = {"points_per_side": 12, "pred_iou_thresh": 0.6, "stability_score_thresh": 0.8}  # see docs/geo.md
 
 
 @dataclass
