@@ -54,7 +54,7 @@ MODES = ("positive point", "negative point", "box (two clicks)")
 EDITS = {"concurrency_id": "edits", "concurrency_limit": 1, "show_progress": "hidden"}
 KEYS = ("new", "undo", "redo", "accept", "discard", "delete", "propose", "next", "prev", "done", "clear", "hide",
         "lock")
-# Segment everything with the built-in model: the thresholds samprompt geo uses (docs/geo.md)
+# Segment everything with the built-in model: samprompt geo's thresholds (docs/geo.md), 16 points a side
 TINY_PROPOSALS = {"points_per_side": 16, "pred_iou_thresh": 0.6, "stability_score_thresh": 0.8}
 CANVAS_JS = Path(__file__).with_name("annotate") / "canvas.js"
 CANVAS_CSS = """
