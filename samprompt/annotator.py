@@ -1051,6 +1051,9 @@ def build_app(annotator: Annotator):
     return app
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 def _check_port(parser, host: str, port: int) -> None:
     import socket
 
@@ -1072,7 +1075,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--family", choices=["medsam"], default=None,
                    help="medsam: a MedSAM checkpoint given by path (MedSAM's preprocessing)")
     p.add_argument("--out", help="where annotations go (default: FOLDER/annotations)")
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only; "
+                                                       "another needs --insecure)")
+    p.add_argument("--insecure", action="store_true",
+                   help="serve on a non-loopback --host although the annotator has no sign-in: anyone who can "
+                        "reach the machine can read every image and change every annotation")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--max-upload-mb", type=float, default=25, help="largest upload in MB (default 25)")
     p.add_argument("--max-pixels", type=float, default=60, metavar="MP",
@@ -1084,6 +1091,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="start images that have no saved annotation from existing labels: a folder of label-map "
                         "PNGs (or one holding masks/), a COCO JSON file, or a folder of YOLO-seg .txt files")
     args = p.parse_args(argv)
+    if args.host not in LOOPBACK and not args.insecure:
+        p.error(f"--host {args.host} would serve every image and every save to anyone who can reach this machine, "
+                "with no sign-in (the annotator has none yet); add --insecure to do so anyway")
     _check_port(p, args.host, args.port)  # before the model loads: a busy port is said at once, in our words
     try:
         annotator = Annotator(Segmenter(args.model, family=args.family), args.folder, args.out, imports=args.imports,
@@ -1094,7 +1104,7 @@ def main(argv: list[str] | None = None) -> None:
     app.launch(server_name=args.host, server_port=args.port, max_file_size=f"{args.max_upload_mb}mb",
                show_error=True, quiet=True, prevent_thread_lock=True)  # our own words, not Gradio's share=True hint
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    reach = "this machine only; --host 0.0.0.0 opens it to the network" if args.host in ("127.0.0.1", "localhost") \
+    reach = "this machine only" if args.host in LOOPBACK \
         else "open to the network: anyone who can reach this machine can read and edit the annotations"
     print(f"samprompt annotator on http://{shown}:{args.port}/ ({reach}); annotations go to {annotator.out}; "
           "Ctrl-C stops", flush=True)

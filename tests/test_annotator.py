@@ -463,3 +463,14 @@ def test_a_busy_port_is_said_in_our_words_before_the_model_loads(capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert f"port {port} on 127.0.0.1 is in use" in err and "--port" in err and "launch()" not in err
+
+
+def test_a_network_host_is_refused_without_insecure(capsys):
+    """No sign-in yet (issue 28): serving every image and save to the network needs an explicit --insecure."""
+    from samprompt.annotator import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--host", "0.0.0.0", "--port", "1"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "--host 0.0.0.0 would serve every image" in err and "--insecure" in err

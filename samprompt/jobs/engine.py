@@ -11,9 +11,9 @@ it; only the client writes the manifest.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
-import json
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field

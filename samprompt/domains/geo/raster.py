@@ -199,15 +199,7 @@ def read_decimated(src, info: RasterInfo, side: int) -> tuple[np.ndarray, np.nda
     except OSError as exc:
         raise ImageError(f"cannot read {Path(str(info.path)).name} decimated: the file is truncated or damaged "
                          f"({exc})") from None
-    arr = np.moveaxis(data[[uniq.index(b) for b in info.bands]], 0, -1).astype(
-        np.float32 if info.lo is not None else np.uint8)
-    if info.lo is not None:
-        lo, hi = np.asarray(info.lo, np.float32), np.asarray(info.hi, np.float32)
-        with np.errstate(invalid="ignore"):
-            arr = np.clip((arr - lo) / (hi - lo) * 255.0 + 0.5, 0, 255)
-        arr = np.nan_to_num(arr, nan=0.0).astype(np.uint8)
-    arr[~valid] = 0
-    return np.ascontiguousarray(arr), valid, info.width / shape[1]
+    return _to_rgb(data, uniq, valid, info), valid, info.width / shape[1]
 
 
 def read_window(src, info: RasterInfo, window) -> tuple[np.ndarray, np.ndarray]:
@@ -219,12 +211,17 @@ def read_window(src, info: RasterInfo, window) -> tuple[np.ndarray, np.ndarray]:
     except OSError as exc:  # rasterio's read errors are OSErrors; GDAL's own words come first in its log
         raise ImageError(f"cannot read {Path(str(info.path)).name} at {_window_text(window)}: the file is "
                          f"truncated or damaged ({exc})") from None
-    order = [uniq.index(b) for b in info.bands]
-    arr = np.moveaxis(data[order], 0, -1).astype(np.float32 if info.lo is not None else np.uint8)
+    return _to_rgb(data, uniq, valid, info), valid
+
+
+def _to_rgb(data: np.ndarray, uniq: list[int], valid: np.ndarray, info: RasterInfo) -> np.ndarray:
+    """(h, w, 3) uint8 of the chosen bands as read (``uniq``: the bands in ``data``), stretched; nodata black."""
+    arr = np.moveaxis(data[[uniq.index(b) for b in info.bands]], 0, -1).astype(
+        np.float32 if info.lo is not None else np.uint8)
     if info.lo is not None:
         lo, hi = np.asarray(info.lo, np.float32), np.asarray(info.hi, np.float32)
         with np.errstate(invalid="ignore"):
             arr = np.clip((arr - lo) / (hi - lo) * 255.0 + 0.5, 0, 255)
         arr = np.nan_to_num(arr, nan=0.0).astype(np.uint8)
     arr[~valid] = 0
-    return np.ascontiguousarray(arr), valid
+    return np.ascontiguousarray(arr)
