@@ -74,6 +74,10 @@ class AnnotatedObject:
     uid: int | None = None  # a stable id where the object lives on beyond this image (a volume's slices)
     hidden: bool = False  # not drawn and not picked (still saved and exported)
     locked: bool = False  # no edit reaches it until it is unlocked
+    created_by: str | None = None  # with sign-in (annotate --users): who made it and who last changed it, when
+    created_at: str | None = None
+    edited_by: str | None = None
+    edited_at: str | None = None
     # the outline as last edited by hand, valid while ``outline_of`` is still the object's mask (any other
     # edit puts a new array there): so an inserted vertex stays, and one edit never re-simplifies the rest
     outline: list | None = field(default=None, repr=False, compare=False)
@@ -92,6 +96,25 @@ class AnnotatedObject:
         if not self.points and self.box is None:
             return None
         return Prompt(points=self.points, labels=self.point_labels, box=self.box, mask=logits, label=self.label)
+
+
+WHO = ("created_by", "created_at", "edited_by", "edited_at")
+
+
+def stamp_objects(ann: "ImageAnnotation", user: str | None) -> None:
+    """After an edit by ``user`` (a signed-in name): objects nobody made yet are theirs, and the selected
+    object was last edited by them, now (UTC, ISO 8601)."""
+    if not user:
+        return
+    from datetime import datetime, timezone
+
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    for o in ann.objects:
+        if o.created_by is None:
+            o.created_by, o.created_at = user, now
+    if ann.current is not None and 0 <= ann.current < len(ann.objects):
+        o = ann.objects[ann.current]
+        o.edited_by, o.edited_at = user, now
 
 
 def saved_revision(path: Path) -> int:
@@ -119,6 +142,7 @@ def read_saved(path: str | Path) -> tuple[str, tuple[int, int], list[AnnotatedOb
                 edited=bool(o.get("edited", False)),
                 hidden=bool(o.get("hidden", False)),
                 locked=bool(o.get("locked", False)),
+                **{k: o.get(k) for k in WHO},
             )
         )
     h, w = doc["image_size"]
@@ -497,7 +521,8 @@ class ImageAnnotation:
             p = o.prompt()
             objects.append({**(p.to_dict() if p is not None else empty), "label": o.label, "score": o.score,
                             "edited": o.edited, "accepted_mask": o.rle(),
-                            **({"hidden": True} if o.hidden else {}), **({"locked": True} if o.locked else {})})
+                            **({"hidden": True} if o.hidden else {}), **({"locked": True} if o.locked else {}),
+                            **{k: getattr(o, k) for k in WHO if getattr(o, k) is not None}})
         return {"version": SCHEMA_VERSION, "image": self.name, "file_name": self.file_name, "source": self.source,
                 "revision": self.revision, "done": self.done, "image_size": list(self.size), "objects": objects}
 
@@ -560,6 +585,8 @@ class ImageAnnotation:
                                        [cats.index(c) for c in labels]))
         if "coco" in formats:
             coco = CocoWriter(cats)
-            coco.add_image(self.file_name, masks, labels=labels)  # the image's own name, as tools pair them
+            who = [{k: getattr(o, k) for k in WHO if getattr(o, k) is not None} for o in kept]
+            coco.add_image(self.file_name, masks, labels=labels,  # the image's own name, as tools pair them
+                           attributes=who if any(who) else None)
             written.append(coco.write(folder / f"{self.name}.coco.json"))
         return written

@@ -28,6 +28,7 @@ save based on a stale revision (another tab saved meanwhile) is refused.
 
 import argparse
 import hashlib
+import inspect
 import json
 import logging
 import threading
@@ -38,7 +39,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .annotation import AnnotatedObject, EditsWouldBeLost, ImageAnnotation, StaleSaveError, read_saved, safe_name
+from .annotation import (WHO, AnnotatedObject, EditsWouldBeLost, ImageAnnotation, StaleSaveError, read_saved,
+                         safe_name, stamp_objects)
 from .errors import ImageError, SampromptError
 from .images import IMAGE_SUFFIXES, list_images, to_rgb_uint8
 from .io import atomic_write_text
@@ -119,6 +121,7 @@ class SessionState:
     files_seen: int = -1  # the version of the file list this tab has
     side: tuple | None = None  # what the side panel shows (objects, progress), to skip unchanged updates
     notice: str = ""  # a refusal to show on the canvas with the next document
+    user: str | None = None  # the signed-in name (annotate --users), else None
     after_done: tuple[int, str] | None = None  # (the file marked done, the file then opened): what undo can take back
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -785,7 +788,9 @@ class Annotator:
             masks = np.stack([o.mask for o in objs]) if objs else np.zeros((0, h, w), bool)
             rel = path.relative_to(self.folder).as_posix() if self.folder and path.is_relative_to(self.folder) \
                 else path.name
-            coco.add_image(rel, masks, labels=[o.label for o in objs], height=h, width=w)
+            who = [{k: getattr(o, k) for k in WHO if getattr(o, k) is not None} for o in objs]
+            coco.add_image(rel, masks, labels=[o.label for o in objs], height=h, width=w,
+                           attributes=who if any(who) else None)
             saved.append((path, masks, [o.label for o in objs]))
         if not saved:
             raise SampromptError("no image of this folder has saved objects yet: nothing to export")
@@ -844,7 +849,11 @@ def build_app(annotator: Annotator):
     def attempt(state, fn, *args) -> str:
         """Run an action and save; bad input becomes a status line and the app keeps working."""
         try:
+            before = (id(state.ann), state.ann.edits) if state.ann is not None else None
             msg = fn(state, *args)
+            if state.ann is not None and (id(state.ann), state.ann.edits) != before and before is not None \
+                    and before[0] == id(state.ann):
+                stamp_objects(state.ann, state.user)  # signed in: who made and who last changed each object
             annotator.autosave(state)
         except StaleSaveError as exc:  # asked where the user looks, and nothing is dropped whatever the answer
             name = state.ann.file_name if state.ann is not None else "this image"
@@ -864,16 +873,24 @@ def build_app(annotator: Annotator):
 
     def guard(fn):
         def wrapped(state, *args):
+            *args, request = args  # Gradio passes the request last (the signature below asks for it)
             with state.lock:  # one event of a tab at a time, whichever way it came
+                state.user = getattr(request, "username", None) or state.user  # signed in: every event knows who
                 return reply(state, attempt(state, fn, *args))
 
+        params = list(inspect.signature(fn).parameters.values())
+        request = inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                                    annotation=gr.Request)
+        wrapped.__signature__ = inspect.Signature([*params, request])
+        wrapped.__annotations__ = {"request": gr.Request}
         return wrapped
 
-    def on_canvas(state, label_v, evt: gr.EventData):
+    def on_canvas(state, label_v, evt: gr.EventData, request: gr.Request):
         """A batch of canvas commands, applied in order."""
         data = evt._data if isinstance(evt._data, dict) else {}
         cmds = data.get("cmds", [])
         with state.lock:
+            state.user = getattr(request, "username", None) or state.user
             msg = ""
             if state.ann is None and data.get("file"):  # a tab that outlived a server restart: its file first
                 msg = attempt(state, annotator.reopen, str(data["file"]))
@@ -1046,12 +1063,25 @@ def build_app(annotator: Annotator):
             return ", ".join(annotator.classes), gr.update(choices=annotator.classes, value=annotator.classes[0])
 
         app.load(current_classes, None, [classes, label], queue=False, show_progress="hidden")
+
+        def signed_in(st, request: gr.Request):  # the tab's user (annotate --users), for every later event
+            st.user = getattr(request, "username", None)
+            return st
+
+        app.load(signed_in, [state], [state], queue=False, show_progress="hidden", api_name=False)
         if annotator.entries:
             app.load(guard(lambda st: annotator.resume(st)), [state], outs, **EDITS)
     return app
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def auth_check(users):
+    """Gradio's ``auth`` callable over a users file (:mod:`samprompt.annotate.users`)."""
+    from .annotate.users import check_password
+
+    return lambda name, password: check_password(users, name, password)
 
 
 def _check_port(parser, host: str, port: int) -> None:
@@ -1076,10 +1106,13 @@ def main(argv: list[str] | None = None) -> None:
                    help="medsam: a MedSAM checkpoint given by path (MedSAM's preprocessing)")
     p.add_argument("--out", help="where annotations go (default: FOLDER/annotations)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only; "
-                                                       "another needs --insecure)")
+                                                       "another needs --users, or --insecure)")
+    p.add_argument("--users", metavar="TOML", help="sign-in: every tab signs in as a user of this file "
+                                                  "(samprompt annotate users add NAME --role annotator|reviewer); "
+                                                  "objects record who made and edited them")
     p.add_argument("--insecure", action="store_true",
-                   help="serve on a non-loopback --host although the annotator has no sign-in: anyone who can "
-                        "reach the machine can read every image and change every annotation")
+                   help="serve on a non-loopback --host without --users: anyone who can reach the machine can "
+                        "read every image and change every annotation")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
     p.add_argument("--max-upload-mb", type=float, default=25, help="largest upload in MB (default 25)")
     p.add_argument("--max-pixels", type=float, default=60, metavar="MP",
@@ -1091,9 +1124,17 @@ def main(argv: list[str] | None = None) -> None:
                    help="start images that have no saved annotation from existing labels: a folder of label-map "
                         "PNGs (or one holding masks/), a COCO JSON file, or a folder of YOLO-seg .txt files")
     args = p.parse_args(argv)
-    if args.host not in LOOPBACK and not args.insecure:
+    users = None
+    if args.users:
+        from .annotate.users import read_users
+
+        try:
+            users = read_users(args.users)
+        except SampromptError as exc:
+            p.error(str(exc))
+    if args.host not in LOOPBACK and users is None and not args.insecure:
         p.error(f"--host {args.host} would serve every image and every save to anyone who can reach this machine, "
-                "with no sign-in (the annotator has none yet); add --insecure to do so anyway")
+                "with no sign-in; give --users users.toml (samprompt annotate users add NAME), or --insecure")
     _check_port(p, args.host, args.port)  # before the model loads: a busy port is said at once, in our words
     try:
         annotator = Annotator(Segmenter(args.model, family=args.family), args.folder, args.out, imports=args.imports,
@@ -1102,9 +1143,10 @@ def main(argv: list[str] | None = None) -> None:
         p.error(str(exc))
     app = build_app(annotator)
     app.launch(server_name=args.host, server_port=args.port, max_file_size=f"{args.max_upload_mb}mb",
-               show_error=True, quiet=True, prevent_thread_lock=True)  # our own words, not Gradio's share=True hint
+               show_error=True, quiet=True, prevent_thread_lock=True,  # our own words, not Gradio's share=True hint
+               auth=auth_check(users) if users else None, auth_message="samprompt annotator: sign in")
     shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-    reach = "this machine only" if args.host in LOOPBACK \
+    reach = f"sign-in required, {len(users)} user(s)" if users else "this machine only" if args.host in LOOPBACK \
         else "open to the network: anyone who can reach this machine can read and edit the annotations"
     print(f"samprompt annotator on http://{shown}:{args.port}/ ({reach}); annotations go to {annotator.out}; "
           "Ctrl-C stops", flush=True)

@@ -164,8 +164,10 @@ class CocoWriter:
         labels: Sequence[str | None] | None = None,
         height: int | None = None,
         width: int | None = None,
+        attributes: Sequence[dict | None] | None = None,
     ) -> int:
-        """Add one image with (N, H, W) bool masks; returns its image id."""
+        """Add one image with (N, H, W) bool masks; returns its image id. ``attributes``: per mask, a dict kept
+        as the annotation's ``attributes`` (CVAT's name for them), e.g. who made it."""
         masks = np.asarray(masks, bool)
         if masks.ndim == 2:
             masks = masks[None]
@@ -183,6 +185,8 @@ class CocoWriter:
             }
             if scores is not None:
                 ann["score"] = float(scores[k])
+            if attributes is not None and attributes[k]:
+                ann["attributes"] = dict(attributes[k])
             self.annotations.append(ann)
         return image_id
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pycocotools.coco import COCO
 
-from samprompt import SampromptError, Segmenter
+from samprompt import SampromptError, Segmenter, cli
 from samprompt.annotator import MODES, Annotator, SessionState, build_app
 from samprompt.synthetic import make_scene, write_dataset
 
@@ -474,3 +474,56 @@ def test_a_network_host_is_refused_without_insecure(capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err
     assert "--host 0.0.0.0 would serve every image" in err and "--insecure" in err
+
+
+def test_sign_in_users_file_and_objects_record_who_made_them(folder, random_sam, tmp_path, capsys, monkeypatch):
+    """Issue 28, first step: users with argon2 hashes; with --users nothing is served before sign-in, and each
+    object records who made it and who last edited it."""
+    import io
+    import os
+    import urllib.error
+    import urllib.request
+
+    from samprompt.annotate.users import check_password, read_users
+    from samprompt.annotator import auth_check
+
+    users_file = tmp_path / "users.toml"
+    for name, role, pw in (("ana", "annotator", "correct horse"), ("rev", "reviewer", "battery staple")):
+        monkeypatch.setattr("sys.stdin", io.StringIO(pw + "\n"))
+        assert cli.main(["annotate", "users", "add", name, "--role", role, "--users", str(users_file),
+                         "--password-stdin"]) == 0
+    assert (os.stat(users_file).st_mode & 0o777) == 0o600 and "correct horse" not in users_file.read_text()
+    users = read_users(users_file)
+    assert {u.role for u in users.values()} == {"annotator", "reviewer"}
+    assert check_password(users, "ana", "correct horse") and not check_password(users, "ana", "wrong")
+    assert not check_password(users, "nobody", "correct horse")
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert cli.main(["annotate", "users", "add", "x", "--users", str(users_file), "--password-stdin"]) == 2
+    assert "at least 8 characters" in capsys.readouterr().err
+
+    annotator = Annotator(Segmenter(random_sam), folder, tmp_path / "ann")
+    app = build_app(annotator)
+    port = _free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+               auth=auth_check(users))
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        with pytest.raises(Exception):  # no session: the app's API is closed
+            gradio_client.Client(url, verbose=False).predict(api_name="/next")
+        for path in ("config", "gradio_api/info", "gradio_api/file=" + str(folder / "images")):
+            with pytest.raises(urllib.error.HTTPError) as refused:  # nothing of the app without a session
+                urllib.request.urlopen(url + path, timeout=10)
+            assert refused.value.code == 401
+        c = gradio_client.Client(url, auth=("ana", "correct horse"), verbose=False)
+        c.predict(api_name="/next")
+        c.predict("40,50", MODES[0], "object", api_name="/click")
+        saved = json.loads((annotator.out / "default_000000.annotation.json").read_text())
+        (obj,) = saved["objects"]
+        assert obj["created_by"] == "ana" == obj["edited_by"] and obj["created_at"].endswith("+00:00")
+        files, _ = c.predict("object", api_name="/export")  # COCO keeps it as the annotation's attributes
+        coco = json.loads(Path(next(f for f in files if str(f).endswith(".coco.json"))).read_text())
+        assert coco["annotations"][0]["attributes"]["created_by"] == "ana"
+        (coco_all, _) = c.predict(api_name="/export_all")[0]
+        assert json.loads(Path(coco_all).read_text())["annotations"][0]["attributes"]["edited_by"] == "ana"
+    finally:
+        app.close()

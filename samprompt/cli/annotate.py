@@ -17,8 +17,13 @@ def add_parser(sub, formatter) -> None:
 def run(args) -> int:
     from ..errors import require
 
+    rest = [a for a in args.rest if a != "--"]
+    if rest[:1] == ["users"]:  # samprompt annotate users add NAME --role ...
+        from ..annotate.users import users_main
+
+        return users_main(rest[1:])
     require("gradio", "app")
     from ..annotator import main as annotate_main
 
-    annotate_main([a for a in args.rest if a != "--"])
+    annotate_main(rest)
     return 0
