@@ -864,3 +864,39 @@ def test_a_ct_is_shown_radiologically_by_default_and_the_volume_bar_fits(browser
         assert page.eval_on_selector("#canvas .sp-convention", "e => e.value") == "neurological"
         assert page.errors == []
         page.close()
+
+
+def test_a_team_member_signs_in_and_her_objects_carry_her_name(browser, tmp_path):
+    """Issue 28, first step: with --users the page asks for a name and password first; a wrong password is
+    refused; once signed in, the objects she makes record her name."""
+    from samprompt.annotate.users import User, hash_password, write_users
+    from samprompt.annotator import auth_check
+
+    users = {"ana": User("ana", "annotator", hash_password("correct horse"))}
+    write_users(tmp_path / "users.toml", users)
+    folder, scenes = _scene_folder(tmp_path / "imgs", sizes=(256,))
+    out = tmp_path / "ann"
+    app = build_app(Annotator(Segmenter("tiny"), folder, out))
+    port = _free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+               auth=auth_check(users))
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"http://127.0.0.1:{port}/", wait_until="load", timeout=60_000)
+        page.get_by_label("username").fill("ana")
+        page.get_by_label("password").fill("wrong password")
+        page.keyboard.press("Enter")
+        page.wait_for_timeout(1500)
+        assert page.evaluate("!(window.samprompt && window.samprompt.drawn)")  # still outside
+        assert "incorrect" in page.inner_text("body").lower()
+        page.get_by_label("username").fill("ana")
+        page.get_by_label("password").fill("correct horse")
+        page.keyboard.press("Enter")
+        page.wait_for_function("window.samprompt && window.samprompt.drawn && window.samprompt.drawn.key",
+                               timeout=60_000)
+        click(page, *center_point(scenes[0].labels == 1))
+        (obj,) = saved(out, "scene0")["objects"]
+        assert obj["created_by"] == "ana" == obj["edited_by"]
+        page.close()
+    finally:
+        app.close()
