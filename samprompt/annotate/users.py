@@ -120,6 +120,8 @@ def users_main(argv: list[str]) -> int:
     path = Path(args.users)
     users = read_users(path) if path.exists() else {}
     if args.action == "list":
+        if not users:
+            print(f"no users file {path} yet: samprompt annotate users add NAME --users {path}")
         for u in users.values():
             print(f"{u.name}\t{u.role}")
         return 0
