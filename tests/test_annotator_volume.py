@@ -240,3 +240,28 @@ def test_a_labels_file_gives_the_volume_export_its_values(tmp_path):
     out = np.asarray(nib.load(str(tmp_path / "ann" / "ct_seg.nii.gz")).dataobj)
     assert set(np.unique(out)) <= {0, 7, 10} and (out == 7).any()
     assert json.loads((tmp_path / "ann" / "ct_seg.json").read_text())["labels"] == {"7": "liver", "10": "tumour"}
+
+
+def test_hide_lock_and_who_made_an_object_hold_on_every_slice_and_after_a_restart(volume_folder, tmp_path):
+    """A volume object's flags and its maker live with the object, not the slice: other slices, saves, reopen."""
+    from samprompt.annotation import stamp_objects
+
+    folder, _, _ = volume_folder
+    app = Annotator(Segmenter("tiny"), folder, tmp_path / "ann")
+    st = SessionState()
+    app.open_index(st, 2)  # the DICOM series
+    app.command(st, {"op": "box", "box": [10, 10, 30, 30]}, "object")
+    stamp_objects(st.ann, "ana")
+    app.command(st, {"op": "propagate"}, "object")
+    app.command(st, {"op": "key", "key": "lock"}, "object")
+    app.autosave(st)
+    app.command(st, {"op": "slice", "k": st.volume.k + 1}, "object")
+    obj = st.ann.objects[0]
+    assert obj.locked and obj.created_by == "ana"
+    with pytest.raises(Exception, match="locked"):
+        app.command(st, {"op": "brush", "points": [[20, 20]], "radius": 3}, "object")
+    app.autosave(st)
+    again = Annotator(Segmenter("tiny"), folder, tmp_path / "ann")  # a restart
+    st2 = SessionState()
+    again.open_index(st2, 2)
+    assert st2.ann.objects[0].locked and st2.ann.objects[0].created_by == "ana"

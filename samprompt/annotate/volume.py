@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..annotation import AnnotatedObject, ImageAnnotation, StaleSaveError, saved_revision
+from ..annotation import WHO, AnnotatedObject, ImageAnnotation, StaleSaveError, saved_revision
 from ..errors import PromptError, SampromptError
 from ..io import atomic_write_bytes, atomic_write_text
 from ..prompts import Prompt
@@ -39,6 +39,7 @@ _AXIS_LETTER = "xyz"
 # along the RAS grid's first remaining axis, rows along the second, turned so that anterior or superior is up.
 # The page mirrors left and right for the radiological convention (the patient's right on the screen's left).
 EDGES = {"axial": "LRAP", "coronal": "LRSI", "sagittal": "PASI"}
+FLAGS = ("hidden", "locked", *WHO)  # what an object keeps across slices and saves besides its label and voxels
 
 
 class VolumeAnnotation:
@@ -56,7 +57,7 @@ class VolumeAnnotation:
         self.labels: dict[int, str] = {}  # uid -> class
         self.masks: dict[int, np.ndarray] = {}  # uid -> (X, Y, Z) bool on the RAS grid
         self.order: list[int] = []  # uids in object order (label value = place + 1)
-        self.flags: dict[int, tuple[bool, bool]] = {}  # uid -> (hidden, locked), the same on every slice
+        self.flags: dict[int, dict] = {}  # uid -> hidden, locked and who made / edited it: the same on every slice
         self._trash: dict[int, tuple[str, np.ndarray]] = {}  # deleted objects, for undo
         self._next_uid = 1
         self.revision = 0
@@ -85,9 +86,8 @@ class VolumeAnnotation:
                               key=f"{self.name}-{_AXIS_LETTER[self.axis]}{k}")
         for uid in self.order:
             m = self._slice_mask(uid, k)
-            hidden, locked = self.flags.get(uid, (False, False))
             ann.objects.append(AnnotatedObject(label=self.labels[uid], mask=m if m.any() else None, uid=uid,
-                                               hidden=hidden, locked=locked))
+                                               **self.flags.get(uid, {})))
         ann.current = len(ann.objects) - 1 if ann.objects else None
         return ann
 
@@ -149,7 +149,7 @@ class VolumeAnnotation:
             if o.uid not in self.masks:
                 self.masks[o.uid] = self._trash.pop(o.uid, (o.label, np.zeros(self.vol.shape, bool)))[1]
             self.labels[o.uid] = o.label
-            self.flags[o.uid] = (o.hidden, o.locked)
+            self.flags[o.uid] = {k: getattr(o, k) for k in FLAGS if getattr(o, k)}
             m = o.mask if o.mask is not None else np.zeros(ann.size, bool)
             self.view.put(self.masks[o.uid], self.k, self.view.to_native(m))
             present.append(o.uid)
@@ -252,7 +252,9 @@ class VolumeAnnotation:
         self._dirty = False
         self.ann.mark_saved()
         doc = {"image": self.name, "file_name": self.file_name, "kind": "volume", "revision": self.revision,
-               "done": self.done, "shape": list(self.vol.shape), "window": self.window, "slice": self.k, "classes": self.classes()}
+               "done": self.done, "shape": list(self.vol.shape), "window": self.window, "slice": self.k,
+               "classes": self.classes(),
+               "objects": {str(i + 1): self.flags[uid] for i, uid in enumerate(self.order) if self.flags.get(uid)}}
         return atomic_write_text(meta, json.dumps(doc, indent=1))
 
     def load(self, folder: str | Path) -> bool:
@@ -264,13 +266,15 @@ class VolumeAnnotation:
         if tuple(doc.get("shape", ())) != self.vol.shape:
             raise SampromptError(f"{meta.name} is for a volume of shape {doc.get('shape')}, not {self.vol.shape}; "
                                  "move it away to start anew")
-        self.order, self.labels, self.masks = [], {}, {}
+        self.order, self.labels, self.masks, self.flags = [], {}, {}, {}
         with np.load(arrays) as z:
             for value, label in sorted(doc.get("classes", {}).items(), key=lambda kv: int(kv[0])):
                 i = int(value) - 1
                 uid, self._next_uid = self._next_uid, self._next_uid + 1
                 self.order.append(uid)
                 self.labels[uid], self.masks[uid] = label, _unpack(z[f"box_{i}"], z[f"bits_{i}"], self.vol.shape)
+                saved = (doc.get("objects") or {}).get(value) or {}
+                self.flags[uid] = {k: v for k, v in saved.items() if k in FLAGS}
         self.revision = int(doc.get("revision", 0))
         self.done = bool(doc.get("done", False))
         if doc.get("window") in WINDOWS and doc["window"] != self.window:
