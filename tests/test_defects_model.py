@@ -20,7 +20,7 @@ from samprompt.domains.defects import find_categories  # noqa: E402
 from samprompt.domains.defects.generate import DefectSettings, segment_defects  # noqa: E402
 from samprompt.domains.defects.model import DefectModel, calibrate  # noqa: E402
 from samprompt.domains.defects.pose import PoseAligner, needs_alignment  # noqa: E402
-from samprompt.errors import CheckpointError  # noqa: E402
+from samprompt.errors import CheckpointError, ConfigError  # noqa: E402
 from samprompt.segmenter import Segmenter  # noqa: E402
 from samprompt.synthetic.defects import make_inspection_image, write_defect_dataset  # noqa: E402
 
@@ -49,7 +49,7 @@ class FixedSam:
 def _blob_map(h=64, w=64):
     amap = np.zeros((h, w), np.float32)
     amap[20:36, 20:36] = 1.0
-    amap[26:30, 26:30] = 3.0  # the hot core
+    amap[26:30, 26:30] = 1.5  # the hot core (its half-height contour is the whole plateau)
     return amap
 
 
@@ -310,18 +310,67 @@ def test_the_visa_layout_is_read(tmp_path):
     assert m["images"] == 2 and m["defective"] == 1 and m["pixel_auroc"] is not None
 
 
-def test_aligned_parts_are_outlined_at_twice_the_image_threshold(seg):
-    amap, img = _blob_map(), np.zeros((64, 64, 3), np.uint8)
-    st = DefectSettings(sam=False, region_factor=2.0)
-    res = segment_defects(FixedSam(np.zeros((64, 64), bool)), img, amap, 1.0, st)  # the core (3.0) is above 2.0
-    np.testing.assert_array_equal(res.masks[0], amap > 2.0)
-    low = segment_defects(FixedSam(np.zeros((64, 64), bool)), img, amap, 1.6, st)  # flagged, nothing above 3.2
-    assert low.verdict == "defect" and len(low.masks) == 0
-    assert "under the threshold for outlines 3.2 (2 x the image threshold)" in low.dropped[-1]["reason"]
+def test_outlines_follow_the_map_half_way_to_each_peak(seg):
+    """Each region's outline is its half-height contour: a faint blob's reaches below the image threshold, a sharp
+    one's sits inside the thresholded region; on aligned parts the region cut half-way from the threshold."""
+    yy, xx = np.mgrid[:96, :96]
+    amap = (1.2 * np.exp(-((yy - 30) ** 2 + (xx - 30) ** 2) / 60.0)
+            + 6.0 * np.exp(-((yy - 70) ** 2 + (xx - 70) ** 2) / 60.0)).astype(np.float32)
+    img, nothing = np.zeros((96, 96, 3), np.uint8), FixedSam(np.zeros((96, 96), bool), iou=0.1)
+    res = segment_defects(nothing, img, amap, 1.0, DefectSettings(sam=False))
+    faint, sharp = sorted(res.masks, key=lambda m: np.argwhere(m).mean())
+    np.testing.assert_array_equal(faint, (amap >= 0.8) & (yy < 50))  # the floor: 0.8 x t > 0.4 x the faint peak
+    assert faint.sum() > ((amap > 1.0) & (yy < 50)).sum()  # reaches below the image threshold
+    level = float(np.median(amap)) + 0.4 * (float(amap.max()) - float(np.median(amap)))
+    np.testing.assert_array_equal(sharp, (amap >= level) & (yy > 50))
+    assert sharp.sum() < ((amap > 1.0) & (yy > 50)).sum()  # tighter than the thresholded region
+    st = DefectSettings(sam=False, base="threshold", rise=0.5)
+    aligned = segment_defects(nothing, img, amap, 1.0, st)
+    half = np.where(yy < 50, 1.0 + 0.5 * (float(amap[30, 30]) - 1.0), 1.0 + 0.5 * (float(amap[70, 70]) - 1.0))
+    np.testing.assert_array_equal(aligned.labels > 0, (amap > 1.0) & (amap >= half))
+    with pytest.raises(ConfigError, match="base must be"):
+        segment_defects(nothing, img, amap, 1.0, DefectSettings(base="peak"))
     model = DefectModel.fit(seg, [make_inspection_image("flange", s)[0] for s in range(4)], align="auto")
-    assert model.settings.region_factor == 2.0 and model.settings.sam is False
+    assert (model.settings.base, model.settings.rise, model.settings.sam) == ("threshold", 0.5, False)
     texture = DefectModel.fit(seg, [make_inspection_image("grid", s)[0] for s in range(3)], align="auto")
-    assert texture.settings.region_factor == 1.0 and texture.settings.sam is True
+    assert (texture.settings.base, texture.settings.sam) == ("median", True)
+
+
+def test_one_shot_and_zero_shot_parts_are_aligned_when_their_images_show_the_pose_varies(seg, tmp_path):
+    """One shot cannot show that the pose varies, the held-out good images can; at zero shots the test set itself
+    does, even with a broken part among them."""
+    flanges = [make_inspection_image("flange", s)[0] for s in range(6)]
+    assert not needs_alignment(flanges[:1])[0]
+    model = DefectModel.fit(seg, flanges[:1], flanges[1:], align="auto")
+    assert model.config["align"]["used"] and model.pose is not None
+    blank = np.full_like(flanges[0], 128)  # no part in it
+    assert needs_alignment(flanges + [blank])[0]  # 6 of 7 show a part
+    assert not needs_alignment(flanges[:2] + [blank, blank])[0]
+    from samprompt.domains.defects.job import zero_shot_pose
+
+    aligner, used, st = zero_shot_pose([blank] + flanges, "auto", DefectSettings())
+    assert used and st.base == "threshold"
+    np.testing.assert_array_equal(aligner.reference, PoseAligner.from_reference(flanges[0]).reference)
+    assert zero_shot_pose(flanges, "off", DefectSettings())[:2] == (None, False)
+    assert zero_shot_pose([make_inspection_image("grid", s)[0] for s in range(4)], "auto", DefectSettings())[1] is False
+
+
+def test_a_model_from_an_older_samprompt_with_other_instance_settings_says_fit_again(data, tmp_path, capsys):
+    model_dir = tmp_path / "model"
+    assert cli.main(["defects", "fit", str(data), "--category", "grid", "--shots", "2", "--out", str(model_dir),
+                     "--align", "off"]) == 0
+    cfg = json.loads((model_dir / "defect_model.json").read_text())
+    cfg["settings"]["region_factor"] = 2.0
+    cfg["samprompt_version"] = "0.9.0"
+    (model_dir / "defect_model.json").write_text(json.dumps(cfg))
+    capsys.readouterr()
+    img = tmp_path / "one.png"
+    from samprompt.io import write_image
+
+    write_image(img, make_inspection_image("grid", 77)[0])
+    assert cli.main(["defects", "inspect", str(model_dir), str(img), "--out", str(tmp_path / "o"), "--quiet"]) != 0
+    err = capsys.readouterr().err
+    assert "samprompt 0.9.0" in err and "region_factor" in err and "fit it again" in err
 
 
 def test_inspect_killed_mid_run_then_rerun_writes_the_uninterrupted_results(data, tmp_path, kill_cli_after):

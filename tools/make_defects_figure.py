@@ -18,7 +18,7 @@ from samprompt import cli
 from samprompt.synthetic.defects import CATEGORIES, DEFECTS, write_defect_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-PICK = {"woven": "stain", "grid": "scratch", "grain": "crack", "brushed": "hole", "disc": "contamination",
+PICK = {"woven": "stain", "grid": "scratch", "grain": "crack", "brushed": "hole", "disc": "contamination", "flange": "scratch",
         "bolt": "missing"}
 
 work = Path(tempfile.mkdtemp())

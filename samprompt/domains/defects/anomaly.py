@@ -205,20 +205,30 @@ class PatchCore:
 
 @dataclass
 class MutualScoring:
-    """Zero-shot anomaly maps: each image against the other images of its set (see the module doc)."""
+    """Zero-shot anomaly maps: each image against the other images of its set (see the module doc).
+
+    With an ``aligner`` (:class:`~.pose.PoseAligner`, built on one image of the set), every image is
+    turned onto that pose before its features are taken and its map is turned back, so parts at any
+    angle are compared pose to pose.
+    """
 
     features: PatchFeatures
     keep: float = 0.3
     sigma: float = 4.0
     feats: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    aligner: object | None = field(default=None, repr=False)
 
     def fit(self, images: dict[str, np.ndarray]) -> "MutualScoring":
         if len(images) < 2:
             raise ImageError("zero-shot scoring needs at least two images in a set (each is scored against the others)")
-        self.feats = {name: self.features(im) for name, im in images.items()}
+        self.feats = {name: self.features(self._aligned(im)[0]) for name, im in images.items()}
         return self
 
+    def _aligned(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        return (rgb, None) if self.aligner is None else self.aligner.align(rgb)
+
     def score_named(self, name: str, rgb: np.ndarray) -> np.ndarray:
+        rgb, m = self._aligned(rgb)
         f = self.feats.get(name)
         if f is None:
             f = self.features(rgb)
@@ -227,7 +237,8 @@ class MutualScoring:
         per_other = np.stack([_nearest(q, g.reshape(-1, g.shape[-1])) for n, g in self.feats.items() if n != name], 1)
         k = max(1, int(round(per_other.shape[1] * self.keep)))
         d = np.sort(per_other, 1)[:, :k].mean(1).reshape(gh, gw)
-        return to_image_map(d, rgb.shape[:2], self.features.cell(rgb.shape[:2]), self.sigma)
+        amap = to_image_map(d, rgb.shape[:2], self.features.cell(rgb.shape[:2]), self.sigma)
+        return amap if m is None else self.aligner.unalign(amap, m)
 
 
 @dataclass

@@ -70,7 +70,7 @@ class DefectJob(JobSettings):
         from .anomaly import MutualScoring, PatchFeatures
         from .model import DefectModel
 
-        self._model = self._test_feats = self._settings = None
+        self._model = self._test_feats = self._settings = self._aligner = None
         if self.maps_dir:
             source = self._source(seg)
             maps = [source.score_named(i.id, to_rgb_uint8(i.input)) for i in items]
@@ -89,8 +89,9 @@ class DefectJob(JobSettings):
                 self.threshold, self.threshold_rule = model.threshold, model.config["threshold_rule"]
             self.aligned = model.config["align"]["used"]
         else:
-            mutual = MutualScoring(PatchFeatures(seg, self.layers, zoom=self.zoom)).fit(
-                {i.id: to_rgb_uint8(i.input) for i in items})
+            images = {i.id: to_rgb_uint8(i.input) for i in items}
+            self._aligner, self.aligned, self._settings = zero_shot_pose(list(images.values()), self.align, self.defects)
+            mutual = MutualScoring(PatchFeatures(seg, self.layers, zoom=self.zoom), aligner=self._aligner).fit(images)
             self._test_feats = mutual.feats
             maps = [mutual.score_named(i.id, to_rgb_uint8(i.input)) for i in items]
             self.threshold, self.threshold_rule = _default_threshold(maps)
@@ -102,7 +103,8 @@ class DefectJob(JobSettings):
             return GivenMap(self.maps_dir)
         if self._model is not None:
             return self._model.source(seg)
-        return MutualScoring(PatchFeatures(seg, self.layers, zoom=self.zoom), feats=self._test_feats)
+        return MutualScoring(PatchFeatures(seg, self.layers, zoom=self.zoom), feats=self._test_feats,
+                             aligner=getattr(self, "_aligner", None))
 
     # ------------------------------------------------------------- items
     def compute(self, seg, item: WorkItem):
@@ -170,6 +172,19 @@ def result_record(res, item: WorkItem) -> dict:
     if res.verdict == "defect" and not len(res.masks):
         rec["why_no_instance"] = "; ".join(d["reason"] for d in res.dropped) or "no region above the threshold"
     return rec
+
+
+def zero_shot_pose(images: list[np.ndarray], align: str, settings: DefectSettings):
+    """(the aligner onto the first image's pose or None, whether used, the instance settings) of a zero-shot set:
+    with ``align`` auto, parts are aligned when the set's own images show that the pose varies (see pose.py)."""
+    from .model import aligned_settings
+    from .pose import PoseAligner, needs_alignment, part_centre
+
+    use = needs_alignment(images)[0] if align == "auto" else align == "on"
+    if not use:
+        return None, False, settings
+    reference = next((im for im in images if part_centre(im) is not None), images[0])
+    return PoseAligner.from_reference(reference), True, aligned_settings(settings)
 
 
 def _default_threshold(maps: list[np.ndarray]) -> tuple[float, str]:

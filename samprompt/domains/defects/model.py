@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -39,7 +39,6 @@ import numpy as np
 from ...errors import CheckpointError, ConfigError, ImageError, SampromptError
 from .generate import DefectResult, DefectSettings, segment_defects
 
-ALIGNED_REGION_FACTOR = 2.0  # outlines of aligned parts at 2 x the image threshold (chosen on seed 0)
 WEIGHTS = "defect_model.safetensors"
 CONFIG = "defect_model.json"
 FORMAT = "samprompt-defect-model"
@@ -58,6 +57,12 @@ def calibrate(scores: Sequence[float], rate: float) -> tuple[float, str]:
     rule = (f"the highest score of {n} held-out good images" if k == 0 else
             f"the {k + 1}th highest score of {n} held-out good images (at most {k} flagged: rate {rate:g})")
     return float(s[k]), rule
+
+
+def aligned_settings(settings: DefectSettings) -> DefectSettings:
+    """The instance settings of parts aligned to a pose: the map's regions, outlined half-way from the threshold to
+    each region's peak (see generate.py; chosen on seed 0)."""
+    return replace(settings, sam=False, base="threshold", rise=0.5)
 
 
 def _arrays(images) -> list[np.ndarray]:
@@ -84,7 +89,8 @@ class DefectModel:
             shot_names: Sequence[str] = (), sam_on_parts: bool | None = None) -> "DefectModel":
         """Fit on ``shots`` (good images: paths or arrays); ``good``: held-out good images for the threshold.
 
-        ``align``: ``auto`` (turn parts onto the first shot's pose when the shots need it, see
+        ``align``: ``auto`` (turn parts onto the first shot's pose when the shots and the held-out good
+        images need it, see
         :mod:`.pose`), ``on`` or ``off``. ``sam_on_parts``: whether SAM outlines the regions of an
         aligned part (default None: no, the regions are the instances; see :mod:`.generate`).
         """
@@ -102,14 +108,14 @@ class DefectModel:
             raise ImageError(f"the good images have different sizes {sorted((w, h) for h, w in sizes)} (W, H); "
                              "a defect model is fitted on images of one size")
         gain = None
-        if align == "auto":
-            use, gain = needs_alignment(shots)
+        if align == "auto":  # the held-out good images show the pose's spread too (one shot cannot)
+            use, gain = needs_alignment(shots + good)
         else:
             use = align == "on"
         aligner = PoseAligner.from_reference(shots[0]) if use else None
         settings = settings or DefectSettings()
-        if use and sam_on_parts is None:  # see generate.py: on aligned parts the map's regions, outlined at 2 x
-            settings = replace(settings, sam=False, region_factor=ALIGNED_REGION_FACTOR)
+        if use and sam_on_parts is None:
+            settings = aligned_settings(settings)
         elif sam_on_parts is not None:
             settings = replace(settings, sam=bool(sam_on_parts) or not use)
         feats = PatchFeatures(seg, tuple(layers), zoom=zoom)
@@ -221,7 +227,12 @@ class DefectModel:
     # ------------------------------------------------------------------ use
     @property
     def settings(self) -> DefectSettings:
-        return DefectSettings(**self.config.get("settings", {}))
+        saved = self.config.get("settings", {})
+        unknown = sorted(set(saved) - {f.name for f in fields(DefectSettings)})
+        if unknown:
+            raise CheckpointError(f"this defect model was fitted by samprompt {self.config.get('samprompt_version')}, "
+                                  f"whose instance settings {unknown} this version does not have: fit it again")
+        return DefectSettings(**saved)
 
     def source(self, seg=None):
         """The :class:`~.anomaly.PatchCore` map source of this model on ``seg`` (default: its own)."""

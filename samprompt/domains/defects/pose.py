@@ -17,10 +17,12 @@ the shift before the features are taken:
    falls on the reference's (borders replicated); the map is scored there and
    turned back onto the original image with the inverse transform.
 
-``needs_alignment`` decides for ``align="auto"``: the shots are aligned to the
-first one, and alignment is used when every shot shows a part and alignment
-raises their mean normalised correlation (of blurred grey images) with the first
-by at least ``min_gain`` (0.1): true of parts at any angle, never of textures.
+``needs_alignment`` decides for ``align="auto"``: the images (the shots and the
+held-out good images; at zero shots, the test images) are aligned to the first
+one, and alignment is used when at least 80 % of them show a part (a defect may
+break one's silhouette) and alignment raises the mean normalised correlation (of
+blurred grey images) of those with the first by at least ``min_gain`` (0.1): true
+of parts at any angle, never of textures.
 """
 
 from __future__ import annotations
@@ -115,10 +117,13 @@ def _ncc(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-9))
 
 
-def needs_alignment(shots: list[np.ndarray], min_gain: float = 0.1) -> tuple[bool, float]:
-    """(whether aligning the shots to the first raises their mean correlation with it by ``min_gain``, the gain)."""
-    if len(shots) < 2 or any(part_centre(s) is None for s in shots):
+def needs_alignment(images: list[np.ndarray], min_gain: float = 0.1, min_parts: float = 0.8) -> tuple[bool, float]:
+    """(whether aligning the images to the first raises their mean correlation with it by ``min_gain``, the gain);
+    False when under ``min_parts`` of the images show a part (see the module doc)."""
+    with_part = [im for im in images if part_centre(im) is not None]
+    if len(with_part) < 2 or len(with_part) < min_parts * len(images):
         return False, 0.0
+    shots = with_part
     ref = PoseAligner.from_reference(shots[0])
     before = np.mean([_ncc(shots[0], s) for s in shots[1:]])
     after = np.mean([_ncc(shots[0], ref.align(s)[0]) for s in shots[1:]])
