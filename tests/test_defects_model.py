@@ -346,6 +346,7 @@ def test_one_shot_and_zero_shot_parts_are_aligned_when_their_images_show_the_pos
     blank = np.full_like(flanges[0], 128)  # no part in it
     assert needs_alignment(flanges + [blank])[0]  # 6 of 7 show a part
     assert not needs_alignment(flanges[:2] + [blank, blank])[0]
+    assert not needs_alignment(flanges + [cv2.resize(flanges[1], (200, 200))])[0]  # sizes differ: no pose to share
     from samprompt.domains.defects.job import zero_shot_pose
 
     aligner, used, st = zero_shot_pose([blank] + flanges, "auto", DefectSettings())

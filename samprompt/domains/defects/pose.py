@@ -119,7 +119,9 @@ def _ncc(a: np.ndarray, b: np.ndarray) -> float:
 
 def needs_alignment(images: list[np.ndarray], min_gain: float = 0.1, min_parts: float = 0.8) -> tuple[bool, float]:
     """(whether aligning the images to the first raises their mean correlation with it by ``min_gain``, the gain);
-    False when under ``min_parts`` of the images show a part (see the module doc)."""
+    False when under ``min_parts`` of the images show a part or the images differ in size (see the module doc)."""
+    if len({im.shape[:2] for im in images}) > 1:  # a pose is compared within one frame size
+        return False, 0.0
     with_part = [im for im in images if part_centre(im) is not None]
     if len(with_part) < 2 or len(with_part) < min_parts * len(images):
         return False, 0.0
