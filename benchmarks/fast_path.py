@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -33,7 +32,7 @@ import torch
 from segment_anything import SamAutomaticMaskGenerator, SamPredictor
 
 import samprompt.encoders
-from timing import median_time  # benchmarks/timing.py (scripts run from benchmarks/)
+from timing import machine, machine_line, median_time  # benchmarks/timing.py (scripts run from benchmarks/)
 from samprompt import Prompt, Segmenter
 from samprompt.masks import iou
 from samprompt.models import REGISTRY, build_sam, load_model
@@ -210,9 +209,8 @@ def main() -> None:
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     native = samprompt.encoders.bf16_supported(torch.device("cpu"))
-    out = {"machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
-                      f"CPU capability {torch.backends.cpu.get_cpu_capability()}, native bf16: {native}",
-           "torch": torch.__version__}
+    out = {"machine": machine_line(), "machine_detail": machine(), "torch": torch.__version__}
+    print(out["machine"], flush=True)
     if args.skip_tiny and args.json and args.json.exists():
         out = {**json.loads(args.json.read_text()), **out}
     tiny = load_model("tiny")

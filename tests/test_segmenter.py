@@ -128,7 +128,7 @@ def test_cache_key_depends_on_model_and_learned_prompt(sam, scene):
 def test_many_objects_use_batched_decoder_calls(sam, scene):
     seg = Segmenter(sam)
     calls = []
-    handle = sam.mask_decoder.register_forward_hook(lambda *a: calls.append(1))
+    handle = sam.prompt_encoder.register_forward_hook(lambda *a: calls.append(1))  # one per decoder pass
     try:
         boxes = [Prompt(box=(i, i, i + 40, i + 30)) for i in range(0, 100, 2)]
         res = seg.predict(scene.image, boxes, batch_size=64)

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..decoder_cache import cached_decode, supports
 from ..steps import model_input, run_decoder
 from .base import Family
 
@@ -41,6 +42,8 @@ class SamFamily(Family):
         return torch.as_tensor(coords.reshape(xy.shape), dtype=torch.float, device=device)
 
     def decode(self, model, emb, points, boxes, masks, multimask, prompt_encoder=None, mask_decoder=None):
+        if prompt_encoder is None and mask_decoder is None and supports(model.mask_decoder, masks):
+            return cached_decode(model.prompt_encoder, model.mask_decoder, emb.features, points, boxes, multimask)
         return run_decoder(prompt_encoder or model.prompt_encoder, mask_decoder or model.mask_decoder,
                            emb.features, points=points, boxes=boxes, masks=masks, multimask=multimask)
 
