@@ -144,6 +144,17 @@ def bf16_supported(device: torch.device) -> bool:
     return False
 
 
+def fast_settings(device: torch.device, vit: bool = True) -> tuple[str, str]:
+    """(precision, attn_impl) of ``precision="fast"``, by what ``device`` does natively: bf16 with fused attention
+    where bf16 is native (avx512_bf16/AMX CPUs, Ampere+ GPUs), fp16 on other GPUs, else int8 linear layers with
+    fused attention (the fastest that held chosen-mask IoU >= 0.98 on AVX2, docs/fast-path.md). ``vit``: False
+    for models without SAM's ViT (SAM 2), which keep their own attention."""
+    attn = "sdpa" if vit else "sam"
+    if bf16_supported(device):
+        return "bf16", attn
+    return ("fp16" if device.type == "cuda" else "int8"), attn
+
+
 class SamEncoder(TorchEncoder):
     """SAM's image encoder as the ``segment_anything`` package runs it, in fp32: the reference."""
 

@@ -24,7 +24,7 @@ from segment_anything.modeling import Sam
 
 from .backends import make_encoder
 from .cache import Embedding, EmbeddingCache, embedding_key
-from .encoders import Encoder
+from .encoders import Encoder, fast_settings
 from .errors import ConfigError, PromptError, SampromptError
 from .families import Family, family_of
 from .images import ImageLike, to_rgb_uint8
@@ -58,8 +58,11 @@ class Segmenter:
         encoder: the :class:`~samprompt.encoders.Encoder` that computes embeddings;
             by default the one ``precision``, ``attn_impl`` and ``backend`` select.
         precision: ``"fp32"`` (the reference), ``"bf16"`` (autocast on the
-            encoder), ``"fp16"`` (CUDA only) or ``"int8"`` (CPU only, quantised linear
-            layers); the decoder always runs in fp32.
+            encoder), ``"fp16"`` (CUDA only), ``"int8"`` (CPU only, quantised linear
+            layers) or ``"fast"``: the fastest this device runs well, detected
+            (:func:`~samprompt.encoders.fast_settings`: bf16 + SDPA on CPUs with
+            native bf16, else int8 + SDPA), which also sets ``attn_impl``; the
+            decoder always runs in fp32.
         attn_impl: the encoder's attention, ``"sam"`` (the reference) or ``"sdpa"``
             (fused, relative-position bias chunked over query rows).
         backend: ``"torch"`` or ``"onnx"`` (encoder and decoder exported by
@@ -107,6 +110,8 @@ class Segmenter:
             raise ConfigError(f"attn_impl={attn_impl!r} and backend={backend!r} are written for SAM's ViT; a "
                               f"{self.family.name} model runs with attn_impl='sam', backend='torch' "
                               "(precision='bf16' or 'int8' still apply)")
+        if precision == "fast":
+            precision, attn_impl = fast_settings(self.model.device, vit=self.family.vit_tools)
         if encoder is None:
             encoder = make_encoder(precision, attn_impl, backend, onnx_dir, self.model.device)
         encoder.bind(self.model)

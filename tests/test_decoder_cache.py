@@ -67,3 +67,16 @@ def test_the_segmenter_uses_it_only_where_it_holds_and_the_cache_goes_with_the_e
     for e in embs:
         seg.decode(e, Prompt(points=[(60.0, 70.0)]))
     assert list(dc._CACHES)[-dc.KEEP:] == [id(e.features) for e in embs[-dc.KEEP:]] and len(dc._CACHES) <= dc.KEEP
+
+
+def test_upscaling_skips_sams_same_size_resize_and_gives_its_logits():
+    from samprompt.cache import Embedding
+    from samprompt.families.sam import SamFamily
+
+    model, fam = load_model("tiny"), SamFamily()
+    low = torch.randn(3, 1, 64, 64)
+    for size in [(256, 256), (200, 256), (256, 180), (512, 512), (100, 60)]:
+        scale = 256 / max(size)
+        inp = (int(size[0] * scale + 0.5), int(size[1] * scale + 0.5))  # as SAM's ResizeLongestSide
+        assert torch.equal(fam.upscale(model, low, Embedding(torch.zeros(1), inp, size)),
+                           model.postprocess_masks(low, inp, size)), size

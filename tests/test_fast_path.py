@@ -187,3 +187,21 @@ def test_learned_tokens_run_on_int8(random_sam):
     ref = SamEncoder().encode(random_sam, x, prompt)
     assert (out - ref).norm() / ref.norm() < 0.1
     assert type(random_sam.image_encoder).__name__ == "ImageEncoderViT"
+
+
+def test_precision_fast_is_chosen_by_what_the_cpu_does_natively(monkeypatch):
+    """bf16 + SDPA where bf16 is native, int8 + SDPA elsewhere, never assumed; SAM 2 keeps its attention."""
+    import samprompt.encoders as enc
+    from samprompt import Segmenter
+    from samprompt.jobs import SegmenterSpec
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(enc, "bf16_supported", lambda device: True)
+    assert enc.fast_settings(cpu) == ("bf16", "sdpa") and enc.fast_settings(cpu, vit=False) == ("bf16", "sam")
+    assert Segmenter("tiny", precision="fast").encoder.id == make_encoder("bf16", "sdpa").id
+    assert SegmenterSpec("tiny", precision="fast").stamp()["encoder"] == make_encoder("bf16", "sdpa").id
+    monkeypatch.setattr(enc, "bf16_supported", lambda device: False)
+    assert enc.fast_settings(cpu) == ("int8", "sdpa")
+    seg = Segmenter("tiny", precision="fast")
+    assert seg.encoder.id == make_encoder("int8", "sdpa").id
+    assert SegmenterSpec("tiny", precision="fast").stamp()["encoder"] == seg.encoder.id

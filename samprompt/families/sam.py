@@ -48,7 +48,11 @@ class SamFamily(Family):
                            emb.features, points=points, boxes=boxes, masks=masks, multimask=multimask)
 
     def upscale(self, model, low_res, emb):
-        return model.postprocess_masks(low_res, emb.input_size, emb.original_size)
+        if tuple(emb.input_size) != tuple(emb.original_size):
+            return model.postprocess_masks(low_res, emb.input_size, emb.original_size)
+        # an image of the encoder's input size: SAM's second resize (to the same size) copies, so it is skipped
+        s, (h, w) = model.image_encoder.img_size, emb.input_size
+        return F.interpolate(low_res, (s, s), mode="bilinear", align_corners=False)[..., :h, :w]
 
 
 class MedSamFamily(SamFamily):

@@ -57,11 +57,19 @@ class SegmenterSpec:
         from ..learned import LearnedPrompt
         from ..models import checkpoint_family, checkpoint_id
 
+        family = checkpoint_family(self.model, self.family)
+        precision, attn_impl = self.precision, self.attn_impl
+        if precision == "fast":  # as the Segmenter resolves it (SAM's ViT families: sam, medsam)
+            import torch
+
+            from ..encoders import fast_settings
+
+            precision, attn_impl = fast_settings(torch.device("cpu"), vit=family in ("sam", "medsam"))
         stamp = {"model_id": checkpoint_id(self.model),
                  "learned_id": LearnedPrompt.id_of(self.learned) if self.learned else None,
-                 "encoder": make_encoder(self.precision, self.attn_impl, "onnx" if self.onnx_dir else "torch",
+                 "encoder": make_encoder(precision, attn_impl, "onnx" if self.onnx_dir else "torch",
                                          self.onnx_dir).id}
-        return family_stamp(stamp, checkpoint_family(self.model, self.family))
+        return family_stamp(stamp, family)
 
 
 def family_stamp(stamp: dict, family: str) -> dict:
