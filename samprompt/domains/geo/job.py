@@ -115,28 +115,37 @@ class GeoJob(JobSettings):
         return [_instance(r.mask & valid, float(r.score), o) for r, o in zip(results, objects)]
 
     def _coarse(self, seg) -> list[dict]:
-        """Objects larger than a tile, whole: segment-everything on the raster decimated to about a tile,
-        each mask of at least half a tile's area brought back to full resolution over its own box (an
-        ``origin`` per instance). The assembly merges the fine tiles' pieces of it into it."""
+        """Objects larger than a tile, whole: segment-everything on the raster decimated to about a tile, and
+        before it on the raster decimated to half a tile and padded to a tile (so an object spanning most of
+        the raster is a mid-sized object there), each mask of at least half a tile's area brought back to
+        full resolution over its own box (an ``origin`` per instance). The assembly merges the fine tiles'
+        pieces of it into it."""
         import cv2
 
         from .raster import read_decimated
 
         with open_raster(self.info.path) as src:
             rgb, valid, f = read_decimated(src, self.info, self.tile)
+            small_rgb, small_valid, _ = read_decimated(src, self.info, self.tile // 2)
         if f <= 1.5 or not valid.any():  # the raster is about a tile: the tiles see every object whole
             return []
+        candidates = [(m, s) for m, s in self._padded_everything(seg, small_rgb, small_valid, valid.shape)]
         res = seg.segment_everything(rgb, **self.auto)
+        candidates += list(zip(res.masks, res.scores))  # each level best first, the larger objects' level first
         smallest = 0.5 * self.tile ** 2 / f ** 2
         out, taken = [], np.zeros(valid.shape, bool)
         H, W = self.info.height, self.info.width
-        for m, s in zip(res.masks, res.scores):  # best first
+        vy, vx = np.nonzero(valid)
+        span = np.array([vx.max() - vx.min() + 1, vy.max() - vy.min() + 1])
+        for m, s in candidates:
             m = m & valid
             area = int(m.sum())
-            if area < smallest or area > 0.5 * valid.sum() or (m & taken).sum() > area / 2:
-                continue  # small (the tiles find it), the background, or a repeat of a better mask
-            taken |= m
+            if area < smallest or (m & taken).sum() > area / 2:
+                continue  # small (the tiles find it), or a repeat of a better mask
             ys, xs = np.nonzero(m)
+            if area > 0.5 * valid.sum() and (np.array([np.ptp(xs) + 1, np.ptp(ys) + 1]) >= 0.9 * span).all():
+                continue  # the background: over half the raster, from edge to edge (a large field is not both)
+            taken |= m
             x0, y0 = max(int(xs.min()) - 1, 0), max(int(ys.min()) - 1, 0)
             x1, y1 = min(int(xs.max()) + 2, m.shape[1]), min(int(ys.max()) + 2, m.shape[0])
             fx0, fy0 = int(np.floor(x0 * f)), int(np.floor(y0 * f))
@@ -148,6 +157,21 @@ class GeoJob(JobSettings):
                 inst["origin"] = [fx0, fy0]
                 out.append(inst)
         return out
+
+    def _padded_everything(self, seg, rgb, valid, shape):
+        """Segment-everything on ``rgb`` centred in a tile-sized black frame; masks cropped back and resized to
+        ``shape`` (the tile-level decimated raster's)."""
+        import cv2
+
+        h, w = valid.shape
+        oy, ox = (self.tile - h) // 2, (self.tile - w) // 2
+        frame = np.zeros((self.tile, self.tile, 3), np.uint8)
+        frame[oy:oy + h, ox:ox + w] = rgb * valid[..., None]
+        res = seg.segment_everything(frame, **self.auto)
+        for m, s in zip(res.masks, res.scores):
+            m = m[oy:oy + h, ox:ox + w] & valid
+            if m.any():
+                yield cv2.resize(m.astype(np.float32), shape[::-1], interpolation=cv2.INTER_LINEAR) >= 0.5, s
 
     def _auto(self, seg, rgb, valid) -> list[dict]:
         if not valid.any():
