@@ -30,7 +30,8 @@ import cv2
 import numpy as np
 
 from samprompt import Segmenter, __version__
-from samprompt.annotator import Annotator, build_app
+from samprompt.annotate.app import build_app
+from samprompt.annotate.session import Annotator
 from samprompt.simulate import center_point
 from samprompt.synthetic import make_scene
 

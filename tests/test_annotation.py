@@ -6,7 +6,7 @@ import pytest
 from pycocotools.coco import COCO
 
 from samprompt import PromptError, Segmenter
-from samprompt.annotation import ImageAnnotation, safe_name
+from samprompt.annotate.document import ImageAnnotation, safe_name
 from samprompt.synthetic import make_scene
 
 
@@ -74,7 +74,7 @@ def test_export_and_resume(ann, tmp_path, random_sam):
 
 
 def test_brush_and_eraser_edit_on_top_of_sam_and_a_later_prompt_asks_first(ann):
-    from samprompt.annotation import EditsWouldBeLost
+    from samprompt.annotate.document import EditsWouldBeLost
 
     ann.set_box((10, 10, 60, 50))
     sam = ann.objects[0].mask.copy()
@@ -158,7 +158,7 @@ def test_per_image_coco_names_the_real_file_and_empty_masks_are_in_no_export(ran
 
 def test_the_export_says_what_each_format_loses(random_sam, tmp_path):
     """Issue 30, items 6 and 12: overlapping objects and what YOLO's polygons lose are said, not silent."""
-    from samprompt.annotator import Annotator, SessionState
+    from samprompt.annotate.session import Annotator, SessionState
     from samprompt.export import export_losses
 
     h, w = 96, 128
@@ -186,7 +186,7 @@ def test_yolo_labels_pair_with_their_images_by_yolo_rules(random_sam, tmp_path):
 
     import cv2
 
-    from samprompt.annotator import Annotator, SessionState
+    from samprompt.annotate.session import Annotator, SessionState
 
     def img2label(path: str) -> str:  # Ultralytics' rule, written out
         sa, sb = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"

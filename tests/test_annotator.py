@@ -10,7 +10,8 @@ import pytest
 from pycocotools.coco import COCO
 
 from samprompt import SampromptError, Segmenter, cli
-from samprompt.annotator import MODES, Annotator, SessionState, build_app
+from samprompt.annotate.app import build_app
+from samprompt.annotate.session import MODES, Annotator, SessionState
 from samprompt.synthetic import make_scene, write_dataset
 
 gr = pytest.importorskip("gradio")
@@ -163,7 +164,7 @@ def test_images_whose_names_clean_up_alike_keep_separate_saves(random_sam, tmp_p
 
 
 def test_a_stale_tab_cannot_overwrite_another_tabs_objects(random_sam, tmp_path):
-    from samprompt.annotation import StaleSaveError
+    from samprompt.annotate.document import StaleSaveError
 
     d = tmp_path / "imgs"
     d.mkdir()
@@ -452,7 +453,7 @@ def test_undo_takes_back_a_done_and_the_move_to_the_next_file(folder, random_sam
 
 
 def test_a_busy_port_is_said_in_our_words_before_the_model_loads(capsys):
-    from samprompt.annotator import main
+    from samprompt.annotate.app import main
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -467,7 +468,7 @@ def test_a_busy_port_is_said_in_our_words_before_the_model_loads(capsys):
 
 def test_a_network_host_is_refused_without_insecure(capsys):
     """No sign-in yet (issue 28): serving every image and save to the network needs an explicit --insecure."""
-    from samprompt.annotator import main
+    from samprompt.annotate.app import main
 
     with pytest.raises(SystemExit) as stop:
         main(["--host", "0.0.0.0", "--port", "1"])
@@ -485,7 +486,7 @@ def test_sign_in_users_file_and_objects_record_who_made_them(folder, random_sam,
     import urllib.request
 
     from samprompt.annotate.users import check_password, read_users
-    from samprompt.annotator import auth_check
+    from samprompt.annotate.app import auth_check
 
     users_file = tmp_path / "users.toml"
     for name, role, pw in (("ana", "annotator", "correct horse"), ("rev", "reviewer", "battery staple")):

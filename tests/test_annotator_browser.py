@@ -17,7 +17,8 @@ import pytest
 from pycocotools.coco import COCO
 
 from samprompt import Segmenter
-from samprompt.annotator import Annotator, build_app
+from samprompt.annotate.app import build_app
+from samprompt.annotate.session import Annotator
 from samprompt.simulate import center_point
 from samprompt.synthetic import make_scene
 
@@ -870,7 +871,7 @@ def test_a_team_member_signs_in_and_her_objects_carry_her_name(browser, tmp_path
     """Issue 28, first step: with --users the page asks for a name and password first; a wrong password is
     refused; once signed in, the objects she makes record her name."""
     from samprompt.annotate.users import User, hash_password, write_users
-    from samprompt.annotator import auth_check
+    from samprompt.annotate.app import auth_check
 
     users = {"ana": User("ana", "annotator", hash_password("correct horse"))}
     write_users(tmp_path / "users.toml", users)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from samprompt import Segmenter
-from samprompt.annotator import Annotator, SessionState
+from samprompt.annotate.session import Annotator, SessionState
 
 nib = pytest.importorskip("nibabel")
 pytest.importorskip("monai")
@@ -244,7 +244,7 @@ def test_a_labels_file_gives_the_volume_export_its_values(tmp_path):
 
 def test_hide_lock_and_who_made_an_object_hold_on_every_slice_and_after_a_restart(volume_folder, tmp_path):
     """A volume object's flags and its maker live with the object, not the slice: other slices, saves, reopen."""
-    from samprompt.annotation import stamp_objects
+    from samprompt.annotate.document import stamp_objects
 
     folder, _, _ = volume_folder
     app = Annotator(Segmenter("tiny"), folder, tmp_path / "ann")

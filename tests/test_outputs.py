@@ -183,7 +183,7 @@ def test_more_synth_into_one_folder_adds_and_says_what_it_replaced(tmp_path, cap
 
 def test_annotate_out_that_is_a_file_is_refused(world, tmp_path):
     pytest.importorskip("gradio")
-    from samprompt.annotator import Annotator
+    from samprompt.annotate.session import Annotator
     from samprompt.segmenter import Segmenter
 
     (tmp_path / "afile").write_text("x")
@@ -236,7 +236,7 @@ def test_annotator_exports_and_export_onnx_refuse_foreign_files(tmp_path, capsys
     pytest.importorskip("gradio")
     import cv2
 
-    from samprompt.annotator import MODES, Annotator, SessionState
+    from samprompt.annotate.session import MODES, Annotator, SessionState
     from samprompt.segmenter import Segmenter
     from samprompt.synthetic import make_scene
 

@@ -1,6 +1,6 @@
 """What the browser canvas draws: the image once, then only the masks and vectors per edit.
 
-:func:`view_payload` turns an :class:`~samprompt.annotation.ImageAnnotation`
+:func:`view_payload` turns an :class:`~samprompt.annotate.document.ImageAnnotation`
 into a small JSON document for ``canvas.js``: the image as a data URL (only
 when a new image or slice is shown); the masks as one run-length-coded label
 map with a colour per label (:func:`label_runs`: objects in shades of their

@@ -10,7 +10,7 @@
 password twice without echo and writes the file (atomically, readable by its owner only).
 ``samprompt annotate FOLDER --users users.toml`` then signs every browser tab in: nothing of the
 app is served before a session exists, and each object records who made it and who last
-edited it (see :mod:`samprompt.annotation`).
+edited it (see :mod:`samprompt.annotate.document`).
 """
 
 from __future__ import annotations

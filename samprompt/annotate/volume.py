@@ -5,7 +5,7 @@ medical adapter (:func:`~samprompt.domains.medical.volume.load_volume`, RAS
 grid), windows it (``auto``, a CT preset or MR percentiles) and shows axial
 slices as the medical adapter sees them (columns x, rows y of the RAS grid,
 square pixels). The slice on screen is an ordinary
-:class:`~samprompt.annotation.ImageAnnotation`, so points, boxes, brush,
+:class:`~samprompt.annotate.document.ImageAnnotation`, so points, boxes, brush,
 polygons and undo work as on photos; each edit is written back into the
 object's 3D mask. :meth:`VolumeAnnotation.propagate` follows the selected object
 from its prompt on this slice up and down the volume with the medical
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..annotation import WHO, AnnotatedObject, ImageAnnotation, StaleSaveError, saved_revision
+from .document import WHO, AnnotatedObject, ImageAnnotation, StaleSaveError, saved_revision
 from ..errors import PromptError, SampromptError
 from ..io import atomic_write_bytes, atomic_write_text
 from ..prompts import Prompt

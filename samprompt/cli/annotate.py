@@ -23,7 +23,7 @@ def run(args) -> int:
 
         return users_main(rest[1:])
     require("gradio", "app")
-    from ..annotator import main as annotate_main
+    from ..annotate.app import main as annotate_main
 
     annotate_main(rest)
     return 0

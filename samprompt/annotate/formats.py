@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import SampromptError
+from ..errors import SampromptError
 
 
 class LabelSource:
@@ -38,8 +38,8 @@ class LabelMaps(LabelSource):
         self.folder = folder
 
     def objects(self, file_name, size):
-        from .images import read_label_map
-        from .masks import from_label_map
+        from ..images import read_label_map
+        from ..masks import from_label_map
 
         path = self.folder / f"{Path(file_name).stem}.png"
         if not path.is_file():

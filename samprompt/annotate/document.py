@@ -34,12 +34,12 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .errors import PromptError, SampromptError
-from .export import CocoWriter, export_png, export_yolo
-from .io import atomic_write_text
-from .masks import mask_to_rle, rle_to_mask
-from .prompts import SCHEMA_VERSION, Prompt
-from .segmenter import Segmenter
+from ..errors import PromptError, SampromptError
+from ..export import CocoWriter, export_png, export_yolo
+from ..io import atomic_write_text
+from ..masks import mask_to_rle, rle_to_mask
+from ..prompts import SCHEMA_VERSION, Prompt
+from ..segmenter import Segmenter
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _SAVE_LOCK = threading.Lock()  # saves of every image are checked and written one at a time
@@ -472,7 +472,7 @@ class ImageAnnotation:
         return self.proposals
 
     def _repeats(self, m: np.ndarray, repeat_iou: float, covered: float) -> bool:
-        from .masks import iou
+        from ..masks import iou
 
         have = [o.mask for o in self.objects if o.mask is not None]
         if not have:
