@@ -223,7 +223,7 @@ def test_yolo_labels_pair_with_their_images_by_yolo_rules(random_sam, tmp_path):
 def test_a_click_costs_the_same_with_25_objects_on_the_image(random_sam, tmp_path, monkeypatch):
     """Issue 30: click latency grew with the objects on an image (every save re-encoded every mask, every undo
     step copied every mask). Now a click encodes only the mask it changed and copies none."""
-    import samprompt.annotation as annotation_module
+    import samprompt.annotate.document as annotation_module
 
     ann = ImageAnnotation(Segmenter(random_sam), make_scene(6, size=(128, 128)).image, "many")
     for k in range(25):

@@ -524,7 +524,75 @@ def test_sign_in_users_file_and_objects_record_who_made_them(folder, random_sam,
         files, _ = c.predict("object", api_name="/export")  # COCO keeps it as the annotation's attributes
         coco = json.loads(Path(next(f for f in files if str(f).endswith(".coco.json"))).read_text())
         assert coco["annotations"][0]["attributes"]["created_by"] == "ana"
-        (coco_all, _) = c.predict(api_name="/export_all")[0]
+        (coco_all, _) = c.predict(False, api_name="/export_all")[0]
         assert json.loads(Path(coco_all).read_text())["annotations"][0]["attributes"]["edited_by"] == "ana"
+    finally:
+        app.close()
+
+
+def test_review_round_trip_between_an_annotator_and_a_reviewer(folder, random_sam, tmp_path, monkeypatch):
+    """Issue 28, review: done -> accepted | rejected with a comment; a rejected file returns to its annotator with the
+    comment, done again it awaits review; only a reviewer judges; status.json counts per state and per user; the
+    folder export can be limited to accepted files."""
+    import io
+
+    from samprompt.annotate.app import auth_check
+    from samprompt.annotate.users import read_users
+
+    users_file = tmp_path / "users.toml"
+    for name, role, pw in (("ana", "annotator", "correct horse"), ("rev", "reviewer", "battery staple")):
+        monkeypatch.setattr("sys.stdin", io.StringIO(pw + "\n"))
+        assert cli.main(["annotate", "users", "add", name, "--role", role, "--users", str(users_file),
+                         "--password-stdin"]) == 0
+    users = read_users(users_file)
+    annotator = Annotator(Segmenter(random_sam), folder, tmp_path / "ann")
+    annotator.roles = {n: u.role for n, u in users.items()}
+    app = build_app(annotator)
+    port = _free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, auth=auth_check(users))
+    url = f"http://127.0.0.1:{port}/"
+
+    def status():
+        return json.loads((annotator.out / "status.json").read_text())
+
+    try:
+        ana = gradio_client.Client(url, auth=("ana", "correct horse"), verbose=False)
+        rev = gradio_client.Client(url, auth=("rev", "battery staple"), verbose=False)
+        ana.predict(api_name="/next")  # image 0
+        ana.predict("40,50", MODES[0], "object", api_name="/click")
+        msg = ana.predict("", api_name="/review_accept")[1]
+        assert "only a reviewer" in msg and "ana is an annotator" in msg  # the annotator cannot judge
+        ana.predict(api_name="/done")  # image 0 done; image 1 opens
+        ana.predict("30,30", MODES[0], "object", api_name="/click")
+        ana.predict(api_name="/done")  # image 1 done
+        s = status()
+        assert s["counts"] == {"new": 1, "in progress": 0, "done": 2, "accepted": 0, "rejected": 0}
+        assert s["per_user"] == {"ana": {"done": 2}}
+
+        rev.predict(api_name="/next")  # the reviewer opens image 0
+        msg = rev.predict("", api_name="/review_reject")[1]
+        assert "say why in the comment" in msg  # a rejection needs a comment
+        msg = rev.predict("the object misses its lower half", api_name="/review_reject")[1]
+        assert "rejected" in msg and "opened default_000001" in msg  # the queue moves to the next done file
+        msg = rev.predict("", api_name="/review_accept")[1]
+        assert "accepted" in msg and "no file awaits review" in msg
+        s = status()
+        assert s["counts"]["accepted"] == 1 and s["counts"]["rejected"] == 1
+        assert s["files"]["default_000000"] == {"state": "rejected", "done_by": "ana", "reviewed_by": "rev",
+                                                "comment": "the object misses its lower half"}
+        assert s["per_user"] == {"ana": {"accepted": 1, "rejected": 1}, "rev": {"reviewed": 2}}
+        coco, _ = rev.predict(True, api_name="/export_all")[0]  # accepted files only
+        assert [im["file_name"] for im in json.loads(Path(coco).read_text())["images"]] == ["images/default_000001.png"]
+
+        ana2 = gradio_client.Client(url, auth=("ana", "correct horse"), verbose=False)
+        msg = ana2.predict(api_name="/next")[1]  # the rejected file reopens with the comment
+        assert "rejected by rev: the object misses its lower half" in msg
+        ana2.predict("60,40", MODES[0], "object", api_name="/click")
+        msg = ana2.predict(api_name="/done")[1]
+        assert "back in the reviewers' queue" in msg
+        assert status()["files"]["default_000000"]["state"] == "done"
+        history = json.loads((annotator.out / "review.json").read_text())["files"]["default_000000"]["history"]
+        assert [h["state"] for h in history] == ["rejected"]  # kept after the file went back
+        assert {f["status"] for f in annotator.files()} >= {"done", "accepted"}
     finally:
         app.close()

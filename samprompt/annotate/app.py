@@ -190,9 +190,15 @@ def build_app(annotator: Annotator):
                     propose_b = gr.Button("segment everything", elem_id="propose", size="sm", min_width=60)
                     accept_b = gr.Button("accept", elem_id="accept", size="sm", min_width=60)
                     discard_b = gr.Button("discard", elem_id="discard", size="sm", min_width=60)
+                with gr.Row(equal_height=True):  # a reviewer's verdict on the open file (review.py)
+                    comment = gr.Textbox(placeholder="review comment", show_label=False, container=False, scale=2,
+                                         min_width=90, elem_id="review_comment")
+                    approve_b = gr.Button("accept file", elem_id="review_accept", size="sm", min_width=60)
+                    reject_b = gr.Button("reject file", elem_id="review_reject", size="sm", min_width=60)
                 with gr.Row():
                     export_b = gr.Button("export", variant="primary", elem_id="export", size="sm", min_width=60)
                     export_all_b = gr.Button("export folder (COCO + YOLO)", elem_id="export_all", size="sm", min_width=60)
+                accepted_only = gr.Checkbox(False, label="folder export: accepted files only", elem_id="accepted_only")
                 files = gr.File(label="exported files", file_count="multiple", elem_id="files", height=80,
                                 visible=False)  # shown once something was exported
                 mode = gr.Radio(list(MODES), value=MODES[0], label="click adds", visible=False)  # for /click
@@ -253,6 +259,19 @@ def build_app(annotator: Annotator):
         undo_b.click(key("undo"), [state], outs, **EDITS, api_name="undo")
         redo_b.click(key("redo"), [state], outs, **EDITS, api_name="redo")
         clear_b.click(key("clear"), [state], outs, **EDITS, api_name="clear")
+
+        def judged(msg):  # the comment box empties once a verdict is given, not when it was refused
+            return gr.skip() if str(msg or "").startswith("⚠️") else ""
+
+        def approve(st, c):
+            return annotator.review(st, "accepted", c)
+
+        def reject(st, c):
+            return annotator.review(st, "rejected", c)
+
+        for button, fn, name in ((approve_b, approve, "review_accept"), (reject_b, reject, "review_reject")):
+            button.click(guard(fn), [state, comment], outs, **EDITS, api_name=name).then(
+                judged, [status], [comment], queue=False, show_progress="hidden", api_name=False)
         propose_b.click(key("propose"), [state], outs, **EDITS, api_name="propose")
         accept_b.click(key("accept"), [state, label], outs, **EDITS, api_name="accept")
         discard_b.click(key("discard"), [state], outs, **EDITS, api_name="discard")
@@ -299,17 +318,17 @@ def build_app(annotator: Annotator):
                 except SampromptError as exc:
                     return refused(st, exc)
 
-        def wrap_export_all(st):
+        def wrap_export_all(st, only):
             with st.lock:
                 try:
-                    coco, yolo = annotator.export_all(st)
+                    coco, yolo = annotator.export_all(st, accepted_only=bool(only))
                     return [coco, yolo], (f"exported the folder: {coco}, and a YOLO dataset in {Path(yolo).parent} "
                                           "(images/, labels/, data.yaml)")
                 except SampromptError as exc:
                     return refused(st, exc)
 
         for button, fn, inputs, name in ((export_b, wrap_export, [state, label], "export"),
-                                         (export_all_b, wrap_export_all, [state], "export_all")):
+                                         (export_all_b, wrap_export_all, [state, accepted_only], "export_all")):
             button.click(fn, inputs, [files, status], **EDITS, api_name=name).then(
                 after_export, [state], [canvas, files], queue=False, show_progress="hidden", api_name=False)
 
@@ -395,6 +414,7 @@ def main(argv: list[str] | None = None) -> None:
                               labels=args.labels, max_pixels=int(args.max_pixels * 1_000_000))
     except SampromptError as exc:
         p.error(str(exc))
+    annotator.roles = {name: u.role for name, u in (users or {}).items()}  # who may accept and reject
     app = build_app(annotator)
     app.launch(server_name=args.host, server_port=args.port, max_file_size=f"{args.max_upload_mb}mb",
                show_error=True, quiet=True, prevent_thread_lock=True,  # our own words, not Gradio's share=True hint

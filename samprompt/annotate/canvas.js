@@ -349,8 +349,9 @@
     files.forEach((f, k) => {
       const row = document.createElement("div");
       row.className = "sp-file" + (k === doc.index ? " sp-on" : "") + (f.status ? " sp-" + f.status : "");
-      row.title = f.name + (f.status ? ` (${f.status})` : "");
-      row.textContent = `${{ done: "✓", saved: "●", broken: "✕", "": "○" }[f.status || ""] || "○"} ${f.volume ? "▦ " : ""}${f.name}`;
+      const said = { saved: "in progress", done: "done, awaiting review" }[f.status] || f.status;
+      row.title = f.name + (f.status ? ` (${said})` : "");
+      row.textContent = `${{ done: "✓", saved: "●", broken: "✕", accepted: "★", rejected: "↺", "": "○" }[f.status || ""] || "○"} ${f.volume ? "▦ " : ""}${f.name}`;
       if (f.why) row.title = `cannot be opened: ${f.why}`;
       row.addEventListener("click", () => send({ op: "open", index: k }));
       box.appendChild(row);

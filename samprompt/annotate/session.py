@@ -22,6 +22,7 @@ from ..masks import overlay
 from ..outputs import check_out_folder, check_outputs
 from ..segmenter import Segmenter
 from .document import WHO, AnnotatedObject, EditsWouldBeLost, ImageAnnotation, StaleSaveError, read_saved, safe_name
+from .review import ReviewLedger, file_state, write_status
 
 if TYPE_CHECKING:
     from .volume import VolumeAnnotation
@@ -154,6 +155,8 @@ class Annotator:
             for name in self.label_values:
                 self.add_class(name)
         self._status: dict[str, str] | None = None
+        self.ledger = ReviewLedger(self.out)  # done marks and reviewers' verdicts (review.py)
+        self.roles: dict[str, str] = {}  # user -> role when the annotator signs users in (annotate --users)
         self.broken: dict[Path, str] = {}  # files that could not be opened, with the reason
         self._last_opened: str | None = None
         self._files_version = 0  # bumped when a file's status changes: the list is resent only then
@@ -218,11 +221,21 @@ class Annotator:
                     self._status[self.keys[path]] = ""
         return self._status
 
+    def states(self) -> dict[str, str]:
+        """Per entry key, the review state: ``new``, ``in progress``, ``done``, ``accepted`` or ``rejected``."""
+        return {k: file_state(v, self.ledger.get(k)) for k, v in self.status().items()}
+
+    def write_status(self) -> Path:
+        """``OUT/status.json``: every file's state and the counts per state and per user (review.py)."""
+        return write_status(self.out, self.states(), self.ledger)
+
     def files(self) -> list[dict]:
-        """The folder's images and volumes with their status (``broken``: cannot be opened), for the file list."""
+        """The folder's images and volumes with their status (``broken``: cannot be opened; else ``""``,
+        ``saved``, ``done``, ``accepted`` or ``rejected``), for the file list."""
         status = self.status()
+        shown = {k: (v if v != "done" else file_state(v, self.ledger.get(k))) for k, v in status.items()}
         return [{"name": (p.relative_to(self.folder).as_posix() if self.folder and p.is_relative_to(self.folder)
-                          else p.name), "status": "broken" if p in self.broken else status.get(self.keys[p], ""),
+                          else p.name), "status": "broken" if p in self.broken else shown.get(self.keys[p], ""),
                  "volume": p in self.volumes, **({"why": self.broken[p]} if p in self.broken else {})}
                 for p in self.entries]
 
@@ -285,7 +298,14 @@ class Annotator:
         done = ", done" if ann.done else ""
         note = f" (resumed {len(ann.objects)} objects{done})" if resumed else \
             f" (imported {imported} objects)" if imported else ""
-        return f"opened {ann.file_name}" + note
+        return f"opened {ann.file_name}" + note + self._verdict_note(key)
+
+    def _verdict_note(self, key: str) -> str:
+        v = (self.ledger.get(key) or {}).get("verdict")
+        if not v:
+            return ""
+        by = f" by {v['by']}" if v.get("by") else ""
+        return f"; {v['state']}{by}" + (f": {v['comment']}" if v.get("comment") else "")
 
     def _open_volume(self, state: SessionState, path: Path, key: str) -> str:
         from ..errors import require
@@ -300,7 +320,7 @@ class Annotator:
         self.seg.embed(vol.ann.image)
         n = len(vol.order)
         return (f"opened volume {vol.file_name} ({' x '.join(map(str, vol.vol.shape))}, {vol.window_note})"
-                + (f" (resumed {n} objects)" if resumed else ""))
+                + (f" (resumed {n} objects)" if resumed else "") + self._verdict_note(key))
 
     def open_upload(self, state: SessionState, path: str | None) -> str:
         from ..domains.medical.volume import is_nifti
@@ -561,7 +581,38 @@ class Annotator:
             return "nothing to undo"
         target.done = False
         self.autosave(state, always=True)
+        self.ledger.unmarked(target.name)
+        self.write_status()
         return f"{target.file_name} is not done any more"
+
+    def review(self, state: SessionState, verdict: str, comment: str = "") -> str:
+        """A reviewer's verdict (``accepted`` or ``rejected``, with a comment) on the open file, which must be done;
+        then the next file that awaits review opens (the reviewer's queue)."""
+        ann = self._need(state)
+        target = state.volume if state.volume is not None else ann
+        if self.roles and self.roles.get(state.user) != "reviewer":
+            raise SampromptError(f"only a reviewer can accept or reject files; {state.user} is "
+                                 f"{'an ' + self.roles[state.user] if state.user in self.roles else 'not a user'}")
+        if not target.done:
+            raise SampromptError(f"{target.file_name} is not marked done yet: a file is reviewed once its annotator "
+                                 "has finished it")
+        self.ledger.judge(target.name, verdict, state.user, comment)
+        self._files_version += 1
+        self.write_status()
+        message = f"{target.file_name} {verdict}"
+        if not (state.auto_advance and self.entries):
+            return message
+        states = self.states()
+        order = list(range(state.index + 1, len(self.entries))) + list(range(state.index))
+        for k in order:  # the reviewer's queue: files done and not yet judged
+            if states.get(self.keys[self.entries[k]]) == "done" and self.entries[k] not in self.broken:
+                try:
+                    return f"{message}; {self.open_index(state, k)}"
+                except StaleSaveError:
+                    raise
+                except SampromptError:
+                    continue
+        return f"{message}; no file awaits review"
 
     def pick(self, state: SessionState, x: float, y: float) -> str:
         """Select the object under (x, y): the smallest one there, so a small object on a large one wins."""
@@ -581,12 +632,16 @@ class Annotator:
         target = state.volume if state.volume is not None else ann
         target.done = True
         self.autosave(state, always=True)
-        message = f"{ann.file_name if state.volume is None else state.volume.file_name} done (z takes it back)"
+        back = self.ledger.marked_done(target.name, state.user)
+        self._files_version += 1
+        self.write_status()
+        message = (f"{ann.file_name if state.volume is None else state.volume.file_name} done (z takes it back)"
+                   + ("; back in the reviewers' queue" if back else ""))
         state.after_done = (state.index, target.name)
         if state.auto_advance and self.entries:
-            status = self.status()
             order = list(range(state.index + 1, len(self.entries))) + list(range(state.index))
-            todo = [k for k in order if status.get(self.keys[self.entries[k]]) != "done"
+            states = self.states()  # the next file not finished, or rejected back to its annotator
+            todo = [k for k in order if states.get(self.keys[self.entries[k]]) not in ("done", "accepted")
                     and self.entries[k] not in self.broken]
             marked = state.after_done
             for k in todo:  # the next unfinished file that opens
@@ -702,16 +757,18 @@ class Annotator:
                          f"(worst {loss['yolo_worst']:.0%}; COCO keeps them all)")
         return "".join(f"; {n}" for n in notes)
 
-    def export_all(self, state: SessionState) -> list[str]:
+    def export_all(self, state: SessionState, accepted_only: bool = False) -> list[str]:
         """The folder's saved annotations (uploads are not part of it) as one COCO file, ``coco_all.json``,
-        and as a YOLO-seg dataset that YOLO's tools load as it is (:meth:`export_yolo_dataset`)."""
+        and as a YOLO-seg dataset that YOLO's tools load as it is (:meth:`export_yolo_dataset`);
+        ``accepted_only``: only the files a reviewer accepted."""
         from ..export import CocoWriter
 
         coco = CocoWriter(self.classes)
         saved = []
+        states = self.states() if accepted_only else {}
         for path in self.images:
             file = self.out / f"{self.keys[path]}.annotation.json"
-            if not file.exists():
+            if not file.exists() or (accepted_only and states.get(self.keys[path]) != "accepted"):
                 continue
             _, (h, w), objects = read_saved(file)
             objs = [o for o in objects if o.mask is not None and o.mask.any()]  # as the per-image exports
@@ -725,7 +782,8 @@ class Annotator:
                            attributes=who if any(who) else None)
             saved.append((path, masks, [o.label for o in objs]))
         if not saved:
-            raise SampromptError("no image of this folder has saved objects yet: nothing to export")
+            raise SampromptError("no file of this folder has been accepted yet: nothing to export" if accepted_only
+                                 else "no image of this folder has saved objects yet: nothing to export")
         check_outputs([self.out / "coco_all.json"], inputs=self.entries)
         written = coco.write(self.out / "coco_all.json", overwrite=True)
         return [str(written), str(self.export_yolo_dataset(saved))]
