@@ -34,22 +34,26 @@ def export_png(out_dir: str | Path, name: str, image: np.ndarray, masks: np.ndar
     return [labels, over]
 
 
-def yolo_lines(masks: np.ndarray, class_ids: Sequence[int], *, tolerance: float = 1.0) -> list[str]:
+def yolo_lines(masks: np.ndarray, class_ids: Sequence[int], *, tolerance: float = 1.0,
+               kept: list[int] | None = None) -> list[str]:
     """YOLO-seg lines for (N, H, W) masks: one line (one instance) per object, every piece and hole in it.
 
     YOLO-seg holds one polygon per instance, which its loaders fill with ``cv2.fillPoly``.
     An object of several pieces, or with holes, becomes one polygon that visits every ring
     (outer contours and holes) through zero-width bridges, walked there and back, as
     Ultralytics' own COCO converter joins a multi-part segmentation: filled, the pieces
-    come back and the holes stay empty (:func:`yolo_kept` measures it).
+    come back and the holes stay empty (:func:`yolo_kept` measures it). ``kept``: a list that receives the
+    index of each mask that made a line (an empty mask makes none).
     """
     masks = np.asarray(masks, bool)
     h, w = masks.shape[1:]
     lines = []
-    for m, c in zip(masks, class_ids):
+    for i, (m, c) in enumerate(zip(masks, class_ids)):
         poly = yolo_polygon(m, tolerance)
         if poly is None:
             continue
+        if kept is not None:
+            kept.append(i)
         norm = poly / np.array([w, h], np.float64)
         lines.append(" ".join([str(int(c))] + [f"{v:.6f}" for v in norm.clip(0, 1).ravel()]))
     return lines
@@ -118,12 +122,20 @@ def _area(poly: np.ndarray) -> float:
 
 
 def export_yolo(path: str | Path, masks: np.ndarray, class_ids: Sequence[int] | None = None, *,
-                overwrite: bool = False) -> Path:
-    """Write a YOLO-seg label file (class 0 for every object unless ``class_ids``)."""
-    check_outputs([path], overwrite=overwrite)
+                overwrite: bool = False, who: Sequence[dict] | None = None) -> Path:
+    """Write a YOLO-seg label file (class 0 for every object unless ``class_ids``). ``who``: per mask, who made
+    and edited it and when; written beside the labels as ``STEM.who.json`` (``{"lines": [...]}``, one entry per
+    line of the label file, in its order), as YOLO's format has no room for it."""
+    path = Path(path)
+    sidecar = path.with_suffix(".who.json")
+    check_outputs([path, *([sidecar] if who is not None and any(who) else [])], overwrite=overwrite)
     masks = np.asarray(masks, bool)
     ids = list(class_ids) if class_ids is not None else [0] * len(masks)
-    return atomic_write_text(path, "\n".join(yolo_lines(masks, ids)) + ("\n" if len(masks) else ""))
+    kept: list[int] = []
+    written = atomic_write_text(path, "\n".join(yolo_lines(masks, ids, kept=kept)) + ("\n" if len(masks) else ""))
+    if who is not None and any(who):
+        atomic_write_text(sidecar, json.dumps({"labels": path.name, "lines": [who[i] for i in kept]}, indent=1) + "\n")
+    return written
 
 
 def coco_mask_fields(mask: np.ndarray) -> dict:

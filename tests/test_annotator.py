@@ -419,7 +419,7 @@ def test_the_folder_export_is_a_yolo_dataset_whose_labels_pair_with_their_images
     root = Path(spec["path"])
     assert root.is_absolute() and root == out / "yolo" and (root / spec["train"]).is_dir()
     assert spec["names"] == {0: "object", 1: "cat", 2: "dog"}
-    images = sorted((root / "images").iterdir())
+    images = sorted(p for p in (root / "images").iterdir() if not p.name.startswith("."))  # not our ledger
     assert len(images) == 3 and not any(p.stem == "c" for p in images)
     for image in images:  # YOLO's rule: /images/ -> /labels/, the suffix -> .txt
         label = Path(str(image).replace("/images/", "/labels/")).with_suffix(".txt")
@@ -435,7 +435,7 @@ def test_the_folder_export_is_a_yolo_dataset_whose_labels_pair_with_their_images
         assert (back.astype(bool) & truth).sum() / (back.astype(bool) | truth).sum() > 0.97
     assert len(json.loads(Path(coco).read_text())["images"]) == 3
     app.export_all(st)  # a second export replaces its own files
-    assert len(list((root / "images").iterdir())) == 3
+    assert len([p for p in (root / "images").iterdir() if not p.name.startswith(".")]) == 3
 
 
 def test_undo_takes_back_a_done_and_the_move_to_the_next_file(folder, random_sam, tmp_path):
@@ -524,6 +524,9 @@ def test_sign_in_users_file_and_objects_record_who_made_them(folder, random_sam,
         files, _ = c.predict("object", api_name="/export")  # COCO keeps it as the annotation's attributes
         coco = json.loads(Path(next(f for f in files if str(f).endswith(".coco.json"))).read_text())
         assert coco["annotations"][0]["attributes"]["created_by"] == "ana"
+        who = json.loads(Path(next(f for f in files if str(f).endswith(".who.json"))).read_text())
+        label_lines = (annotator.out / "labels" / who["labels"]).read_text().splitlines()
+        assert len(who["lines"]) == len(label_lines) == 1 and who["lines"][0]["created_by"] == "ana"  # YOLO's sidecar
         (coco_all, _) = c.predict(False, api_name="/export_all")[0]
         assert json.loads(Path(coco_all).read_text())["annotations"][0]["attributes"]["edited_by"] == "ana"
     finally:
@@ -583,6 +586,15 @@ def test_review_round_trip_between_an_annotator_and_a_reviewer(folder, random_sa
         assert s["per_user"] == {"ana": {"accepted": 1, "rejected": 1}, "rev": {"reviewed": 2}}
         coco, _ = rev.predict(True, api_name="/export_all")[0]  # accepted files only
         assert [im["file_name"] for im in json.loads(Path(coco).read_text())["images"]] == ["images/default_000001.png"]
+        rev.predict(False, api_name="/export_all")  # every saved file, then the accepted ones again:
+        shown = lambda d: sorted(p.name for p in (annotator.out / "yolo" / d).iterdir() if p.name[0] != ".")  # noqa: E731
+        assert len(shown("images")) == 2
+        rev.predict(True, api_name="/export_all")  # the earlier export's other image and labels are gone
+        assert shown("images") == ["default_000001.png"]
+        assert shown("labels") == ["default_000001.txt", "default_000001.who.json"]
+        sidecars = sorted((annotator.out / "yolo" / "labels").glob("*.who.json"))
+        assert [p.name for p in sidecars] == ["default_000001.who.json"]
+        assert json.loads(sidecars[0].read_text())["lines"][0]["created_by"] == "ana"
 
         ana2 = gradio_client.Client(url, auth=("ana", "correct horse"), verbose=False)
         msg = ana2.predict(api_name="/next")[1]  # the rejected file reopens with the comment

@@ -580,12 +580,14 @@ class ImageAnnotation:
         if "png" in formats:
             written += export_png(folder, self.name, self.image, masks)
         cats = list(dict.fromkeys([*categories, *labels]))
+        who = [{k: getattr(o, k) for k in WHO if getattr(o, k) is not None} for o in kept]
         if "yolo" in formats:  # named as YOLO pairs labels with images: images/NAME.ext -> labels/NAME.txt
             written.append(export_yolo(folder / "labels" / f"{self.yolo_stem}.txt", masks,
-                                       [cats.index(c) for c in labels]))
+                                       [cats.index(c) for c in labels], who=who))
+            if any(who):
+                written.append(written[-1].with_suffix(".who.json"))
         if "coco" in formats:
             coco = CocoWriter(cats)
-            who = [{k: getattr(o, k) for k in WHO if getattr(o, k) is not None} for o in kept]
             coco.add_image(self.file_name, masks, labels=labels,  # the image's own name, as tools pair them
                            attributes=who if any(who) else None)
             written.append(coco.write(folder / f"{self.name}.coco.json"))

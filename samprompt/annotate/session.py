@@ -19,7 +19,7 @@ from ..errors import ImageError, SampromptError
 from ..images import IMAGE_SUFFIXES, list_images, to_rgb_uint8
 from ..io import atomic_write_text
 from ..masks import overlay
-from ..outputs import check_out_folder, check_outputs
+from ..outputs import check_out_folder, check_outputs, record_written, written_by_samprompt
 from ..segmenter import Segmenter
 from .document import WHO, AnnotatedObject, EditsWouldBeLost, ImageAnnotation, StaleSaveError, read_saved, safe_name
 from .review import ReviewLedger, file_state, write_status
@@ -780,7 +780,7 @@ class Annotator:
             who = [{k: getattr(o, k) for k in WHO if getattr(o, k) is not None} for o in objs]
             coco.add_image(rel, masks, labels=[o.label for o in objs], height=h, width=w,
                            attributes=who if any(who) else None)
-            saved.append((path, masks, [o.label for o in objs]))
+            saved.append((path, masks, [o.label for o in objs], who))
         if not saved:
             raise SampromptError("no file of this folder has been accepted yet: nothing to export" if accepted_only
                                  else "no image of this folder has saved objects yet: nothing to export")
@@ -788,30 +788,38 @@ class Annotator:
         written = coco.write(self.out / "coco_all.json", overwrite=True)
         return [str(written), str(self.export_yolo_dataset(saved))]
 
-    def export_yolo_dataset(self, saved: list[tuple[Path, np.ndarray, list[str]]]) -> Path:
+    def export_yolo_dataset(self, saved: list[tuple[Path, np.ndarray, list[str], list[dict]]]) -> Path:
         """``OUT/yolo/``: ``images/`` (hard links to the folder's annotated images, or copies across disks),
         ``labels/`` (one YOLO-seg file per image, paired by name as YOLO pairs them) and ``data.yaml`` with
         the dataset's absolute path and the folder's class ids. Two images with one stem are named by their
-        annotation key instead, so that every label file pairs with exactly one image."""
+        annotation key instead, so that every label file pairs with exactly one image. Who made and edited
+        each object goes beside its label file (``labels/STEM.who.json``, one entry per line)."""
         import os
         import shutil
 
         from ..export import export_yolo
 
         root = self.out / "yolo"
-        stems = Counter(p.stem for p, _, _ in saved)
+        stems = Counter(p.stem for p, *_ in saved)
         targets = [(root / "images" / ((p.stem if stems[p.stem] == 1 else self.keys[p]) + p.suffix.lower()))
-                   for p, _, _ in saved]
+                   for p, *_ in saved]
         check_outputs([root / "data.yaml", *targets], inputs=self.entries, overwrite=True)
         (root / "images").mkdir(parents=True, exist_ok=True)
-        for (path, masks, labels), image in zip(saved, targets):
+        keep = set(targets)
+        for (path, masks, labels, who), image in zip(saved, targets):
             image.unlink(missing_ok=True)
             try:
                 os.link(path, image)
             except OSError:  # another file system, or links not allowed
                 shutil.copy2(path, image)
-            export_yolo(root / "labels" / f"{image.stem}.txt", masks, [self.classes.index(c) for c in labels],
-                        overwrite=True)
+            record_written(image)  # ours: a later export may take it away again
+            label = root / "labels" / f"{image.stem}.txt"
+            export_yolo(label, masks, [self.classes.index(c) for c in labels], overwrite=True, who=who)
+            keep |= {label, label.with_suffix(".who.json")}
+        for folder in (root / "images", root / "labels"):  # what an earlier export wrote and this one does not
+            for old in folder.iterdir() if folder.is_dir() else ():  # (accepted files only, a file deleted)
+                if old not in keep and old.is_file() and written_by_samprompt(old):
+                    old.unlink()
         names = "\n".join(f"  {i}: {json.dumps(n)}" for i, n in enumerate(self.classes))
         return atomic_write_text(root / "data.yaml", f"# written by samprompt annotate; move the folder and edit "
                                  f"path\npath: {json.dumps(str(root.resolve()))}\ntrain: images\nval: images\n"
