@@ -581,7 +581,7 @@ def test_review_round_trip_between_an_annotator_and_a_reviewer(folder, random_sa
         assert "accepted" in msg and "no file awaits review" in msg
         s = status()
         assert s["counts"]["accepted"] == 1 and s["counts"]["rejected"] == 1
-        assert s["files"]["default_000000"] == {"state": "rejected", "done_by": "ana", "reviewed_by": "rev",
+        assert s["files"]["default_000000"] == {"state": "rejected", "assigned_to": None, "done_by": "ana", "reviewed_by": "rev",
                                                 "comment": "the object misses its lower half"}
         assert s["per_user"] == {"ana": {"accepted": 1, "rejected": 1}, "rev": {"reviewed": 2}}
         coco, _ = rev.predict(True, api_name="/export_all")[0]  # accepted files only
@@ -608,3 +608,32 @@ def test_review_round_trip_between_an_annotator_and_a_reviewer(folder, random_sa
         assert {f["status"] for f in annotator.files()} >= {"done", "accepted"}
     finally:
         app.close()
+
+
+def test_assign_hands_each_user_their_own_files_stably(random_sam, tmp_path, capsys):
+    """Issue 28, --assign N: a signed-in user gets N files of their own, goes on with them after done, then gets
+    the next N nobody has; the hand-out survives a restart and shows in status.json and the file list."""
+    data = write_dataset(tmp_path / "data", 5, size=(64, 64))
+    app = Annotator(Segmenter(random_sam), data, tmp_path / "ann")
+    app.assign = 2
+    ana, bo = SessionState(user="ana"), SessionState(user="bo")
+    assert "default_000000" in app.resume(ana)
+    assert "default_000002" in app.resume(bo)  # ana holds files 0 and 1
+    assert app.queue("ana") == [0, 1] and app.queue("bo") == [2, 3]
+    for expect in ("default_000001", "default_000004"):  # her second file, then the next one nobody has
+        app.click(ana, 30, 30, MODES[0], "object")
+        assert expect in app.done(ana)
+    app.click(ana, 30, 30, MODES[0], "object")
+    assert "no file is left for you" in app.done(ana)  # bo's files are his
+    again = Annotator(Segmenter(random_sam), data, tmp_path / "ann")  # a restart
+    again.assign = 2
+    assert again.queue("bo") == [2, 3] and again.queue("ana") == []
+    assert {f["name"]: f.get("assigned") for f in again.files()}["images/default_000004.png"] == "ana"
+    status = json.loads((app.out / "status.json").read_text())
+    assert status["files"]["default_000003"]["assigned_to"] == "bo"
+    assert status["files"]["default_000004"] == {"state": "done", "assigned_to": "ana", "done_by": "ana",
+                                                 "reviewed_by": None, "comment": None}
+    with pytest.raises(SystemExit):
+        from samprompt.annotate.app import main
+        main([str(data), "--assign", "2"])
+    assert "--assign N hands files to signed-in users" in capsys.readouterr().err

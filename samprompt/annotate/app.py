@@ -380,6 +380,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", help="where annotations go (default: FOLDER/annotations)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only; "
                                                        "another needs --users, or --insecure)")
+    p.add_argument("--assign", type=int, default=0, metavar="N",
+                   help="with --users: hand each signed-in user N files of the folder at a time (kept in "
+                        "OUT/assignment.json); after done they go on with their own files first")
     p.add_argument("--users", metavar="TOML", help="sign-in: every tab signs in as a user of this file "
                                                   "(samprompt annotate users add NAME --role annotator|reviewer); "
                                                   "objects record who made and edited them")
@@ -405,6 +408,8 @@ def main(argv: list[str] | None = None) -> None:
             users = read_users(args.users)
         except SampromptError as exc:
             p.error(str(exc))
+    if args.assign and (users is None or args.assign < 0):
+        p.error("--assign N hands files to signed-in users: give --users users.toml, and N >= 1")
     if args.host not in LOOPBACK and users is None and not args.insecure:
         p.error(f"--host {args.host} would serve every image and every save to anyone who can reach this machine, "
                 "with no sign-in; give --users users.toml (samprompt annotate users add NAME), or --insecure")
@@ -415,6 +420,7 @@ def main(argv: list[str] | None = None) -> None:
     except SampromptError as exc:
         p.error(str(exc))
     annotator.roles = {name: u.role for name, u in (users or {}).items()}  # who may accept and reject
+    annotator.assign = args.assign
     app = build_app(annotator)
     app.launch(server_name=args.host, server_port=args.port, max_file_size=f"{args.max_upload_mb}mb",
                show_error=True, quiet=True, prevent_thread_lock=True,  # our own words, not Gradio's share=True hint

@@ -350,7 +350,7 @@
       const row = document.createElement("div");
       row.className = "sp-file" + (k === doc.index ? " sp-on" : "") + (f.status ? " sp-" + f.status : "");
       const said = { saved: "in progress", done: "done, awaiting review" }[f.status] || f.status;
-      row.title = f.name + (f.status ? ` (${said})` : "");
+      row.title = f.name + (f.status ? ` (${said})` : "") + (f.assigned ? `, for ${f.assigned}` : "");
       row.textContent = `${{ done: "✓", saved: "●", broken: "✕", accepted: "★", rejected: "↺", "": "○" }[f.status || ""] || "○"} ${f.volume ? "▦ " : ""}${f.name}`;
       if (f.why) row.title = `cannot be opened: ${f.why}`;
       row.addEventListener("click", () => send({ op: "open", index: k }));

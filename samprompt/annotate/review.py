@@ -90,13 +90,15 @@ class ReviewLedger:
             return verdict
 
 
-def write_status(out: Path, states: dict[str, str], ledger: ReviewLedger) -> Path:
-    """``OUT/status.json``: each file's state, who did it, and the counts per state and per user."""
+def write_status(out: Path, states: dict[str, str], ledger: ReviewLedger, assigned: dict[str, str] | None = None) -> Path:
+    """``OUT/status.json``: each file's state, who it is assigned to, who did it, and the counts per state and
+    per user."""
     files, per_user = {}, {}
     for key, state in sorted(states.items()):
         e = ledger.get(key) or {}
         v = e.get("verdict") or {}
-        files[key] = {"state": state, "done_by": e.get("done_by") if state in STATES[2:] else None,
+        files[key] = {"state": state, "assigned_to": (assigned or {}).get(key),
+                      "done_by": e.get("done_by") if state in STATES[2:] else None,
                       "reviewed_by": v.get("by"), "comment": v.get("comment") or None}
         if files[key]["done_by"]:
             per_user.setdefault(files[key]["done_by"], Counter())[state] += 1

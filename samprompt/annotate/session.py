@@ -157,6 +157,9 @@ class Annotator:
         self._status: dict[str, str] | None = None
         self.ledger = ReviewLedger(self.out)  # done marks and reviewers' verdicts (review.py)
         self.roles: dict[str, str] = {}  # user -> role when the annotator signs users in (annotate --users)
+        self.assign = 0  # annotate --assign N: files are handed to each signed-in user N at a time (0: not)
+        self.assignments: dict[str, str] = self._read_assignments()  # file key -> user, kept in assignment.json
+        self._assign_lock = threading.Lock()
         self.broken: dict[Path, str] = {}  # files that could not be opened, with the reason
         self._last_opened: str | None = None
         self._files_version = 0  # bumped when a file's status changes: the list is resent only then
@@ -227,7 +230,42 @@ class Annotator:
 
     def write_status(self) -> Path:
         """``OUT/status.json``: every file's state and the counts per state and per user (review.py)."""
-        return write_status(self.out, self.states(), self.ledger)
+        return write_status(self.out, self.states(), self.ledger, self.assignments)
+
+    # ------------------------------------------------------------ assignment
+    @property
+    def _assignment_file(self) -> Path:
+        return self.out / "assignment.json"
+
+    def _read_assignments(self) -> dict[str, str]:
+        try:
+            return dict(json.loads(self._assignment_file.read_text()).get("files", {}))
+        except (OSError, ValueError, AttributeError, TypeError):
+            return {}
+
+    def queue(self, user: str | None) -> list[int]:
+        """With ``assign``: the entries of ``user``'s unfinished files (rejected ones first). One who has none
+        is handed the next ``assign`` files nobody has, in folder order; the hand-out is kept in
+        ``OUT/assignment.json``, so it is stable across tabs and restarts. Without: []."""
+        if not self.assign or not user:
+            return []
+        with self._assign_lock:
+            states = self.states()
+
+            def unfinished(k: int) -> bool:
+                return (states.get(self.keys[self.entries[k]]) in ("new", "in progress", "rejected")
+                        and self.entries[k] not in self.broken)
+
+            mine = [k for k, p in enumerate(self.entries) if self.assignments.get(self.keys[p]) == user and unfinished(k)]
+            if not mine:
+                mine = [k for k, p in enumerate(self.entries) if self.keys[p] not in self.assignments
+                        and unfinished(k)][: self.assign]
+                if mine:
+                    self.assignments.update({self.keys[self.entries[k]]: user for k in mine})
+                    atomic_write_text(self._assignment_file, json.dumps(
+                        {"batch": self.assign, "files": self.assignments}, indent=1, sort_keys=True) + "\n")
+                    self._files_version += 1
+            return sorted(mine, key=lambda k: (states.get(self.keys[self.entries[k]]) != "rejected", k))
 
     def files(self) -> list[dict]:
         """The folder's images and volumes with their status (``broken``: cannot be opened; else ``""``,
@@ -236,7 +274,8 @@ class Annotator:
         shown = {k: (v if v != "done" else file_state(v, self.ledger.get(k))) for k, v in status.items()}
         return [{"name": (p.relative_to(self.folder).as_posix() if self.folder and p.is_relative_to(self.folder)
                           else p.name), "status": "broken" if p in self.broken else shown.get(self.keys[p], ""),
-                 "volume": p in self.volumes, **({"why": self.broken[p]} if p in self.broken else {})}
+                 "volume": p in self.volumes, **({"why": self.broken[p]} if p in self.broken else {}),
+                 **({"assigned": self.assignments[self.keys[p]]} if self.keys[p] in self.assignments else {})}
                 for p in self.entries]
 
     # ------------------------------------------------------------ where the user was
@@ -257,6 +296,9 @@ class Annotator:
             rel = json.loads(self._session_file.read_text()).get("last_opened")
         except (OSError, ValueError, AttributeError):
             rel = None
+        mine = self.queue(state.user)
+        if mine:  # annotate --assign: a signed-in annotator starts on their own queue
+            return self.open_index(state, mine[0], step=1)
         for k, path in enumerate(self.entries):
             shown = path.relative_to(self.folder).as_posix() if self.folder and path.is_relative_to(self.folder) \
                 else path.name
@@ -643,6 +685,8 @@ class Annotator:
             states = self.states()  # the next file not finished, or rejected back to its annotator
             todo = [k for k in order if states.get(self.keys[self.entries[k]]) not in ("done", "accepted")
                     and self.entries[k] not in self.broken]
+            if self.assign and state.user:  # annotate --assign: the user's own queue, no one else's files
+                todo = self.queue(state.user)
             marked = state.after_done
             for k in todo:  # the next unfinished file that opens
                 try:
@@ -653,7 +697,8 @@ class Annotator:
                     raise
                 except SampromptError:
                     continue
-            return f"{message}; every file of the folder is done"
+            return f"{message}; " + ("no file is left for you" if self.assign and state.user
+                                     else "every file of the folder is done")
         return message
 
     # ---------------------------------------------------------------- render

@@ -116,7 +116,8 @@ def run(args) -> int:
             m = results[cat.name]
             shown = ", ".join(f"{k} {m[k]:.3f}" for k in ("image_auroc", "pixel_auroc", "pro", "mask_f1")
                               if m.get(k) is not None)
-            print(f"{cat.name}: {m['images']} images, {shown or 'no metrics'}"
+            pose = "; parts aligned to one pose" if m.get("aligned") else ""
+            print(f"{cat.name}: {m['images']} images, {shown or 'no metrics'}{pose}"
                   f"{'; ' + m['note'] if m.get('note') else ''}; report: {out / cat.name / 'report.html'}")
     doc = {"categories": results, "mean": _mean([r for r in results.values() if "error" not in r])}
     atomic_write_text(out / "metrics.json", json.dumps(doc, indent=1) + "\n")

@@ -135,7 +135,11 @@ class DefectJob(JobSettings):
 
         metrics = category_metrics(out, items, done)
         last = next((done[i.id] for i in items if i.id in done), {})  # a rerun that ran nothing has no prepare()
-        metrics.update(shots=self.shots, threshold=getattr(self, "threshold", last.get("threshold")),
+        aligned = getattr(self, "aligned", None)
+        if aligned is None and (out / "metrics.json").is_file():  # a rerun with nothing left: as the run before
+            aligned = json.loads((out / "metrics.json").read_text()).get("aligned")
+        metrics.update(shots=self.shots, aligned=bool(aligned),
+                       threshold=getattr(self, "threshold", last.get("threshold")),
                        threshold_rule=getattr(self, "threshold_rule", last.get("threshold_rule")),
                        settings=asdict(getattr(self, "_settings", None) or self.defects))
         from ...io import atomic_write_text
