@@ -389,3 +389,16 @@ def test_inspect_killed_mid_run_then_rerun_writes_the_uninterrupted_results(data
     assert 4 <= n < 24
     assert cli.main([*args, "--out", str(killed)]) == 0
     assert (killed / "results.jsonl").read_bytes() == (tmp_path / "ref" / "results.jsonl").read_bytes()
+
+
+def test_a_rerun_with_nothing_left_reports_what_the_run_used(tmp_path):
+    """Found by a kill -9 after the last image: the rerun ran no prepare() and reported the unaligned defaults."""
+    data = write_defect_dataset(tmp_path / "d", ["flange"], train=2, test_good=2, per_defect=1, seed=5)
+    out = tmp_path / "o"
+    assert cli.main(["defects", str(data), "--shots", "0", "--out", str(out), "--quiet"]) == 0
+    first = json.loads((out / "flange" / "metrics.json").read_text())
+    assert first["aligned"] is True and first["settings"]["base"] == "threshold"
+    (out / "flange" / "metrics.json").unlink()  # as if killed before the end
+    assert cli.main(["defects", str(data), "--shots", "0", "--out", str(out), "--quiet"]) == 0
+    again = json.loads((out / "flange" / "metrics.json").read_text())
+    assert (again["aligned"], again["settings"]) == (first["aligned"], first["settings"])

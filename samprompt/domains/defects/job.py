@@ -123,8 +123,10 @@ class DefectJob(JobSettings):
         elif item.meta.get("defect") == "good":
             truth = np.zeros(rgb.shape[:2], bool)
         amap = self._source(seg).score_named(item.id, rgb)
-        res = segment_defects(seg, rgb, amap, self.threshold, getattr(self, "_settings", None) or self.defects)
-        rec.update(result_record(res, item), defect=item.meta.get("defect"), threshold_rule=self.threshold_rule)
+        st = getattr(self, "_settings", None) or self.defects
+        res = segment_defects(seg, rgb, amap, self.threshold, st)
+        rec.update(result_record(res, item), defect=item.meta.get("defect"), threshold_rule=self.threshold_rule,
+                   aligned=bool(getattr(self, "aligned", False)), settings=asdict(st))  # what a rerun reports
         return rgb, res, truth
 
     def write(self, rec: dict, result, item: WorkItem, out: Path) -> dict:
@@ -135,13 +137,13 @@ class DefectJob(JobSettings):
 
         metrics = category_metrics(out, items, done)
         last = next((done[i.id] for i in items if i.id in done), {})  # a rerun that ran nothing has no prepare()
-        aligned = getattr(self, "aligned", None)
-        if aligned is None and (out / "metrics.json").is_file():  # a rerun with nothing left: as the run before
-            aligned = json.loads((out / "metrics.json").read_text()).get("aligned")
-        metrics.update(shots=self.shots, aligned=bool(aligned),
+        ran = hasattr(self, "threshold_rule")
+        metrics.update(shots=self.shots,
+                       aligned=bool(getattr(self, "aligned", False) if ran else last.get("aligned")),
                        threshold=getattr(self, "threshold", last.get("threshold")),
                        threshold_rule=getattr(self, "threshold_rule", last.get("threshold_rule")),
-                       settings=asdict(getattr(self, "_settings", None) or self.defects))
+                       settings=asdict(getattr(self, "_settings", None) or self.defects) if ran or "settings" not in last
+                       else last["settings"])
         from ...io import atomic_write_text
 
         atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=1) + "\n")
