@@ -646,15 +646,21 @@ class Annotator:
             return message
         states = self.states()
         order = list(range(state.index + 1, len(self.entries))) + list(range(state.index))
-        for k in order:  # the reviewer's queue: files done and not yet judged
-            if states.get(self.keys[self.entries[k]]) == "done" and self.entries[k] not in self.broken:
-                try:
-                    return f"{message}; {self.open_index(state, k)}"
-                except StaleSaveError:
-                    raise
-                except SampromptError:
-                    continue
-        return f"{message}; no file awaits review"
+        queue = [k for k in order  # the reviewer's queue: files done and not yet judged
+                 if states.get(self.keys[self.entries[k]]) == "done" and self.entries[k] not in self.broken]
+        opened = self._open_first(state, queue)
+        return f"{message}; {opened or 'no file awaits review'}"
+
+    def _open_first(self, state: SessionState, candidates: list[int]) -> str | None:
+        """Open the first of these entries that opens (one that cannot is marked broken); None if none does."""
+        for k in candidates:
+            try:
+                return self.open_index(state, k)
+            except StaleSaveError:
+                raise
+            except SampromptError:
+                continue
+        return None
 
     def pick(self, state: SessionState, x: float, y: float) -> str:
         """Select the object under (x, y): the smallest one there, so a small object on a large one wins."""
@@ -688,15 +694,10 @@ class Annotator:
             if self.assign and state.user:  # annotate --assign: the user's own queue, no one else's files
                 todo = self.queue(state.user)
             marked = state.after_done
-            for k in todo:  # the next unfinished file that opens
-                try:
-                    opened = self.open_index(state, k)
-                    state.after_done = marked  # undo on the file opened takes the done back
-                    return f"{message}; {opened}"
-                except StaleSaveError:
-                    raise
-                except SampromptError:
-                    continue
+            opened = self._open_first(state, todo)  # the next unfinished file that opens
+            if opened is not None:
+                state.after_done = marked  # undo on the file opened takes the done back
+                return f"{message}; {opened}"
             return f"{message}; " + ("no file is left for you" if self.assign and state.user
                                      else "every file of the folder is done")
         return message
