@@ -39,7 +39,8 @@ def run_decoder(
     """Prompt encoder + mask decoder for B objects of one image.
 
     Args:
-        embedding: (1, C, h, w) image embedding.
+        embedding: (1, C, h, w) image embedding, or (B, C, h, w): one row per object, so
+            objects of several images decode in one call (training batches them so).
         points: ((B, N, 2) coordinates in the model's input frame, (B, N) labels), or None.
         boxes: (B, 4) XYXY in the model's input frame, or None.
         masks: (B, 1, 4h, 4w) low-res mask logits, or None.
@@ -49,6 +50,11 @@ def run_decoder(
     Returns (B, M, 4h, 4w) low-res logits and (B, M) predicted IoUs.
     """
     sparse, dense = prompt_encoder(points=points, boxes=boxes, masks=masks)
+    if embedding.shape[0] > 1:
+        # SAM's decoder repeats one embedding per object and adds the dense prompt to it; with
+        # an embedding per object, that sum is made here and the decoder repeats zeros.
+        dense = dense + embedding
+        embedding = embedding.new_zeros((1, *embedding.shape[1:]))
     inputs = dict(
         image_embeddings=embedding,
         image_pe=prompt_encoder.get_dense_pe(),

@@ -48,3 +48,28 @@ def test_a_bad_only_prefix_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--out", str(tmp_path / "x"), "--only", "nope.", *FAST])
     assert exc.value.code == 2 and "no parameter name starts with 'nope.'" in capsys.readouterr().err
+
+
+def test_objects_of_several_images_decode_as_each_image_alone():
+    from samprompt.steps import run_decoder
+
+    torch.manual_seed(0)
+    model = build_sam(TINY_ARCH).eval()
+    emb = torch.randn(2, 128, 16, 16)
+    boxes = torch.tensor([[10.0, 20, 90, 120], [50, 40, 200, 230], [0, 0, 255, 255]])
+    owner = torch.tensor([0, 1, 1])
+    with torch.no_grad():
+        together = run_decoder(model.prompt_encoder, model.mask_decoder, emb[owner], boxes=boxes)
+        alone = [run_decoder(model.prompt_encoder, model.mask_decoder, emb[i : i + 1], boxes=boxes[owner == i])
+                 for i in (0, 1)]
+    for k in (0, 1):
+        assert torch.allclose(together[k], torch.cat([a[k] for a in alone]), atol=1e-5)
+
+
+def test_scenes_made_by_workers_train_exactly_as_made_in_process(tmp_path):
+    runs = {}
+    for workers in ("0", "1"):
+        out = tmp_path / workers
+        main(["--out", str(out), "--max-steps", "2", "--workers", workers, *FAST])
+        runs[workers] = read_state_dict(out / "final.safetensors")
+    assert all(torch.equal(runs["0"][k], runs["1"][k]) for k in runs["0"])

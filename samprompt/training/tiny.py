@@ -54,6 +54,40 @@ def _to_batch(model, scenes, device) -> torch.Tensor:
     return torch.cat([model_input(model, s.image, device)[0] for s in scenes])
 
 
+def make_scenes(step: int, batch: int, seed: int, img_size: int) -> list:
+    """The training scenes of one step (a function of the step alone, so workers can make them ahead)."""
+    rng = np.random.default_rng([seed, step, 1])
+    seeds = TRAIN_SEED0 + step * batch + np.arange(batch)
+    return [_prep_scene(int(s), rng, img_size) for s in seeds]
+
+
+class _Prefetch:
+    """Scenes for the coming steps, made by a pool of worker processes ``depth`` steps ahead."""
+
+    def __init__(self, workers: int, batch: int, seed: int, img_size: int, depth: int = 4):
+        import multiprocessing as mp
+        from collections import deque
+        from functools import partial
+
+        self.pool = mp.get_context("fork").Pool(workers)
+        self.make = partial(make_scenes, batch=batch, seed=seed, img_size=img_size)
+        self.pending: deque = deque()
+        self.depth = depth
+        self.next = None
+
+    def get(self, step: int) -> list:
+        if self.next != step:  # first call (or a jump): restart the queue at this step
+            self.pending.clear()
+            self.next = step
+        while len(self.pending) < self.depth:
+            self.pending.append(self.pool.apply_async(self.make, (self.next,)))
+            self.next += 1
+        return self.pending.popleft().get()
+
+    def close(self) -> None:
+        self.pool.terminate()
+
+
 def _decode(model, emb, points, boxes, mask_in):
     """All four mask outputs and IoU predictions, for the losses."""
     return run_decoder(model.prompt_encoder, model.mask_decoder, emb, points=points, boxes=boxes, masks=mask_in)
@@ -71,63 +105,80 @@ def _sample_click(pred: np.ndarray, gt: np.ndarray, rng: np.random.Generator):
 
 
 def train_step(model, scenes, rng, args, device) -> dict:
+    """One step: encode the scenes, then decode the objects of all scenes prompted alike together.
+
+    Each scene draws its prompt kind (box or point) and its number of rounds (1-3); the
+    objects of all box scenes, and of all point scenes, are decoded in one call per round
+    (one embedding row per object), which keeps a GPU busy at large batches.
+    """
     img_size = model.image_encoder.img_size
-    x = _to_batch(model, scenes, device)
-    emb = model.image_encoder(x)
-    total = 0.0
-    n_terms = 0
-    stats = {"iou0": [], "iou_last": []}
+    emb = model.image_encoder(_to_batch(model, scenes, device))
+    plans = []
     for b, scene in enumerate(scenes):
-        k = scene.num_objects
-        ids = rng.permutation(k)[: args.objects] + 1
-        gts = np.stack([scene.labels == i for i in ids])  # (K, h, w)
-        h, w = gts.shape[1:]
-        full = torch.zeros(len(ids), 1, img_size, img_size, device=device)
-        full[:, 0, :h, :w] = torch.from_numpy(gts).float()
+        ids = rng.permutation(scene.num_objects)[: args.objects] + 1
+        plans.append((b, np.stack([scene.labels == i for i in ids]), rng.random() < 0.5,
+                      1 + int(rng.choice([0, 1, 2], p=[0.4, 0.35, 0.25]))))
+    total, n_terms = 0.0, 0
+    iou0, iou_last = [], []
+    for use_box in (True, False):
+        group = [pl for pl in plans if pl[2] == use_box]
+        if not group:
+            continue
+        owner = np.concatenate([[b] * len(g) for b, g, _, _ in group])
+        rounds = np.concatenate([[r] * len(g) for _, g, _, r in group])
+        gts = [m for _, g, _, _ in group for m in g]  # (h, w) each, as the scene's size
+        full = torch.zeros(len(gts), 1, img_size, img_size, device=device)
+        for i, g in enumerate(gts):
+            full[i, 0, : g.shape[0], : g.shape[1]] = torch.from_numpy(g)
         target = F.interpolate(full, (args.loss_size, args.loss_size), mode="area")[:, 0]
-        use_box = rng.random() < 0.5
+        n = len(gts)
         boxes = None
-        coords = np.zeros((len(ids), 0, 2))
-        labels = np.zeros((len(ids), 0), np.int64)
         if use_box:
             boxes = torch.tensor(np.stack([box_from_mask(g, 0.1, rng) for g in gts]), dtype=torch.float32, device=device)
+            coords, labels = np.zeros((n, 0, 2)), np.zeros((n, 0), np.int64)
         else:
-            coords = np.stack([random_point(g, rng) for g in gts])[:, None]
-            labels = np.ones((len(ids), 1), np.int64)
-        rounds = 1 + int(rng.choice([0, 1, 2], p=[0.4, 0.35, 0.25]))
+            coords, labels = np.stack([random_point(g, rng) for g in gts])[:, None], np.ones((n, 1), np.int64)
         mask_in = None
-        for r in range(rounds):
+        live = np.arange(n)
+        for r in range(int(rounds.max())):
+            live = live[rounds[live] > r]
+            idx_t = torch.as_tensor(live, device=device)
             pts = None
             if coords.shape[1]:
-                pts = (
-                    torch.tensor(coords, dtype=torch.float32, device=device),
-                    torch.tensor(labels, dtype=torch.int64, device=device),
-                )
-            logits, iou = _decode(model, emb[b : b + 1], pts, boxes, mask_in)
+                pts = (torch.tensor(coords[live], dtype=torch.float32, device=device),
+                       torch.tensor(labels[live], dtype=torch.int64, device=device))
+            logits, iou = _decode(model, emb[torch.as_tensor(owner[live], device=device)], pts,
+                                  None if boxes is None else boxes[idx_t],
+                                  None if mask_in is None else mask_in[idx_t])
             up = F.interpolate(logits, (args.loss_size, args.loss_size), mode="bilinear", align_corners=False)
-            ambiguous = boxes is None and coords.shape[1] == 1
-            if ambiguous:
-                loss, idx = sam_loss(up[:, 1:], iou[:, 1:], target, **args.loss_kw)
-                idx = idx + 1
+            if not use_box and r == 0:  # one point: ambiguous, the best of the three multimask outputs
+                loss, sel = sam_loss(up[:, 1:], iou[:, 1:], target[idx_t], **args.loss_kw)
+                sel = sel + 1
             else:
-                loss, idx = sam_loss(up, iou, target, select="first", **args.loss_kw)
+                loss, sel = sam_loss(up, iou, target[idx_t], select="first", **args.loss_kw)
             total = total + loss
             n_terms += 1
-            chosen = up[torch.arange(len(ids)), idx]
-            ious = mask_iou(chosen, target)
+            chosen = up[torch.arange(len(live), device=device), sel]
+            ious = mask_iou(chosen, target[idx_t]).tolist()
             if r == 0:
-                stats["iou0"].extend(ious.tolist())
-            if r == rounds - 1:
-                stats["iou_last"].extend(ious.tolist())
+                iou0 += ious
+            iou_last += [v for v, j in zip(ious, live) if rounds[j] == r + 1]
+            if not (rounds[live] > r + 1).any():
                 break
             pred = F.interpolate(chosen.detach()[:, None], (img_size, img_size), mode="bilinear", align_corners=False)
-            pred = (pred[:, 0] > 0).cpu().numpy()[:, :h, :w]
-            new = [_sample_click(p, g, rng) for p, g in zip(pred, gts)]
-            coords = np.concatenate([coords, np.stack([c for c, _ in new])[:, None]], 1)
-            labels = np.concatenate([labels, np.array([[lab] for _, lab in new])], 1)
-            mask_in = logits[torch.arange(len(ids)), idx][:, None].detach()
+            pred = (pred[:, 0] > 0).cpu().numpy()
+            new = [_sample_click(p[: gts[j].shape[0], : gts[j].shape[1]], gts[j], rng) for p, j in zip(pred, live)]
+            grown_c = np.zeros((n, coords.shape[1] + 1, 2))
+            grown_l = np.zeros((n, coords.shape[1] + 1), np.int64)
+            grown_c[:, :-1], grown_l[:, :-1] = coords, labels
+            grown_c[live, -1] = [c for c, _ in new]
+            grown_l[live, -1] = [lab for _, lab in new]
+            coords, labels = grown_c, grown_l
+            low = logits[torch.arange(len(live), device=device), sel][:, None].detach()
+            mask_in = torch.zeros(n, *low.shape[1:], device=device)
+            mask_in[idx_t] = low
     loss = total / max(n_terms, 1)
-    return {"loss": loss, "iou0": float(np.mean(stats["iou0"])), "iou_last": float(np.mean(stats["iou_last"]))}
+    return {"loss": loss, "iou0": float(np.mean(iou0)), "iou_last": float(np.mean(iou_last))}
 
 
 @torch.no_grad()
@@ -169,6 +220,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                    help="torch device (default: cuda when there is one, else cpu)")
+    p.add_argument("--workers", type=int, default=0,
+                   help="processes that make the scenes of the coming steps (0: made in the training process)")
     p.add_argument("--save-every", type=int, default=50)
     p.add_argument("--val-every", type=int, default=250)
     p.add_argument("--val-scenes", type=int, default=48, help="validation scenes (seeds 0..N-1)")
@@ -184,6 +237,11 @@ def main(argv: list[str] | None = None) -> None:
     args.loss_kw = dict(focal_weight=args.focal_weight, focal_gamma=args.focal_gamma, dice_weight=args.dice_weight)
 
     torch.set_num_threads(args.threads)
+    # worker processes are forked before the model touches a GPU
+    prefetch = _Prefetch(args.workers, args.batch, args.seed, TINY_ARCH.img_size) if args.workers else None
+    if str(args.device).startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -215,8 +273,10 @@ def main(argv: list[str] | None = None) -> None:
         for g in opt.param_groups:
             g["lr"] = lr
         rng = np.random.default_rng([args.seed, step])
-        seeds = TRAIN_SEED0 + step * args.batch + np.arange(args.batch)
-        scenes = [_prep_scene(int(s), rng, TINY_ARCH.img_size) for s in seeds]
+        if prefetch is not None:
+            scenes = prefetch.get(step)
+        else:
+            scenes = make_scenes(step, args.batch, args.seed, TINY_ARCH.img_size)
         out = train_step(model, scenes, rng, args, device)
         opt.zero_grad(set_to_none=True)
         out["loss"].backward()
@@ -255,6 +315,8 @@ def main(argv: list[str] | None = None) -> None:
                 "elapsed": time.time() - t_start, "best": best}, last)
     log.write(json.dumps({"step": step, "final": True, **val}) + "\n")
     log.close()
+    if prefetch is not None:
+        prefetch.close()
     print("done", step, val, flush=True)
 
 
