@@ -414,7 +414,7 @@ def test_the_folder_export_is_a_yolo_dataset_whose_labels_pair_with_their_images
         corner = [[10 + 8 * k, 10], [90, 12 + 5 * k], [70, 70], [12, 60 - 6 * k]]  # one shape per image
         app.command(st, {"op": "draw_polygon", "points": corner}, ["cat", "dog", "cat"][k])
         app.autosave(st)
-    coco, data_yaml = app.export_all(st)
+    coco, data_yaml, *_ = app.export_all(st)
     spec = yaml.safe_load(Path(data_yaml).read_text())
     root = Path(spec["path"])
     assert root.is_absolute() and root == out / "yolo" and (root / spec["train"]).is_dir()

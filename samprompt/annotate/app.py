@@ -197,7 +197,7 @@ def build_app(annotator: Annotator):
                     reject_b = gr.Button("reject file", elem_id="review_reject", size="sm", min_width=60)
                 with gr.Row():
                     export_b = gr.Button("export", variant="primary", elem_id="export", size="sm", min_width=60)
-                    export_all_b = gr.Button("export folder (COCO + YOLO)", elem_id="export_all", size="sm", min_width=60)
+                    export_all_b = gr.Button("export folder (COCO, YOLO, CVAT, Label Studio)", elem_id="export_all", size="sm", min_width=60)
                 accepted_only = gr.Checkbox(False, label="folder export: accepted files only", elem_id="accepted_only")
                 files = gr.File(label="exported files", file_count="multiple", elem_id="files", height=80,
                                 visible=False)  # shown once something was exported
@@ -321,9 +321,10 @@ def build_app(annotator: Annotator):
         def wrap_export_all(st, only):
             with st.lock:
                 try:
-                    coco, yolo = annotator.export_all(st, accepted_only=bool(only))
-                    return [coco, yolo], (f"exported the folder: {coco}, and a YOLO dataset in {Path(yolo).parent} "
-                                          "(images/, labels/, data.yaml)")
+                    coco, yolo, xml, tasks = annotator.export_all(st, accepted_only=bool(only))
+                    return [coco, yolo, xml, tasks], (
+                        f"exported the folder: {coco}, a YOLO dataset in {Path(yolo).parent} (images/, labels/, "
+                        f"data.yaml), CVAT for images XML {Path(xml).name} and Label Studio tasks {Path(tasks).name}")
                 except SampromptError as exc:
                     return refused(st, exc)
 
@@ -398,7 +399,8 @@ def main(argv: list[str] | None = None) -> None:
                                                    "offered, and a volume's export gives them its label values")
     p.add_argument("--import", dest="imports", metavar="PATH",
                    help="start images that have no saved annotation from existing labels: a folder of label-map "
-                        "PNGs (or one holding masks/), a COCO JSON file, or a folder of YOLO-seg .txt files")
+                        "PNGs (or one holding masks/), a COCO JSON file, a folder of YOLO-seg .txt files, "
+                        "a CVAT for images 1.1 XML file or a Label Studio task JSON")
     args = p.parse_args(argv)
     users = None
     if args.users:

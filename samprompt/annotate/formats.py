@@ -10,7 +10,10 @@
   annotation one object of its category;
 * a folder of YOLO-seg ``NAME.txt`` files (``class x1 y1 x2 y2 ...``,
   coordinates in [0, 1]): each line one object, its class name from a
-  ``classes.txt`` beside it or above it, else the class id.
+  ``classes.txt`` beside it or above it, else the class id;
+* a CVAT for images 1.1 XML file (masks and polygons, :mod:`.cvat`);
+* a Label Studio task JSON (a list of tasks; brush and polygon regions,
+  :mod:`.label_studio`), matched by the image's file name.
 
 Imported objects carry a mask but no prompt: they are edited like accepted
 proposals and exported as they are.
@@ -112,11 +115,19 @@ class YoloLabels(LabelSource):
 def open_labels(source: str | Path) -> LabelSource:
     """The label source at ``source`` (see the module doc); an error names what was expected."""
     src = Path(source)
+    if src.is_file() and src.suffix.lower() == ".xml":
+        from .cvat import CvatXml
+
+        return CvatXml(src)
     if src.is_file() and src.suffix.lower() == ".json":
         try:
-            json.loads(src.read_text(encoding="utf-8"))
+            data = json.loads(src.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise SampromptError(f"cannot read {src} as JSON: {exc}") from None
+        if isinstance(data, list) or (isinstance(data, dict) and "data" in data):
+            from .label_studio import LabelStudioTasks
+
+            return LabelStudioTasks(src)
         return CocoLabels(src)
     if src.is_dir():
         if (src / "masks").is_dir():
@@ -126,7 +137,8 @@ def open_labels(source: str | Path) -> LabelSource:
         if any(src.glob("*.png")):
             return LabelMaps(src)
     raise SampromptError(f"--import {src}: expected a folder of label-map PNGs (or one holding masks/), "
-                         "a COCO JSON file, or a folder of YOLO-seg .txt labels")
+                         "a COCO JSON file, a folder of YOLO-seg .txt labels, a CVAT for images XML file "
+                         "or a Label Studio task JSON")
 
 
 __all__ = ["CocoLabels", "LabelMaps", "LabelSource", "YoloLabels", "open_labels"]

@@ -805,12 +805,15 @@ class Annotator:
 
     def export_all(self, state: SessionState, accepted_only: bool = False) -> list[str]:
         """The folder's saved annotations (uploads are not part of it) as one COCO file, ``coco_all.json``,
-        and as a YOLO-seg dataset that YOLO's tools load as it is (:meth:`export_yolo_dataset`);
-        ``accepted_only``: only the files a reviewer accepted."""
+        as a YOLO-seg dataset that YOLO's tools load as it is (:meth:`export_yolo_dataset`), as CVAT for
+        images 1.1 XML (``cvat.xml``, masks) and as a Label Studio task file (``label_studio.json``, brush
+        regions, images as local-files URLs of their path in the folder); ``accepted_only``: only the files
+        a reviewer accepted. Returns the four paths (the YOLO dataset's ``data.yaml``)."""
         from ..export import CocoWriter
+        from . import cvat, label_studio
 
         coco = CocoWriter(self.classes)
-        saved = []
+        saved, rels = [], []
         states = self.states() if accepted_only else {}
         for path in self.images:
             file = self.out / f"{self.keys[path]}.annotation.json"
@@ -827,12 +830,20 @@ class Annotator:
             coco.add_image(rel, masks, labels=[o.label for o in objs], height=h, width=w,
                            attributes=who if any(who) else None)
             saved.append((path, masks, [o.label for o in objs], who))
+            rels.append(rel)
         if not saved:
             raise SampromptError("no file of this folder has been accepted yet: nothing to export" if accepted_only
                                  else "no image of this folder has saved objects yet: nothing to export")
-        check_outputs([self.out / "coco_all.json"], inputs=self.entries)
-        written = coco.write(self.out / "coco_all.json", overwrite=True)
-        return [str(written), str(self.export_yolo_dataset(saved))]
+        outs = [self.out / n for n in ("coco_all.json", "cvat.xml", "label_studio.json")]
+        check_outputs(outs, inputs=self.entries)
+        written = coco.write(outs[0], overwrite=True)
+        images = [(rel, masks.shape[1:], list(zip(labels, masks, who))) for (_, masks, labels, who), rel
+                  in zip(saved, rels)]
+        xml = cvat.write_xml(outs[1], images, list(self.classes))
+        tasks = label_studio.write_tasks(outs[2], images)
+        for path in (xml, tasks):
+            record_written(path)
+        return [str(written), str(self.export_yolo_dataset(saved)), str(xml), str(tasks)]
 
     def export_yolo_dataset(self, saved: list[tuple[Path, np.ndarray, list[str], list[dict]]]) -> Path:
         """``OUT/yolo/``: ``images/`` (hard links to the folder's annotated images, or copies across disks),
