@@ -13,10 +13,10 @@ import sys
 from typing import Sequence
 
 from ..errors import SampromptError
-from . import annotate, defects, demo, evaluate, export_onnx, geo, medical, segment, synth, tune, weights
+from . import annotate, defects, demo, evaluate, export_onnx, geo, medical, segment, serve, synth, tune, weights
 from .common import HelpFormatter, threads_option
 
-COMMANDS = (segment, medical, geo, defects, evaluate, tune, export_onnx, weights, synth, demo, annotate)
+COMMANDS = (segment, medical, geo, defects, evaluate, tune, export_onnx, weights, synth, demo, annotate, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
