@@ -30,32 +30,37 @@ _UPLOAD_PREFIX = re.compile(r"^[0-9a-f]{8}-")  # Label Studio prefixes uploaded 
 
 
 def encode_rle(mask: np.ndarray) -> list[int]:
-    """A (H, W) mask as Label Studio brush RLE bytes (its ``mask2rle(mask * 255)``, byte for byte)."""
+    """A (H, W) mask as Label Studio brush RLE bytes (its ``mask2rle(mask * 255)``, byte for byte).
+
+    Every run of the RGBA values is one chunk ``1, size index (2 bits), length - 1, value (8 bits)``, its
+    length field the smallest of 3, 4, 8 and 16 bits that holds it (runs over 65,536 values are split, as
+    Label Studio splits them); the chunks are packed with numpy, not bit by bit.
+    """
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise SampromptError(f"a brush mask is 2-D, got shape {mask.shape}")
     flat = (mask > 0).ravel().astype(np.uint8) * 255
     num = flat.size * 4  # R, G, B and alpha, each the mask value
-    edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    starts = np.concatenate([[0], edges])
-    lengths = np.diff(np.concatenate([starts, [flat.size]])) * 4
-    parts = [f"{num:032b}", f"{8 - 1:05b}", *(f"{s - 1:04b}" for s in _HEADER_SIZES)]
-    for n, v in zip(lengths.tolist(), flat[starts].tolist()):
-        word = f"{v:08b}"
-        if n <= 8:
-            parts.append(f"100{n - 1:03b}{word}")
-        elif n <= 16:
-            parts.append(f"101{n - 1:04b}{word}")
-        elif n <= 256:
-            parts.append(f"110{n - 1:08b}{word}")
-        else:
-            while n > 2**16:
-                parts.append(f"111{2**16 - 1:016b}{word}")
-                n -= 2**16
-            parts.append(f"111{n - 1:016b}{word}")
-    bits = "".join(parts)
-    bits += "0" * (8 - len(bits) % 8)  # as Label Studio pads: a whole zero byte when already aligned
-    return list(int(bits, 2).to_bytes(len(bits) // 8, "big"))
+    starts = np.concatenate([[0], np.flatnonzero(flat[1:] != flat[:-1]) + 1])
+    runs = np.diff(np.concatenate([starts, [flat.size]])).astype(np.int64) * 4
+    values = flat[starts].astype(np.int64)
+    kind = np.searchsorted(np.array([8, 16, 256]), runs)  # 0: <= 8, 1: <= 16, 2: <= 256, 3: longer
+    pieces = np.where(kind == 3, (runs - 1) // 2**16 + 1, 1)  # Label Studio's 65,536-value pieces
+    idx = np.repeat(np.arange(len(runs)), pieces)
+    first = np.repeat(np.cumsum(pieces) - pieces, pieces)
+    k = np.arange(len(idx)) - first  # piece number within its run
+    last = k == pieces[idx] - 1
+    length = np.where(last, runs[idx] - k * 2**16, 2**16)
+    size = np.array(_HEADER_SIZES)[kind[idx]]
+    codes = ((((4 | kind[idx]) << size) | (length - 1)) << 8) | values[idx]
+    nbits = 3 + size + 8
+    header = f"{num:032b}{8 - 1:05b}" + "".join(f"{s - 1:04b}" for s in _HEADER_SIZES)
+    owner = np.repeat(np.arange(len(codes)), nbits)
+    shift = np.repeat(np.cumsum(nbits), nbits) - 1 - np.arange(int(nbits.sum()))
+    body = ((codes[owner] >> shift) & 1).astype(np.uint8)
+    bits = np.concatenate([np.frombuffer(header.encode(), np.uint8) - ord("0"), body])
+    bits = np.concatenate([bits, np.zeros(8 - len(bits) % 8, np.uint8)])  # Label Studio pads a whole byte
+    return np.packbits(bits).tolist()                                        # when already aligned
 
 
 def decode_rle(rle, shape: tuple[int, int]) -> np.ndarray:
