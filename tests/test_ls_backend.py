@@ -232,6 +232,7 @@ def test_the_command_serves_with_basic_auth_and_refuses_an_open_host(tmp_path):
         token = base64.b64encode(b"ls:pw").decode()
         assert requests.get(f"http://127.0.0.1:{port}/health", headers={"Authorization": f"Basic {token}"},
                             timeout=5).json()["status"] == "UP"
+        assert cli.main(["serve", "label-studio", "--port", str(port)]) == 2  # busy: said before the model loads
     finally:
         proc.terminate()
         proc.wait(10)

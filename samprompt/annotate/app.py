@@ -358,7 +358,8 @@ def auth_check(users):
     return lambda name, password: check_password(users, name, password)
 
 
-def _check_port(parser, host: str, port: int) -> None:
+def port_problem(host: str, port: int, who: str = "samprompt annotate") -> str | None:
+    """Why ``host:port`` cannot be served on (in use, not an address here), or None: said before a model loads."""
     import socket
 
     try:
@@ -366,8 +367,9 @@ def _check_port(parser, host: str, port: int) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is free
             sock.bind((host, port))
     except OSError as exc:
-        why = "is in use (another samprompt annotate?)" if exc.errno in (98, 48, 10048) else f"cannot be used ({exc})"
-        parser.error(f"port {port} on {host} {why}; choose another with --port")
+        why = f"is in use (another {who}?)" if exc.errno in (98, 48, 10048) else f"cannot be used ({exc})"
+        return f"port {port} on {host} {why}; choose another with --port"
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -415,7 +417,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.host not in LOOPBACK and users is None and not args.insecure:
         p.error(f"--host {args.host} would serve every image and every save to anyone who can reach this machine, "
                 "with no sign-in; give --users users.toml (samprompt annotate users add NAME), or --insecure")
-    _check_port(p, args.host, args.port)  # before the model loads: a busy port is said at once, in our words
+    if problem := port_problem(args.host, args.port):  # before the model loads: said at once, in our words
+        p.error(problem)
     try:
         annotator = Annotator(Segmenter(args.model, family=args.family), args.folder, args.out, imports=args.imports,
                               labels=args.labels, max_pixels=int(args.max_pixels * 1_000_000))

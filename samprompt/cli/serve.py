@@ -77,6 +77,10 @@ def run(args) -> int:
     if args.host not in LOOPBACK and auth is None and not args.insecure:
         raise SampromptError(f"--host {args.host} would let anyone who can reach this machine read the images this "
                              "server can read; give --basic-auth USER, or --insecure")
+    from ..annotate.app import port_problem
+
+    if problem := port_problem(args.host, args.port, "samprompt serve"):
+        raise SampromptError(problem)
     import uvicorn
 
     from ..annotate.ls_backend import Backend, ImageSource, make_app
@@ -90,4 +94,5 @@ def run(args) -> int:
     print(f"samprompt Label Studio backend ({backend.version}) on http://{shown}:{args.port}/ "
           f"({'basic auth as ' + auth[0] if auth else 'no sign-in'}); Ctrl-C stops", flush=True)
     uvicorn.run(make_app(backend, auth), host=args.host, port=args.port, log_level="warning")
+    print("samprompt Label Studio backend stopped", flush=True)
     return 0
