@@ -160,6 +160,7 @@ class CocoWriter:
         self.categories = list(dict.fromkeys(categories))  # a name once, whatever the caller passed
         self.images: list[dict] = []
         self.annotations: list[dict] = []
+        self.extra: dict = {}  # further top-level keys (a video's ``videos``)
 
     def category_id(self, name: str | None) -> int:
         name = name or self.categories[0]
@@ -208,6 +209,7 @@ class CocoWriter:
             "images": self.images,
             "annotations": self.annotations,
             "categories": [{"id": i + 1, "name": n, "supercategory": ""} for i, n in enumerate(self.categories)],
+            **self.extra,
         }
 
     def write(self, path: str | Path, *, overwrite: bool = False) -> Path:

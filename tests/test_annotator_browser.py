@@ -901,3 +901,39 @@ def test_a_team_member_signs_in_and_her_objects_carry_her_name(browser, tmp_path
         page.close()
     finally:
         app.close()
+
+
+def test_a_video_frame_box_propagate_keys_and_export(browser, tmp_path):
+    from samprompt.synthetic.videos import make_video, write_video
+
+    v = make_video(0)
+    write_video(tmp_path / "clips" / "walk.avi", v.frames)
+    out = tmp_path / "ann"
+    truth = v.truth[1]
+    ys, xs = np.nonzero(truth[5])
+    with serve(Annotator(Segmenter("tiny"), tmp_path / "clips", out)) as url:
+        page = open_page(browser, url)
+        assert "opened video walk.avi" in status(page)
+        panel = page.inner_text("#canvas .sp-volume")
+        assert "frame" in panel and "0 / 11" in panel
+        assert not page.is_visible("#canvas .sp-window") and not page.is_visible("#canvas .sp-convention")
+        page.eval_on_selector("#canvas .sp-slice", "el => { el.value = 5; el.dispatchEvent(new Event('input')); }")
+        page.wait_for_function("window.samprompt.drawn.key === 'walk-f5'", timeout=30_000)
+        page.keyboard.press("3")
+        drag(page, (xs.min(), ys.min()), (xs.max() + 1, ys.max() + 1))
+        assert "score" in status(page)
+        page.click("#canvas .sp-propagate")
+        page.wait_for_function("document.querySelector('#status').innerText.includes('propagated')", timeout=60_000)
+        page.keyboard.press("ArrowUp")
+        page.keyboard.press("ArrowUp")
+        page.wait_for_function("window.samprompt.drawn.key === 'walk-f7'", timeout=30_000)
+        assert page.evaluate("() => window.samprompt.doc().polygons.length") > 0  # followed onto frame 7
+        assert "object on frames" in page.inner_text("#canvas .sp-volume")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "annotator_video.png"))
+        page.keyboard.press("e")
+        page.wait_for_function("document.querySelector('#status').innerText.includes('exported')", timeout=60_000)
+        assert page.errors == []
+        page.close()
+    doc = json.loads((out / "walk.coco.json").read_text())
+    assert {im["frame_id"] for im in doc["images"]} >= {5, 7} and doc["videos"][0]["name"] == "walk.avi"

@@ -34,7 +34,7 @@
             Enter done (then the next unfinished file) · ← → previous / next file · ↑ ↓ slices · e export<br>
             shift-click select · wheel zoom · space-, alt- or middle-drag pan · f fit · Esc cancel</div></div>
         <div class="sp-volume" hidden>
-          <label>slice <input class="sp-slice" type="range" min="0" max="0" value="0" step="1"></label>
+          <label><span class="sp-unit">slice</span> <input class="sp-slice" type="range" min="0" max="0" value="0" step="1"></label>
           <span class="sp-slice-no"></span>
           <select class="sp-plane"></select>
           <select class="sp-window"></select>
@@ -390,6 +390,9 @@
     panel.hidden = !v;
     if (!v) return;
     const slider = $(".sp-slice");
+    $(".sp-unit").textContent = v.unit || "slice"; // a video's frames: no planes, windows or patient sides
+    $(".sp-window").hidden = !v.windows.length; $(".sp-plane").hidden = !v.planes.length;
+    $(".sp-convention").hidden = !v.lr;
     slider.max = v.n - 1;
     if (document.activeElement !== slider) slider.value = v.k;
     $(".sp-slice-no").textContent = `${v.k} / ${v.n - 1}` + (v.covered ? ` · object on ${v.covered}` : "");

@@ -80,13 +80,18 @@ def folder_keys(images: list[Path], folder: Path) -> dict[Path, str]:
 
 
 def list_volumes(folder: Path) -> list[Path]:
-    """NIfTI files beside the images of ``folder`` (or of its ``images/``), and the folder of every DICOM series in
-    its subfolders at any depth (a patient/study/series tree) that holds that series alone."""
+    """NIfTI files and videos beside the images of ``folder`` (or of its ``images/``), its subfolders of video
+    frames, and the folder of every DICOM series in its subfolders at any depth (a patient/study/series tree)
+    that holds that series alone."""
     from ..domains.medical.volume import is_nifti
 
+    from .video import VIDEO_SUFFIXES, is_video
+
     sub = folder / "images" if (folder / "images").is_dir() else folder
-    found = [p for p in sub.iterdir() if p.is_file() and is_nifti(p)]
+    found = [p for p in sub.iterdir() if p.is_file() and (is_nifti(p) or p.suffix.lower() in VIDEO_SUFFIXES)]
     dirs = [p for p in sub.iterdir() if p.is_dir() and p.name != "annotations"]
+    found += [d for d in dirs if is_video(d)]  # a folder of frames
+    dirs = [d for d in dirs if d not in found]
     if dirs:
         from collections import Counter
 
@@ -351,8 +356,17 @@ class Annotator:
 
     def _open_volume(self, state: SessionState, path: Path, key: str) -> str:
         from ..errors import require
+        from .video import VideoAnnotation, is_video
         from .volume import VolumeAnnotation
 
+        if is_video(path):
+            vol = VideoAnnotation(self.seg, path, key)
+            resumed = vol.load(self.out)
+            state.volume, state.ann = vol, vol.ann
+            state.box_start, state.proposal = None, 0
+            self.seg.embed(vol.ann.image)
+            return (f"opened video {vol.file_name} ({vol.window_note})"
+                    + (f" (resumed {len(vol.order)} objects)" if resumed else "") + self._verdict_note(key))
         require("monai", "medical")
         vol = VolumeAnnotation(self.seg, path, key)
         vol.label_values = self.label_values
@@ -543,14 +557,14 @@ class Annotator:
         if op in ("slice", "window", "plane", "propagate"):
             vol = state.volume
             if vol is None:
-                raise SampromptError("slices, planes, windows and propagation are for volumes")
+                raise SampromptError("slices, planes, windows and propagation are for volumes and videos")
             if op == "slice":
                 before = vol.k
                 state.ann = vol.open_slice(int(cmd["k"]))
                 ahead = vol.k + (1 if vol.k >= before else -1)  # the next slice the way the user scrolls
                 if 0 <= ahead < vol.view.n:
                     self.prefetched = self.seg.prefetch(vol.view.image(ahead))
-                return f"slice {vol.k}"
+                return f"{'frame' if getattr(vol, 'kind', '') == 'video' else 'slice'} {vol.k}"
             if op == "window":
                 state.ann = vol.set_window(str(cmd["name"]))
                 return vol.window_note
@@ -730,7 +744,8 @@ class Annotator:
         if self.entries and (with_image or state.files_seen != self._files_version):  # a long list, sent on change
             extra["files"], state.files_seen = self.files(), self._files_version
         if state.volume is not None:
-            extra.update(volume=state.volume.summary(), flip_y=True, keep_view=True)  # anterior or superior up
+            extra.update(volume=state.volume.summary(), keep_view=True,
+                         flip_y=getattr(state.volume, "flip_y", True))  # a volume's anterior or superior up
         if state.confirm is not None:
             extra["confirm"], state.confirm = state.confirm, None
         return view_payload(ann, self.classes, seq=state.seq, ack=state.ack, with_image=with_image, extra=extra)
