@@ -102,7 +102,41 @@ def test_frames_are_decoded_when_asked_for_not_all_at_once(tmp_path):
     assert frames.decoded == 5
     with pytest.raises(Exception, match="out of range"):
         frames.image(120)
+    # propagation walks at most `span` frames each way, so a long video is not read through in one go
+    from samprompt.annotate.video import VideoAnnotation
+
+    doc = VideoAnnotation(Segmenter("tiny"), tmp_path / "long.avi", "long")
+    doc.span = 10
+    doc.open_slice(60)
+    doc.ann.set_box(_box(v.truth[0][60]))
+    assert "at most 10 frames each way" in doc.propagate()
+    assert min(doc.frames[doc.order[0]]) >= 50 and max(doc.frames[doc.order[0]]) <= 70
+    assert doc.view.decoded <= 1 + 21 + 2  # the first frame, the window, and the frames it was opened on
     bad = tmp_path / "bad.avi"
     bad.write_bytes(b"not a video")
     with pytest.raises(Exception, match="cannot open this video|has no frames"):
         VideoFrames(bad)
+
+
+def test_a_sam2_model_propagates_by_memory_over_the_window_only(tmp_path, monkeypatch):
+    pytest.importorskip("sam2")
+    import torch
+    from sam2.build_sam import build_sam2
+
+    from samprompt.annotate.video import VideoAnnotation
+    from samprompt.domains import propagation
+
+    torch.manual_seed(0)
+    model = build_sam2("configs/sam2.1/sam2.1_hiera_t.yaml", None, device="cpu", mode="eval")
+    v = make_video(5, n_frames=9, size=(96, 128), n_objects=1)
+    seen = []
+    real = propagation.PROPAGATORS["memory"]
+    monkeypatch.setitem(propagation.PROPAGATORS, "memory",
+                        lambda seg, view, tracks, *a: (seen.append((view.n, tracks[0].key)), real(seg, view, tracks, *a)))
+    doc = VideoAnnotation(Segmenter(model), write_video(tmp_path / "v.avi", v.frames), "v")
+    doc.span = 2
+    doc.open_slice(6)
+    doc.ann.set_box(_box(v.truth[0][6]))
+    msg = doc.propagate()
+    assert seen == [(5, 2)], seen  # frames 4-8, the key third among them: SAM 2's memory, not box
+    assert "propagated" in msg and set(doc.frames[doc.order[0]]) <= set(range(4, 9))

@@ -130,11 +130,33 @@ class VideoFrames:
         return self.files[k].name if self.files is not None else f"{self.path.stem}/{k:06d}.png"
 
 
+class FrameWindow:
+    """Frames ``lo``..``hi`` of another frame source, numbered from 0 (what one propagation may walk)."""
+
+    def __init__(self, frames, lo: int, hi: int) -> None:
+        self.frames, self.lo = frames, lo
+        self.n = hi - lo + 1
+        self.size = frames.size
+
+    def image(self, k: int) -> np.ndarray:
+        return self.frames.image(self.lo + k)
+
+    def values(self, k: int) -> np.ndarray:
+        return self.frames.values(self.lo + k)
+
+    def to_native(self, mask: np.ndarray) -> np.ndarray:
+        return mask
+
+    def to_scaled(self, mask: np.ndarray) -> np.ndarray:
+        return mask
+
+
 class VideoAnnotation:
     """Objects of one video: a class each and a mask on each frame it is on; one frame open as ``ann``."""
 
     kind = "video"
     flip_y = False  # frames are shown as they are (a volume's slices are turned anterior-up)
+    span = 150  # frames one propagation walks each way (about 5 s of video at 30 fps)
 
     def __init__(self, segmenter, path: str | Path, key: str) -> None:
         self.seg = segmenter
@@ -223,13 +245,20 @@ class VideoAnnotation:
             ys, xs = np.nonzero(obj.mask)
             prompt = Prompt(box=(xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
         self.store()
-        masks = follow(self.seg, self.view, self.k, prompt, settings or PropagationSettings.video())
-        key = self.frames[obj.uid][self.k]
-        self.frames[obj.uid] = {k: m for k, m in masks.items() if m.any()}
-        self.frames[obj.uid][self.k] = key  # this frame stays as the user made it
+        lo, hi = max(0, self.k - self.span), min(self.view.n - 1, self.k + self.span)
+        window = FrameWindow(self.view, lo, hi)  # memory propagation reads every frame it is given
+        masks = follow(self.seg, window, self.k - lo, prompt, settings or PropagationSettings.video())
+        frames = self.frames[obj.uid]
+        key = frames[self.k]
+        for k in range(lo, hi + 1):  # the walked frames are replaced; frames beyond them are kept
+            frames.pop(k, None)
+        frames.update({lo + k: m for k, m in masks.items() if m.any()})
+        frames[self.k] = key  # this frame stays as the user made it
         self._dirty = True
-        span = self.covered(obj.uid)
-        return f"propagated {obj.label} through frames {span[0]}-{span[1]}"
+        reached = sorted(lo + k for k, m in masks.items() if m.any()) or [self.k]
+        more = " (at most %d frames each way: propagate again from the last one to go on)" % self.span \
+            if (reached[0] == lo > 0) or (reached[-1] == hi < self.view.n - 1) else ""
+        return f"propagated {obj.label} through frames {reached[0]}-{reached[-1]}{more}"
 
     # ------------------------------------------------------------ files
     def dirty(self) -> bool:
@@ -358,4 +387,4 @@ def _unpack(box: np.ndarray, bits: np.ndarray, size) -> np.ndarray:
     return out
 
 
-__all__ = ["VIDEO_SUFFIXES", "VideoAnnotation", "VideoFrames", "is_video"]
+__all__ = ["VIDEO_SUFFIXES", "FrameWindow", "VideoAnnotation", "VideoFrames", "is_video"]
