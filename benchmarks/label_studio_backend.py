@@ -24,12 +24,12 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from timing import machine, machine_line  # noqa: E402
+from timing import machine, machine_line
 
-from samprompt import Segmenter  # noqa: E402
-from samprompt.annotate.ls_backend import Backend, ImageSource, make_app  # noqa: E402
-from samprompt.models import REGISTRY, build_sam  # noqa: E402
-from samprompt.synthetic import make_scene  # noqa: E402
+from samprompt import Segmenter
+from samprompt.annotate.ls_backend import Backend, ImageSource, make_app
+from samprompt.models import REGISTRY, build_sam
+from samprompt.synthetic import make_scene
 
 CONFIG = ('<View><Image name="image" value="$image"/><BrushLabels name="tag" toName="image"><Label value="object"/>'
           '</BrushLabels><KeyPointLabels name="kp" toName="image" smart="true"><Label value="object"/>'

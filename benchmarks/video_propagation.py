@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from timing import machine, machine_line  # noqa: E402
+from timing import machine, machine_line
 
-from samprompt import Segmenter  # noqa: E402
-from samprompt.annotate.video import VideoAnnotation  # noqa: E402
-from samprompt.synthetic.videos import make_video, write_video  # noqa: E402
+from samprompt import Segmenter
+from samprompt.annotate.video import VideoAnnotation
+from samprompt.synthetic.videos import make_video, write_video
 
 
 def run(size: tuple[int, int], frames: int, folder: Path) -> dict:

@@ -256,8 +256,8 @@ class VideoAnnotation:
         frames[self.k] = key  # this frame stays as the user made it
         self._dirty = True
         reached = sorted(lo + k for k, m in masks.items() if m.any()) or [self.k]
-        more = " (at most %d frames each way: propagate again from the last one to go on)" % self.span \
-            if (reached[0] == lo > 0) or (reached[-1] == hi < self.view.n - 1) else ""
+        cut = (reached[0] == lo > 0) or (reached[-1] == hi < self.view.n - 1)
+        more = f" (at most {self.span} frames each way: propagate again from the last one to go on)" if cut else ""
         return f"propagated {obj.label} through frames {reached[0]}-{reached[-1]}{more}"
 
     # ------------------------------------------------------------ files
