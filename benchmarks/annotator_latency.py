@@ -90,7 +90,15 @@ def main() -> None:
     ap.add_argument("--sizes", default="256,512,1024")
     ap.add_argument("--clicks", type=int, default=25)
     ap.add_argument("--out", default="docs/data/annotator_latency.json")
+    ap.add_argument("--auth", action="store_true",
+                    help="sign in first (annotate --users: every request carries the session); the figures go to "
+                         "the JSON's rows_auth, the rows without sign-in are kept")
     a = ap.parse_args()
+    users = None
+    if a.auth:
+        from samprompt.annotate.users import User, hash_password
+
+        users = {"ana": User("ana", "annotator", hash_password("correct horse"))}
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     work = Path(tempfile.mkdtemp())
     rows = []
@@ -101,12 +109,19 @@ def main() -> None:
         seg = Segmenter()
         app = build_app(Annotator(seg, None, work / f"ann_{path.stem}"))
         port = _port()
-        app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+        from samprompt.annotate.app import auth_check
+
+        app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+                   auth=auth_check(users) if users else None)
         try:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})
                 page.goto(f"http://127.0.0.1:{port}/", wait_until="load", timeout=60_000)
+                if users:  # Gradio's sign-in page, as a person fills it
+                    page.get_by_label("username").fill("ana")
+                    page.get_by_label("password").fill("correct horse")
+                    page.keyboard.press("Enter")
                 page.wait_for_selector("#upload input[type=file]", state="attached", timeout=60_000)
                 page.set_input_files("#upload input[type=file]", str(path))
                 page.wait_for_function("window.samprompt?.drawn?.key", timeout=60_000)
@@ -126,6 +141,12 @@ def main() -> None:
                      "all_ms": [round(t, 1) for t in times]})
         print(rows[-1], flush=True)
     out = Path(a.out)
+    if a.auth:  # beside the rows of the same app without sign-in
+        doc = json.loads(out.read_text()) if out.exists() else {}
+        doc["rows_auth"] = rows
+        doc["machine_auth"] = platform.processor() or platform.machine()
+        out.write_text(json.dumps(doc, indent=1) + "\n")
+        return
     before = json.loads(out.read_text()).get("before") if out.exists() else None
     if before is None and out.exists():
         before = json.loads(out.read_text()).get("rows")  # the first run's figures, from the old app

@@ -125,6 +125,15 @@ def saved_revision(path: Path) -> int:
         return 0
 
 
+def check_revision(path: Path, revision: int, file_name: str) -> int:
+    """The revision saved at ``path``; :class:`StaleSaveError` when it is newer than ``revision`` (another tab's)."""
+    on_disk = saved_revision(path)
+    if on_disk > revision:
+        raise StaleSaveError(f"{file_name} was saved from another tab meanwhile (revision {on_disk}); "
+                             "reopen it to see those objects: your last change was not saved")
+    return on_disk
+
+
 def read_saved(path: str | Path) -> tuple[str, tuple[int, int], list[AnnotatedObject]]:
     """Parse a saved ``NAME.annotation.json``: (image name, (H, W), objects with their masks)."""
     doc = json.loads(Path(path).read_text())

@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import ImageError, PromptError, SampromptError
 from ..io import atomic_write_bytes, atomic_write_text
 from ..prompts import Prompt
-from .document import WHO, AnnotatedObject, ImageAnnotation, StaleSaveError, saved_revision
+from .document import WHO, AnnotatedObject, ImageAnnotation, check_revision
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 FLAGS = ("hidden", "locked", *WHO)
@@ -272,10 +272,7 @@ class VideoAnnotation:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         meta, arrays = self._state_paths(folder)
-        on_disk = saved_revision(meta)
-        if on_disk > self.revision:
-            raise StaleSaveError(f"{self.file_name} was saved from another tab meanwhile (revision {on_disk}); "
-                                 "reopen it to see those objects: your last change was not saved")
+        on_disk = check_revision(meta, self.revision, self.file_name)
         self.store()
         out = {}
         for i, uid in enumerate(self.order):

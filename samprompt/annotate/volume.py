@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .document import WHO, AnnotatedObject, ImageAnnotation, StaleSaveError, saved_revision
+from .document import WHO, AnnotatedObject, ImageAnnotation, check_revision
 from ..errors import PromptError, SampromptError
 from ..io import atomic_write_bytes, atomic_write_text
 from ..prompts import Prompt
@@ -237,10 +237,7 @@ class VolumeAnnotation:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         meta, arrays = self._state_paths(folder)
-        on_disk = saved_revision(meta)
-        if on_disk > self.revision:
-            raise StaleSaveError(f"{self.file_name} was saved from another tab meanwhile (revision {on_disk}); "
-                                 "reopen it to see those objects: your last change was not saved")
+        on_disk = check_revision(meta, self.revision, self.file_name)
         self.store()
         arrays_out = {}
         for i, uid in enumerate(self.order):
