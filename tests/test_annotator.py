@@ -527,7 +527,9 @@ def test_sign_in_users_file_and_objects_record_who_made_them(folder, random_sam,
         who = json.loads(Path(next(f for f in files if str(f).endswith(".who.json"))).read_text())
         label_lines = (annotator.out / "labels" / who["labels"]).read_text().splitlines()
         assert len(who["lines"]) == len(label_lines) == 1 and who["lines"][0]["created_by"] == "ana"  # YOLO's sidecar
-        (coco_all, _) = c.predict(False, api_name="/export_all")[0]
+        coco_all, _, cvat_xml, ls_json = c.predict(False, api_name="/export_all")[0]  # COCO, YOLO, CVAT, LS
+        assert '<attribute name="edited_by">ana</attribute>' in Path(cvat_xml).read_text()
+        assert "edited_by ana" in json.dumps(json.loads(Path(ls_json).read_text()))
         assert json.loads(Path(coco_all).read_text())["annotations"][0]["attributes"]["edited_by"] == "ana"
     finally:
         app.close()
@@ -584,7 +586,7 @@ def test_review_round_trip_between_an_annotator_and_a_reviewer(folder, random_sa
         assert s["files"]["default_000000"] == {"state": "rejected", "assigned_to": None, "done_by": "ana", "reviewed_by": "rev",
                                                 "comment": "the object misses its lower half"}
         assert s["per_user"] == {"ana": {"accepted": 1, "rejected": 1}, "rev": {"reviewed": 2}}
-        coco, _ = rev.predict(True, api_name="/export_all")[0]  # accepted files only
+        coco, *_ = rev.predict(True, api_name="/export_all")[0]  # accepted files only
         assert [im["file_name"] for im in json.loads(Path(coco).read_text())["images"]] == ["images/default_000001.png"]
         rev.predict(False, api_name="/export_all")  # every saved file, then the accepted ones again:
         shown = lambda d: sorted(p.name for p in (annotator.out / "yolo" / d).iterdir() if p.name[0] != ".")  # noqa: E731
