@@ -20,7 +20,6 @@ object and frame, its box and bits, compressed), so a restart resumes.
 
 from __future__ import annotations
 
-import io
 import json
 import threading
 import zlib
@@ -30,9 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ImageError, PromptError, SampromptError
-from ..io import atomic_write_bytes, atomic_write_text
-from ..prompts import Prompt
-from .document import WHO, AnnotatedObject, ImageAnnotation, check_revision
+from .document import WHO, AnnotatedObject, ImageAnnotation
+from .layered import LayeredDocument
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 FLAGS = ("hidden", "locked", *WHO)
@@ -151,10 +149,11 @@ class FrameWindow:
         return mask
 
 
-class VideoAnnotation:
+class VideoAnnotation(LayeredDocument):
     """Objects of one video: a class each and a mask on each frame it is on; one frame open as ``ann``."""
 
     kind = "video"
+    layer = "frame"
     flip_y = False  # frames are shown as they are (a volume's slices are turned anterior-up)
     span = 150  # frames one propagation walks each way (about 5 s of video at 30 fps)
 
@@ -232,18 +231,7 @@ class VideoAnnotation:
         """Follow the selected object from this frame forward and backward; its other frames are replaced."""
         from ..domains.propagation import PropagationSettings, follow
 
-        ann = self.ann
-        if ann.current is None:
-            raise PromptError("select or make an object on this frame first")
-        obj = ann.objects[ann.current]
-        if obj.locked:
-            raise PromptError(f"object {ann.current} ({obj.label}) is locked: unlock it (l) to propagate it")
-        if obj.mask is None or not obj.mask.any():
-            raise PromptError(f"object {ann.current} has no mask on frame {self.k} to start from")
-        prompt = obj.prompt()
-        if prompt is None or obj.edited:  # drawn or corrected by hand: start from the box of its mask
-            ys, xs = np.nonzero(obj.mask)
-            prompt = Prompt(box=(xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
+        obj, prompt = self._start()
         self.store()
         lo, hi = max(0, self.k - self.span), min(self.view.n - 1, self.k + self.span)
         window = FrameWindow(self.view, lo, hi)  # memory propagation reads every frame it is given
@@ -261,34 +249,16 @@ class VideoAnnotation:
         return f"propagated {obj.label} through frames {reached[0]}-{reached[-1]}{more}"
 
     # ------------------------------------------------------------ files
-    def dirty(self) -> bool:
-        return self._dirty or self.ann.dirty()
-
-    def _state_paths(self, folder: Path) -> tuple[Path, Path]:
-        return folder / f"{self.name}.video.json", folder / f"{self.name}.video.npz"
-
-    def save(self, folder: str | Path) -> Path:
-        """Write the state as the next revision; a stale one raises :class:`StaleSaveError`."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        meta, arrays = self._state_paths(folder)
-        on_disk = check_revision(meta, self.revision, self.file_name)
-        self.store()
+    def _arrays(self) -> dict:
         out = {}
         for i, uid in enumerate(self.order):
             for k, m in self.frames[uid].items():
                 out[f"box_{i}_{k}"], out[f"bits_{i}_{k}"] = _pack(m)
-        buf = io.BytesIO()
-        np.savez(buf, **out)
-        atomic_write_bytes(arrays, buf.getvalue())
-        self.revision = on_disk + 1
-        self._dirty = False
-        self.ann.mark_saved()
-        doc = {"image": self.name, "file_name": self.file_name, "kind": "video", "revision": self.revision,
-               "done": self.done, "frames": self.view.n, "size": list(self.view.size), "slice": self.k,
-               "classes": {str(i + 1): self.labels[uid] for i, uid in enumerate(self.order)},
-               "objects": {str(i + 1): self.flags[uid] for i, uid in enumerate(self.order) if self.flags.get(uid)}}
-        return atomic_write_text(meta, json.dumps(doc, indent=1))
+        return out
+
+    def _fields(self) -> dict:
+        return {"frames": self.view.n, "size": list(self.view.size),
+                "classes": {str(i + 1): self.labels[uid] for i, uid in enumerate(self.order)}}
 
     def load(self, folder: str | Path) -> bool:
         """Resume from the saved state, if any; returns whether it did."""

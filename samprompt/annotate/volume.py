@@ -20,17 +20,16 @@ its bits inside it, compressed) and
 
 from __future__ import annotations
 
-import io
 import json
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from .document import WHO, AnnotatedObject, ImageAnnotation, check_revision
-from ..errors import PromptError, SampromptError
-from ..io import atomic_write_bytes, atomic_write_text
-from ..prompts import Prompt
+from .document import WHO, AnnotatedObject, ImageAnnotation
+from .layered import LayeredDocument
+from ..errors import SampromptError
+from ..io import atomic_write_text
 
 WINDOWS = ("auto", "soft", "lung", "bone", "brain", "liver", "mr")
 PLANES = {"axial": 2, "coronal": 1, "sagittal": 0}  # the RAS axis each plane cuts across
@@ -42,8 +41,10 @@ EDGES = {"axial": "LRAP", "coronal": "LRSI", "sagittal": "PASI"}
 FLAGS = ("hidden", "locked", *WHO)  # what an object keeps across slices and saves besides its label and voxels
 
 
-class VolumeAnnotation:
+class VolumeAnnotation(LayeredDocument):
     """Objects of one volume: a class and a 3D mask each; one slice open at a time as ``ann``."""
+
+    kind = "volume"
 
     def __init__(self, segmenter, path: str | Path, key: str, window: str = "auto", axis: int = 2) -> None:
         from ..domains.medical.volume import load_volume
@@ -167,18 +168,7 @@ class VolumeAnnotation:
         """Follow the selected object from this slice through the volume; its other slices are replaced."""
         from ..domains.medical.propagate import propagate_object
 
-        ann = self.ann
-        if ann.current is None:
-            raise PromptError("select or make an object on this slice first")
-        obj = ann.objects[ann.current]
-        if obj.locked:
-            raise PromptError(f"object {ann.current} ({obj.label}) is locked: unlock it (l) to propagate it")
-        prompt = obj.prompt()
-        if obj.mask is None or not obj.mask.any():
-            raise PromptError(f"object {ann.current} has no mask on slice {self.k} to start from")
-        if prompt is None or obj.edited:  # drawn or corrected by hand: start from the box of its mask
-            ys, xs = np.nonzero(obj.mask)
-            prompt = Prompt(box=(xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
+        obj, prompt = self._start()
         self.store()
         masks = propagate_object(self.seg, self.view, self.k, prompt, settings)
         uid = obj.uid
@@ -225,34 +215,14 @@ class VolumeAnnotation:
             names[str(value)] = cls
         return out.astype(np.uint8 if out.max(initial=0) < 256 else np.uint16), names
 
-    def dirty(self) -> bool:
-        """Whether the objects changed since the last save or load."""
-        return self._dirty or self.ann.dirty()
-
-    def _state_paths(self, folder: Path) -> tuple[Path, Path]:
-        return folder / f"{self.name}.volume.json", folder / f"{self.name}.volume.npz"
-
-    def save(self, folder: str | Path) -> Path:
-        """Write the state (labels + JSON) as the next revision; a stale one raises :class:`StaleSaveError`."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        meta, arrays = self._state_paths(folder)
-        on_disk = check_revision(meta, self.revision, self.file_name)
-        self.store()
-        arrays_out = {}
+    def _arrays(self) -> dict:
+        out = {}
         for i, uid in enumerate(self.order):
-            arrays_out[f"box_{i}"], arrays_out[f"bits_{i}"] = _pack(self.masks[uid])
-        buf = io.BytesIO()
-        np.savez(buf, **arrays_out)  # each object's box and its bits, already compressed
-        atomic_write_bytes(arrays, buf.getvalue())
-        self.revision = on_disk + 1
-        self._dirty = False
-        self.ann.mark_saved()
-        doc = {"image": self.name, "file_name": self.file_name, "kind": "volume", "revision": self.revision,
-               "done": self.done, "shape": list(self.vol.shape), "window": self.window, "slice": self.k,
-               "classes": self.classes(),
-               "objects": {str(i + 1): self.flags[uid] for i, uid in enumerate(self.order) if self.flags.get(uid)}}
-        return atomic_write_text(meta, json.dumps(doc, indent=1))
+            out[f"box_{i}"], out[f"bits_{i}"] = _pack(self.masks[uid])
+        return out
+
+    def _fields(self) -> dict:
+        return {"shape": list(self.vol.shape), "window": self.window, "classes": self.classes()}
 
     def load(self, folder: str | Path) -> bool:
         """Resume from the saved state, if any; returns whether it did."""
