@@ -374,8 +374,8 @@ def port_problem(host: str, port: int, who: str = "samprompt annotate") -> str |
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="samprompt annotate", description="Interactive SAM annotation in the browser.")
-    p.add_argument("folder", nargs="?", help="folder of images and volumes (NIfTI files, DICOM series folders), "
-                                             "or a labelled folder's images/")
+    p.add_argument("folder", nargs="?", help="folder of images, videos (video files, subfolders of frames) and "
+                                             "volumes (NIfTI files, DICOM series folders), or a labelled folder's images/")
     p.add_argument("--model", default="tiny", help="registry name or checkpoint path of SAM, SAM 2/2.1 or SAM-HQ "
                                                    "(default: tiny); with SAM 2, volumes propagate by memory")
     p.add_argument("--family", choices=["medsam"], default=None,
