@@ -32,6 +32,10 @@ def test_box_propagation_follows_moving_shapes_in_a_video_and_a_frame_folder(seg
     videos = {"a.avi": make_video(0), "b": make_video(2)}  # a Motion-JPEG file and a folder of PNG frames
     for name, v in videos.items():
         write_video(folder / name, v.frames)
+    photos = folder / "photos"  # a subfolder of unrelated photos of two sizes is not a video
+    photos.mkdir()
+    cv2.imwrite(str(photos / "x.png"), np.zeros((40, 60, 3), np.uint8))
+    cv2.imwrite(str(photos / "y.png"), np.zeros((50, 60, 3), np.uint8))
     app = Annotator(seg, folder, tmp_path / "ann")
     assert sorted(p.name for p in app.volumes) == ["a.avi", "b"] and all(is_video(p) for p in app.volumes)
     ious = []

@@ -37,7 +37,8 @@ FLAGS = ("hidden", "locked", *WHO)
 
 
 def is_video(path: Path) -> bool:
-    """A video file, or a folder whose files are all frame images (at least two; no DICOM)."""
+    """A video file, or a folder whose files are all frame images (at least two, the first and the last of one
+    size by their headers: a folder of unrelated photos is not a video; no DICOM)."""
     from ..images import IMAGE_SUFFIXES
 
     path = Path(path)
@@ -45,8 +46,16 @@ def is_video(path: Path) -> bool:
         return path.suffix.lower() in VIDEO_SUFFIXES
     if not path.is_dir():
         return False
-    files = [p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")]
-    return len(files) >= 2 and all(p.suffix.lower() in IMAGE_SUFFIXES for p in files)
+    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    if len(files) < 2 or not all(p.suffix.lower() in IMAGE_SUFFIXES for p in files):
+        return False
+    from PIL import Image
+
+    try:
+        with Image.open(files[0]) as a, Image.open(files[-1]) as b:  # headers only: no pixels decoded
+            return a.size == b.size
+    except (OSError, ValueError, Image.DecompressionBombError):  # PIL cannot read it: not taken as frames
+        return False
 
 
 class VideoFrames:
