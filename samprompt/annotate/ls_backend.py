@@ -230,9 +230,8 @@ class Backend:
         prompt = Prompt(points=np.array(points, float).reshape(-1, 2),
                         labels=np.array(labels, int) if points else None, box=box)
         res = self.segmenter.predict(rgb, prompt)
-        score = float(np.max(res.scores))
-        region = self._region(res.masks[0] if res.masks.ndim == 3 else res.masks, self._label(wanted, config),
-                              score, config)
+        score = res.score
+        region = self._region(res.mask, self._label(wanted, config), score, config)
         return {"result": [region], "score": score, "model_version": self.version}
 
     def _whole_task(self, task: dict, config: LabelConfig) -> dict:
@@ -245,12 +244,11 @@ class Backend:
             if found:
                 results = self.segmenter.predict(rgb, [Prompt(box=np.array(b)) for _, b, _ in found])
                 for (name, _, det_score), r in zip(found, results):
-                    mask = r.masks[0] if r.masks.ndim == 3 else r.masks
-                    if mask.any():
-                        regions.append(self._region(mask, self._label(name, config), det_score, config))
+                    if r.mask.any():
+                        regions.append(self._region(r.mask, self._label(name, config), det_score, config))
         else:
             res = self.segmenter.segment_everything(rgb, points_per_side=self.points_per_side)
-            for mask, s in zip(res.masks, np.atleast_1d(res.scores)):
+            for mask, s in zip(res.masks, res.scores):
                 regions.append(self._region(mask, self._label(None, config), float(s), config))
         score = float(np.mean([r["score"] for r in regions])) if regions else 0.0
         return {"result": regions, "score": score, "model_version": self.version}

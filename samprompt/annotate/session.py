@@ -361,22 +361,18 @@ class Annotator:
 
         if is_video(path):
             vol = VideoAnnotation(self.seg, path, key)
-            resumed = vol.load(self.out)
-            state.volume, state.ann = vol, vol.ann
-            state.box_start, state.proposal = None, 0
-            self.seg.embed(vol.ann.image)
-            return (f"opened video {vol.file_name} ({vol.window_note})"
-                    + (f" (resumed {len(vol.order)} objects)" if resumed else "") + self._verdict_note(key))
-        require("monai", "medical")
-        vol = VolumeAnnotation(self.seg, path, key)
-        vol.label_values = self.label_values
+            what = f"video {vol.file_name} ({vol.window_note})"
+        else:
+            require("monai", "medical")
+            vol = VolumeAnnotation(self.seg, path, key)
+            vol.label_values = self.label_values
+            what = f"volume {vol.file_name} ({' x '.join(map(str, vol.vol.shape))}, {vol.window_note})"
         resumed = vol.load(self.out)
         state.volume, state.ann = vol, vol.ann
         state.box_start, state.proposal = None, 0
         self.seg.embed(vol.ann.image)
-        n = len(vol.order)
-        return (f"opened volume {vol.file_name} ({' x '.join(map(str, vol.vol.shape))}, {vol.window_note})"
-                + (f" (resumed {n} objects)" if resumed else "") + self._verdict_note(key))
+        return (f"opened {what}" + (f" (resumed {len(vol.order)} objects)" if resumed else "")
+                + self._verdict_note(key))
 
     def open_upload(self, state: SessionState, path: str | None) -> str:
         from ..domains.medical.volume import is_nifti
