@@ -213,6 +213,7 @@ def test_the_command_serves_with_basic_auth_and_refuses_an_open_host(tmp_path):
     from samprompt import cli
 
     assert cli.main(["serve", "label-studio", "--host", "0.0.0.0"]) == 2
+    assert cli.main(["serve", "label-studio", "--document-root", str(tmp_path / "nowhere")]) == 2  # said at once
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from .common import add_encoder_options, add_model_options, positive_int
 
@@ -73,6 +74,9 @@ def run(args) -> int:
 
     require("starlette", "app")
     require("uvicorn", "app")
+    for flag, folder in (("--document-root", args.document_root), ("--data-dir", args.data_dir)):
+        if folder and not Path(folder).is_dir():
+            raise SampromptError(f"{flag} {folder}: no such folder")
     auth = _auth(args)
     if args.host not in LOOPBACK and auth is None and not args.insecure:
         raise SampromptError(f"--host {args.host} would let anyone who can reach this machine read the images this "
