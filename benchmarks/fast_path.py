@@ -131,6 +131,9 @@ def click_latency(model, image, onnx_dir: str | None, n: int = 50) -> dict:
            "click_SamPredictor_p95_ms": round(float(np.percentile(ref, 95)), 1),
            "click_p50_ms": round(float(np.percentile(times, 50)), 1),
            "click_p95_ms": round(float(np.percentile(times, 95)), 1)}
+    fast = _clicks(Segmenter(model, decoder="fast"), image, n)
+    out.update(click_fast_decoder_p50_ms=round(float(np.percentile(fast, 50)), 1),
+               click_fast_decoder_p95_ms=round(float(np.percentile(fast, 95)), 1))
     if onnx_dir:
         onnx = _clicks(Segmenter(model, backend="onnx", onnx_dir=onnx_dir), image, n)
         out.update(click_onnx_p50_ms=round(float(np.percentile(onnx, 50)), 1),
@@ -145,11 +148,15 @@ def click_latency(model, image, onnx_dir: str | None, n: int = 50) -> dict:
     t = time.perf_counter()
     seg.predict(image, [Prompt(box=b) for b in boxes])
     batched = time.perf_counter() - t
+    t = time.perf_counter()
+    Segmenter(model, decoder="fast").predict(image, [Prompt(box=b) for b in boxes])
+    batched_fast = time.perf_counter() - t
     return {**out, "boxes64_SamPredictor_loop_s": round(loop, 3), "boxes64_samprompt_s": round(batched, 3),
-            "boxes64_ratio": round(loop / batched, 2)}
+            "boxes64_ratio": round(loop / batched, 2), "boxes64_fast_decoder_s": round(batched_fast, 3),
+            "boxes64_fast_decoder_ratio": round(loop / batched_fast, 2)}
 
 
-def everything(model, n_scenes: int, onnx_dir: str | None = None) -> dict:
+def everything(model, n_scenes: int, onnx_dir: str | None = None, decoder: str = "reference") -> dict:
     """segment_everything against SamAutomaticMaskGenerator (one crop, same grid and thresholds)."""
     kw = dict(points_per_side=16, pred_iou_thresh=0.8, stability_score_thresh=0.9, box_nms_thresh=0.7)
     amg = SamAutomaticMaskGenerator(model, points_per_batch=64, **kw)
@@ -160,7 +167,8 @@ def everything(model, n_scenes: int, onnx_dir: str | None = None) -> dict:
         t = time.perf_counter()
         ref = [r["segmentation"] for r in amg.generate(image)]
         t_ref += time.perf_counter() - t
-        seg = Segmenter(model, cache_size=0, backend="onnx" if onnx_dir else "torch", onnx_dir=onnx_dir)
+        seg = Segmenter(model, cache_size=0, backend="onnx" if onnx_dir else "torch", onnx_dir=onnx_dir,
+                        decoder=decoder)
         t = time.perf_counter()
         ours = seg.segment_everything(image, **kw).masks
         t_ours += time.perf_counter() - t
@@ -225,6 +233,7 @@ def main() -> None:
             out["tiny_agreement_mIoU"] = agreement(tiny, args.scenes, bf16_tiny, d)
             out["tiny_segment_everything"] = everything(tiny, args.scenes)
             out["tiny_segment_everything_onnx"] = everything(tiny, args.scenes, d)
+            out["tiny_segment_everything_fast_decoder"] = everything(tiny, args.scenes, decoder="fast")
     print(json.dumps(out, indent=1), flush=True)
     if not args.skip_vit_b:
         samprompt.encoders.bf16_supported = lambda device: native

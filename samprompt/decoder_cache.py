@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from segment_anything.modeling import MaskDecoder
 
-KEEP = 4  # embeddings whose caches are kept (ViT-B: 14 MB each), the most recently used
+KEEP = 4  # embeddings whose caches are kept (ViT-B: 18 MB each), the most recently used
 _CACHES: "OrderedDict[int, dict[int, DecoderCache]]" = OrderedDict()  # id(embedding) -> id(decoder) -> cache
 
 
@@ -36,6 +36,7 @@ class DecoderCache:
 
     keys: torch.Tensor  # (1, HW, C): embedding + no-mask embedding, as tokens
     key_pe: torch.Tensor  # (1, HW, C)
+    keys_pe: torch.Tensor  # keys + key_pe
     k0: torch.Tensor  # first block, tokens -> image: keys (1, heads, HW, c)
     v0: torch.Tensor  # ... and values
     q0: torch.Tensor  # first block, image -> tokens: the image's queries (1, heads, HW, c)
@@ -77,7 +78,7 @@ def decoder_cache(prompt_encoder, mask_decoder, embedding: torch.Tensor) -> Deco
         first = mask_decoder.transformer.layers[0]
         t2i, i2t = first.cross_attn_token_to_image, first.cross_attn_image_to_token
         k = keys + key_pe
-        per[key] = DecoderCache(keys, key_pe, _heads(t2i, t2i.k_proj(k)), _heads(t2i, t2i.v_proj(keys)),
+        per[key] = DecoderCache(keys, key_pe, k, _heads(t2i, t2i.k_proj(k)), _heads(t2i, t2i.v_proj(keys)),
                                 _heads(i2t, i2t.q_proj(k)), (c, h, w))
     return per[key]
 

@@ -420,7 +420,8 @@ def main(argv: list[str] | None = None) -> None:
     if problem := port_problem(args.host, args.port):  # before the model loads: said at once, in our words
         p.error(problem)
     try:
-        annotator = Annotator(Segmenter(args.model, family=args.family), args.folder, args.out, imports=args.imports,
+        # the rearranged decoder: a click's masks equal to rounding, a third less of its time on ViT-B
+        annotator = Annotator(Segmenter(args.model, family=args.family, decoder="fast"), args.folder, args.out, imports=args.imports,
                               labels=args.labels, max_pixels=int(args.max_pixels * 1_000_000))
     except SampromptError as exc:
         p.error(str(exc))

@@ -67,7 +67,8 @@ def add_encoder_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8", "fast"], default="fp32",
                    help="encoder precision: fp32 is the reference; bf16 where the CPU or GPU has native bf16 "
                         "(else a warning and fp32); fp16 on GPUs only; int8 on CPUs (quantised linear layers); "
-                        "fast: detected, bf16 + sdpa where bf16 is native, else int8 + sdpa")
+                        "fast: detected, bf16 + sdpa where bf16 is native, else int8 + sdpa, and the rearranged "
+                        "mask decoder (samprompt.fast_decoder; equal to rounding)")
     g.add_argument("--attn-impl", choices=["sam", "sdpa"], default="sam",
                    help="encoder attention: sam (the reference) or sdpa (fused, same result to rounding)")
     g.add_argument("--onnx-dir", metavar="DIR", default=None,

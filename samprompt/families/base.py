@@ -52,8 +52,10 @@ class Family:
         return torch.as_tensor(xy, dtype=torch.float, device=device)
 
     def decode(self, model, emb, points, boxes, masks, multimask: bool,
-               prompt_encoder=None, mask_decoder=None) -> tuple[torch.Tensor, torch.Tensor]:
+               prompt_encoder=None, mask_decoder=None, fast: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Low-res logits (B, M, h, w) and predicted IoUs (B, M) for B objects of one image.
+
+        ``fast``: a rearranged decoder, equal up to float rounding, where the family has one (SAM's).
 
         ``points``: ((B, N, 2) input-frame coordinates, (B, N) labels) or None;
         ``boxes``: (B, 4) input-frame XYXY or None; ``masks``: (B, 1, h, w) logits or None.

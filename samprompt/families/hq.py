@@ -32,7 +32,8 @@ class HqFamily(SamFamily):
         vit = interm[0].permute(0, 3, 1, 2)
         return {"features": features, "hq": decoder.embedding_encoder(features) + decoder.compress_vit_feat(vit)}
 
-    def decode(self, model, emb, points, boxes, masks, multimask, prompt_encoder=None, mask_decoder=None):
+    def decode(self, model, emb, points, boxes, masks, multimask, prompt_encoder=None, mask_decoder=None,
+               fast=False):
         prompt_encoder = prompt_encoder or model.prompt_encoder
         decoder = mask_decoder or model.mask_decoder
         sparse, dense = prompt_encoder(points=points, boxes=boxes, masks=masks)

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ..decoder_cache import cached_decode, supports
+from ..fast_decoder import fast_decode
 from ..steps import model_input, run_decoder
 from .base import Family
 
@@ -41,9 +42,10 @@ class SamFamily(Family):
         coords = ResizeLongestSide(max(input_size)).apply_coords(xy.reshape(-1, 2), original_size)
         return torch.as_tensor(coords.reshape(xy.shape), dtype=torch.float, device=device)
 
-    def decode(self, model, emb, points, boxes, masks, multimask, prompt_encoder=None, mask_decoder=None):
+    def decode(self, model, emb, points, boxes, masks, multimask, prompt_encoder=None, mask_decoder=None,
+               fast=False):
         if prompt_encoder is None and mask_decoder is None and supports(model.mask_decoder, masks):
-            return cached_decode(model.prompt_encoder, model.mask_decoder, emb.features, points, boxes, multimask)
+            return (fast_decode if fast else cached_decode)(model.prompt_encoder, model.mask_decoder, emb.features, points, boxes, multimask)
         return run_decoder(prompt_encoder or model.prompt_encoder, mask_decoder or model.mask_decoder,
                            emb.features, points=points, boxes=boxes, masks=masks, multimask=multimask)
 

@@ -62,7 +62,8 @@ class Sam2Family(Family):
         coords[..., 1] = coords[..., 1] / h
         return coords * input_size[1]  # the square's side, as SAM2Transforms.transform_coords scales
 
-    def decode(self, model, emb, points, boxes, masks, multimask, prompt_encoder=None, mask_decoder=None):
+    def decode(self, model, emb, points, boxes, masks, multimask, prompt_encoder=None, mask_decoder=None,
+               fast=False):
         prompt_encoder = prompt_encoder or model.sam_prompt_encoder
         if boxes is not None:  # a box is its two corners, labels 2 and 3, ahead of the clicks
             corners = boxes.reshape(-1, 2, 2)
