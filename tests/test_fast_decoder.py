@@ -60,3 +60,26 @@ def test_the_segmenter_runs_it_with_decoder_fast_and_precision_fast_and_its_mask
     assert len(ious) >= 8 and min(ious) > 0.999, min(ious)
     with pytest.raises(ConfigError, match="decoder must be"):
         Segmenter("tiny", decoder="quick")
+
+
+def test_jobs_carry_the_decoder_and_geo_auto_asks_for_the_fast_one(monkeypatch, tmp_path):
+    from samprompt.cli import common, geo
+    from samprompt.jobs import SegmenterSpec
+
+    assert SegmenterSpec("tiny", decoder="fast").build().fast_decoder
+    assert not SegmenterSpec("tiny").build().fast_decoder
+    seen = []
+    class Stop(Exception):
+        pass
+
+    def record(args, *a, **k):
+        seen.append(common.segmenter_spec(args))
+        raise Stop
+
+    monkeypatch.setattr(geo, "run_cli_job", record)
+    from samprompt import cli
+
+    cli.main(["synth", str(tmp_path / "geo"), "--raster", "--size", "512"])
+    with pytest.raises(Stop):
+        cli.main(["geo", str(tmp_path / "geo" / "scene.tif"), "--auto", "--out", str(tmp_path / "out")])
+    assert seen and seen[0].decoder == "fast"

@@ -104,7 +104,8 @@ def segmenter_spec(args: argparse.Namespace):
 
     return SegmenterSpec(args.model, getattr(args, "learned", None), threads=getattr(args, "threads", None),
                          precision=getattr(args, "precision", "fp32"), attn_impl=getattr(args, "attn_impl", "sam"),
-                         onnx_dir=getattr(args, "onnx_dir", None), family=getattr(args, "family", None))
+                         onnx_dir=getattr(args, "onnx_dir", None), family=getattr(args, "family", None),
+                         decoder=getattr(args, "decoder", None))
 
 
 def load_segmenter(args: argparse.Namespace):

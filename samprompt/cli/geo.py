@@ -108,6 +108,8 @@ def run(args) -> int:
     if not info.crs:  # said even with --quiet: every output's coordinates depend on it
         print(f"samprompt: {info.name} has no CRS: the GeoJSON and GeoPackage are in pixel coordinates and areas "
               "are not computed", file=sys.stderr)
+    if args.auto:  # segment-everything decodes a point grid per tile: the rearranged decoder takes 0.6x the time
+        args.decoder = "fast"
     summary = run_cli_job(args, items, settings)
     for rec in summary.records:
         if rec["status"] == "failed":

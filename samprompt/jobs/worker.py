@@ -26,7 +26,8 @@ class SegmenterSpec:
     ``model``: registry name or checkpoint path; ``learned``: a learned-prompt folder or None;
     ``threads``: torch threads in the process that builds it (None leaves torch's choice);
     ``precision`` and ``attn_impl``: the encoder's (see :class:`~samprompt.segmenter.Segmenter`);
-    ``family``: ``"medsam"`` for a MedSAM checkpoint given by path (else read from the checkpoint).
+    ``family``: ``"medsam"`` for a MedSAM checkpoint given by path (else read from the checkpoint);
+    ``decoder``: the Segmenter's (None: its default).
     """
 
     model: str = "tiny"
@@ -36,6 +37,7 @@ class SegmenterSpec:
     attn_impl: str = "sam"
     onnx_dir: str | None = None
     family: str | None = None
+    decoder: str | None = None
 
     def build(self):
         import torch
@@ -49,7 +51,7 @@ class SegmenterSpec:
         model = load_model(self.model, family=self.family)
         learned = LearnedPrompt.load(self.learned, model) if self.learned else None
         return Segmenter(model, learned=learned, cache_size=2, precision=self.precision, attn_impl=self.attn_impl,
-                         backend="onnx" if self.onnx_dir else "torch", onnx_dir=self.onnx_dir)
+                         backend="onnx" if self.onnx_dir else "torch", onnx_dir=self.onnx_dir, decoder=self.decoder)
 
     def stamp(self) -> dict:
         """What made the outputs, known without loading the model: model, learned prompt, encoder ids."""
