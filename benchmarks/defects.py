@@ -2,7 +2,7 @@
 alignment, false-alarm calibration, inspection speed, and a learned prompt.
 
     python benchmarks/defects.py [--seed 100] [--shots 0,1,4] [--threads 2] [--tune-epochs 20]
-                                 [--out docs/data/defects.json]
+                                 [--test-good 6] [--per-defect 4] [--out docs/data/defects.json]
 
 The seven generated categories (``samprompt synth --defects``: 12 train/good, 6
 test/good and 4 images per defect kind, 256 px) with the seed given (held out:
@@ -159,6 +159,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tune-epochs", type=int, default=20, help="0 skips the learned-prompt question")
     ap.add_argument("--out", default="docs/data/defects.json")
+    ap.add_argument("--test-good", type=int, default=6, help="good test images per category")
+    ap.add_argument("--per-defect", type=int, default=4, help="test images per defect kind")
     ap.add_argument("--no-pose", dest="pose", action="store_false", help="skip the pose study")
     ap.add_argument("--no-false-alarm", dest="false_alarm", action="store_false", help="skip the calibration study")
     ap.add_argument("--no-inspect", dest="inspect", action="store_false", help="skip the inspect timing")
@@ -167,8 +169,9 @@ def main() -> None:
     from samprompt.synthetic.defects import write_defect_dataset
 
     work = Path(tempfile.mkdtemp(prefix="defects_bench_"))
-    data = write_defect_dataset(work / "data", train=12, test_good=6, per_defect=4, seed=a.seed)
-    doc: dict = {"version": __version__, "seed": a.seed, "threads": a.threads, "shots": {}}
+    data = write_defect_dataset(work / "data", train=12, test_good=a.test_good, per_defect=a.per_defect, seed=a.seed)
+    doc: dict = {"version": __version__, "seed": a.seed, "threads": a.threads, "test_good": a.test_good,
+                 "per_defect": a.per_defect, "shots": {}}
     for k in [int(s) for s in a.shots.split(",")]:
         t0 = time.perf_counter()
         doc["shots"][str(k)] = run_defects(data, work / f"out{k}", k, a.threads)

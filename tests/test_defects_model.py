@@ -120,6 +120,10 @@ def test_pose_alignment_recovers_the_angle_and_is_chosen_for_parts_only():
     np.testing.assert_allclose(PoseAligner.unalign(cv2.warpAffine(ramp, m, (w, h)), m)[inner], ramp[inner], atol=0.02)
     assert needs_alignment([make_inspection_image("flange", s)[0] for s in range(4)])[0]
     assert not needs_alignment([make_inspection_image("grid", s)[0] for s in range(4)])[0]
+    use, gain = needs_alignment([make_inspection_image("disc", s)[0] for s in range(12)])
+    assert use and 0 < gain < 0.1  # a round part lit from a side that turns with it: a small gain, aligned
+    # alignment that would make the images less alike is not used: a threshold above the gain says no
+    assert not needs_alignment([make_inspection_image("disc", s)[0] for s in range(12)], min_gain=gain + 1e-6)[0]
 
 
 def test_a_good_part_at_eight_angles_raises_no_false_alarm_when_aligned(seg):
