@@ -95,6 +95,21 @@ def drag(page, a, b, steps=6):
     settle(page)
 
 
+
+def box_propagate_and_step_up(page, key: str, index: int, a, b) -> None:
+    """On a volume or video: go to slice/frame ``index`` (drawn key ``KEY + index``), box (the box tool, a
+    real drag from ``a`` to ``b``), propagate, then ArrowUp twice to ``index + 2``."""
+    page.eval_on_selector("#canvas .sp-slice", f"el => {{ el.value = {index}; el.dispatchEvent(new Event('input')); }}")
+    page.wait_for_function(f"window.samprompt.drawn.key === '{key}{index}'", timeout=30_000)
+    page.keyboard.press("3")
+    drag(page, a, b)
+    assert "score" in status(page)
+    page.click("#canvas .sp-propagate")
+    page.wait_for_function("document.querySelector('#status').innerText.includes('propagated')", timeout=60_000)
+    page.keyboard.press("ArrowUp")
+    page.keyboard.press("ArrowUp")
+    page.wait_for_function(f"window.samprompt.drawn.key === '{key}{index + 2}'", timeout=30_000)
+
 def saved(out: Path, key: str) -> dict:
     return json.loads((out / f"{key}.annotation.json").read_text())
 
@@ -303,16 +318,7 @@ def test_a_volume_slice_box_propagate_and_export(browser, tmp_path):
     with serve(Annotator(Segmenter("tiny"), folder, out)) as url:
         page = open_page(browser, url)
         assert "opened volume ct3.nii.gz" in status(page)
-        page.eval_on_selector("#canvas .sp-slice", f"el => {{ el.value = {k}; el.dispatchEvent(new Event('input')); }}")
-        page.wait_for_function(f"window.samprompt.drawn.key === 'ct3-z{k}'", timeout=30_000)
-        page.keyboard.press("3")
-        drag(page, (ii.min(), jj.min()), (ii.max() + 1, jj.max() + 1))
-        assert "score" in status(page)
-        page.click("#canvas .sp-propagate")
-        page.wait_for_function("document.querySelector('#status').innerText.includes('propagated')", timeout=60_000)
-        page.keyboard.press("ArrowUp")
-        page.keyboard.press("ArrowUp")
-        page.wait_for_function(f"window.samprompt.drawn.key === 'ct3-z{k + 2}'", timeout=30_000)
+        box_propagate_and_step_up(page, "ct3-z", k, (ii.min(), jj.min()), (ii.max() + 1, jj.max() + 1))
         assert f"{k + 2} / 29" in page.inner_text("#canvas .sp-volume")
         assert page.evaluate("() => window.samprompt.doc().polygons.length") > 0  # the object is on this slice
         ARTIFACTS.mkdir(exist_ok=True)
@@ -917,16 +923,7 @@ def test_a_video_frame_box_propagate_keys_and_export(browser, tmp_path):
         panel = page.inner_text("#canvas .sp-volume")
         assert "frame" in panel and "0 / 11" in panel
         assert not page.is_visible("#canvas .sp-window") and not page.is_visible("#canvas .sp-convention")
-        page.eval_on_selector("#canvas .sp-slice", "el => { el.value = 5; el.dispatchEvent(new Event('input')); }")
-        page.wait_for_function("window.samprompt.drawn.key === 'walk-f5'", timeout=30_000)
-        page.keyboard.press("3")
-        drag(page, (xs.min(), ys.min()), (xs.max() + 1, ys.max() + 1))
-        assert "score" in status(page)
-        page.click("#canvas .sp-propagate")
-        page.wait_for_function("document.querySelector('#status').innerText.includes('propagated')", timeout=60_000)
-        page.keyboard.press("ArrowUp")
-        page.keyboard.press("ArrowUp")
-        page.wait_for_function("window.samprompt.drawn.key === 'walk-f7'", timeout=30_000)
+        box_propagate_and_step_up(page, "walk-f", 5, (xs.min(), ys.min()), (xs.max() + 1, ys.max() + 1))
         assert page.evaluate("() => window.samprompt.doc().polygons.length") > 0  # followed onto frame 7
         assert "object on frames" in page.inner_text("#canvas .sp-volume")
         ARTIFACTS.mkdir(exist_ok=True)

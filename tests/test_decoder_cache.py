@@ -1,4 +1,4 @@
-"""The cached decoder gives SAM's own decoder's masks and scores, bit for bit."""
+"""The cached decoder gives SAM's own decoder's masks and scores, bit for bit; the rearranged one, to rounding."""
 
 import gc
 
@@ -8,6 +8,7 @@ import torch
 
 from samprompt import Prompt, Segmenter
 from samprompt import decoder_cache as dc
+from samprompt.fast_decoder import fast_decode
 from samprompt.models import REGISTRY, build_sam, load_model
 from samprompt.steps import run_decoder
 from samprompt.synthetic import make_scene
@@ -20,25 +21,50 @@ def _prompts(rng, b, size):
     return [dict(points=(pts, labels)), dict(boxes=boxes), dict(points=(pts, labels), boxes=boxes)]
 
 
-@pytest.mark.parametrize("arch", ["tiny", "vit_b"])
-def test_cached_decode_equals_the_reference_bit_for_bit(arch):
+def _decoder(arch):
+    """(prompt encoder, mask decoder, embedding, the input side in px) of the built-in model on a scene, or of
+    ViT-B's decoder (random weights) on a random embedding: the decoder is what is tested."""
     torch.manual_seed(0)
     if arch == "tiny":
         model = load_model("tiny")
         emb = Segmenter(model).embed(make_scene(3).image).features
-    else:  # ViT-B's decoder (random weights) on a random embedding: the decoder is what is tested
+    else:
         model = build_sam(REGISTRY["vit_b"].arch)
         emb = torch.randn(1, 256, 64, 64)
-    pe, md = model.prompt_encoder, model.mask_decoder
+    return model.prompt_encoder, model.mask_decoder, emb, 4 * emb.shape[-1] * (4 if arch == "vit_b" else 1)
+
+
+@pytest.mark.parametrize("arch", ["tiny", "vit_b"])
+def test_cached_decode_equals_the_reference_bit_for_bit(arch):
+    pe, md, emb, size = _decoder(arch)
     rng = np.random.default_rng(0)
     for b in (1, 7):
-        for kw in _prompts(rng, b, 4 * emb.shape[-1] * (4 if arch == "vit_b" else 1)):
+        for kw in _prompts(rng, b, size):
             for multimask in (True, False, None):
                 with torch.no_grad():
                     ref = run_decoder(pe, md, emb, multimask=multimask, **kw)
                 got = dc.cached_decode(pe, md, emb, multimask=multimask, **kw)
                 assert got[0].shape == ref[0].shape and got[1].shape == ref[1].shape
                 assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1]), (b, list(kw), multimask)
+
+
+@pytest.mark.parametrize("arch", ["tiny", "vit_b"])
+def test_fast_decode_equals_the_reference_up_to_rounding(arch):
+    pe, md, emb, size = _decoder(arch)
+    rng = np.random.default_rng(1)
+    for b in (1, 7):
+        for kw in _prompts(rng, b, size):
+            for multimask in (True, False, None):
+                with torch.no_grad():
+                    ref = run_decoder(pe, md, emb, multimask=multimask, **kw)
+                got = fast_decode(pe, md, emb, multimask=multimask, **kw)
+                assert got[0].shape == ref[0].shape and got[1].shape == ref[1].shape
+                scale = float(ref[0].abs().max())
+                assert scale > 0.1  # logits worth comparing
+                assert torch.allclose(got[0], ref[0], atol=2e-5 * scale, rtol=0), (b, list(kw), multimask)
+                assert torch.allclose(got[1], ref[1], atol=1e-5)
+                same = ((got[0] > 0) == (ref[0] > 0)).float().mean()
+                assert same > 0.9999, float(same)
 
 
 def test_the_segmenter_uses_it_only_where_it_holds_and_the_cache_goes_with_the_embedding():
