@@ -265,7 +265,12 @@ def test_watch_inspects_files_that_arrive_and_never_a_half_written_one(data, tmp
             time.sleep(0.1)
         return results()
 
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    def watcher():
+        # a shell's background job (`pytest ... &`) ignores SIGINT, and so would the watcher: give it Ctrl-C back
+        return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+    proc = watcher()
     try:
         shutil.copy(src[0], inbox / "a.png")
         assert [r["id"] for r in wait_for(1)] == ["a"]
@@ -281,6 +286,14 @@ def test_watch_inspects_files_that_arrive_and_never_a_half_written_one(data, tmp
         assert not (out / "failures.json").exists()  # b was read whole, never half
     finally:
         proc.send_signal(signal.SIGINT)
+        out_text, err_text = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "stopped watching" in err_text and "Traceback" not in err_text
+    # a service manager stops it with SIGTERM, as cleanly (the line is printed once the handler is in place)
+    proc = watcher()
+    try:
+        assert proc.stderr.readline().startswith("watching")
+    finally:
+        proc.send_signal(signal.SIGTERM)
         out_text, err_text = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "stopped watching" in err_text and "Traceback" not in err_text
     # a restart skips what is done

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,7 +26,7 @@ INSPECT = """Judge new images with a fitted defect model (samprompt defects fit)
 
 INPUT: an image, a folder of images, or a glob ("line/*.png", quoted). With --watch,
 INPUT is a folder that is inspected again every --interval seconds: new files are
-inspected once they have stopped growing; Ctrl-C stops (exit 0).
+inspected once they have stopped growing; Ctrl-C or SIGTERM stops (exit 0).
 
 Writes OUT/ID_{map,labels,overlay}.png per image and OUT/results.jsonl (one line per
 image: image, score, verdict, threshold, instances with box, area, score, iou and source
@@ -206,27 +209,46 @@ def run_inspect(args) -> int:
     seen: dict[Path, tuple] = {}
     done: set[Path] = set()
     overwrite, code = args.overwrite, 0
-    if not args.quiet:
-        print(f"watching {folder} every {args.interval:g} s; Ctrl-C stops", file=sys.stderr)
     try:
-        while True:
-            ready = _settled(folder, seen)
-            new = [p for p in ready if p not in done]
-            if new:
-                items = inspect_items(sorted(done | set(ready)))
-                summary = run_job(items, out, segmenter=seg, settings=job, overwrite=overwrite, workers=args.workers,
-                                  scheduler=args.scheduler, progress=False)
-                overwrite = False
-                if summary.interrupted:
-                    raise KeyboardInterrupt
-                code = max(code, _report(summary, len(items), out, args.quiet, new=summary.records))
-                done |= set(ready)
-            time.sleep(args.interval)
+        with _sigterm_as_ctrl_c():
+            if not args.quiet:
+                print(f"watching {folder} every {args.interval:g} s; Ctrl-C stops", file=sys.stderr)
+            while True:
+                ready = _settled(folder, seen)
+                new = [p for p in ready if p not in done]
+                if new:
+                    items = inspect_items(sorted(done | set(ready)))
+                    summary = run_job(items, out, segmenter=seg, settings=job, overwrite=overwrite,
+                                      workers=args.workers, scheduler=args.scheduler, progress=False)
+                    overwrite = False
+                    if summary.interrupted:
+                        raise KeyboardInterrupt
+                    code = max(code, _report(summary, len(items), out, args.quiet, new=summary.records))
+                    done |= set(ready)
+                time.sleep(args.interval)
     except KeyboardInterrupt:
         if not args.quiet:
             print(f"stopped watching; {len(done)} image(s) inspected; results in {out / 'results.jsonl'}",
                   file=sys.stderr)
         return code  # 0, or 1 when some image failed
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c():
+    """A watcher run as a service (systemd, ``docker stop``) is stopped with SIGTERM: inside the block it
+    stops as Ctrl-C does (writes in flight finish; a restart skips what is done). The old handler is put back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _report(summary, n: int, out: Path, quiet: bool, new=None) -> int:
