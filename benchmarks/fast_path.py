@@ -40,7 +40,8 @@ from samprompt.simulate import box_from_mask, center_point
 from samprompt.steps import model_input
 from samprompt.synthetic import make_scene
 
-CONFIGS = [("sam", "fp32"), ("sdpa", "fp32"), ("sam", "bf16"), ("sdpa", "bf16"), ("sam", "int8"), ("sdpa", "int8")]
+CONFIGS = [("sam", "fp32"), ("sdpa", "fp32"), ("sam", "bf16"), ("sdpa", "bf16"), ("sam", "int8"), ("sdpa", "int8"),
+           ("sdpa", "int8+bf16")]
 
 
 def encoder_rows(model, image, repeats: int, bf16: bool, onnx_dir: str | None) -> dict:
@@ -51,7 +52,7 @@ def encoder_rows(model, image, repeats: int, bf16: bool, onnx_dir: str | None) -
     pred = SamPredictor(model)
     runs = {"SamPredictor": lambda: pred.set_image(image)}
     for impl, precision in CONFIGS:
-        if precision == "bf16" and not bf16:
+        if "bf16" in precision and not bf16:
             continue
         seg = Segmenter(model, cache_size=0, attn_impl=impl, precision=precision)
         runs[seg.encoder.id] = (lambda s: (lambda: s.embed(image)))(seg)
@@ -77,7 +78,7 @@ def agreement(model, n_scenes: int, bf16: bool, onnx_dir: str | None) -> dict:
     """Mean IoU of the chosen masks of each configuration with the fp32 reference; reference vs SamPredictor."""
     ref = Segmenter(model, cache_size=0)
     others = {f"{impl}/{p}": Segmenter(model, cache_size=0, attn_impl=impl, precision=p)
-              for impl, p in CONFIGS[1:] if p != "bf16" or bf16}
+              for impl, p in CONFIGS[1:] if "bf16" not in p or bf16}
     if onnx_dir:
         others["onnx/fp32"] = Segmenter(model, cache_size=0, backend="onnx", onnx_dir=onnx_dir)
     ious: dict[str, list[float]] = {k: [] for k in others}

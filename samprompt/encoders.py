@@ -11,7 +11,8 @@ the embedding cache key and of a batch job's manifest.
   the encoder; the decoder stays fp32) or ``"fp16"`` (GPU only), and/or
   ``attn_impl="sdpa"`` (fused attention with the relative-position bias, chunked
   over query rows: :mod:`samprompt.attention`), or ``"int8"`` (CPU: the
-  encoder's linear layers dynamically quantised to int8, on a copy).
+  encoder's linear layers dynamically quantised to int8, on a copy), or
+  ``"int8+bf16"`` (CPU with native bf16, SDPA: int8 linear layers, attention in bf16).
 * :class:`~samprompt.onnx_backend.OnnxEncoder`: an exported encoder run by onnxruntime.
 
 :func:`samprompt.backends.make_encoder` picks one from the Segmenter's options.
@@ -28,7 +29,9 @@ from segment_anything.modeling import Sam
 from .attention import ATTN_IMPLS, attention_impl
 from .errors import ConfigError
 
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int8+bf16")
+#: precisions that run a dynamically quantised copy of the encoder
+INT8 = ("int8", "int8+bf16")
 
 
 class Encoder:
@@ -70,7 +73,9 @@ class TorchEncoder(Encoder):
         precision: ``"fp32"``; ``"bf16"`` (autocast; on a device without native
             bf16 arithmetic, where it would be slower, a warning and fp32); ``"fp16"`` (CUDA only);
             ``"int8"`` (CPU only: dynamic int8 quantisation of the encoder's linear layers,
-            on a copy made by :meth:`bind`; a ``full-ft`` prompt's own encoder stays fp32).
+            on a copy made by :meth:`bind`; a ``full-ft`` prompt's own encoder stays fp32);
+            ``"int8+bf16"`` (CPU, ``attn_impl="sdpa"``: those int8 linear layers, with the
+            attention between them in bf16; without native bf16, a warning and ``"int8"``).
         device: where the model runs (decides whether bf16 pays).
         attn_impl: ``"sam"`` (the reference attention) or ``"sdpa"``.
 
@@ -86,29 +91,39 @@ class TorchEncoder(Encoder):
         device = torch.device(device)
         if precision == "fp16" and device.type != "cuda":
             raise ConfigError("precision='fp16' runs on a CUDA GPU only; on a CPU use 'bf16' or 'int8'")
-        if precision == "int8" and device.type != "cpu":
-            raise ConfigError("precision='int8' (dynamic quantisation) runs on a CPU only; on a GPU use 'bf16'/'fp16'")
-        if precision == "bf16" and not bf16_supported(device):
+        if precision in INT8 and device.type != "cpu":
+            raise ConfigError(f"precision={precision!r} (dynamic quantisation) runs on a CPU only; "
+                              "on a GPU use 'bf16'/'fp16'")
+        if precision == "int8+bf16" and attn_impl != "sdpa":
+            raise ConfigError("precision='int8+bf16' computes the attention with attn_impl='sdpa'; pass that too")
+        if precision in ("bf16", "int8+bf16") and not bf16_supported(device):
+            fallback = {"bf16": "fp32", "int8+bf16": "int8"}[precision]
             warnings.warn(f"this {device.type.upper()} has no native bf16 arithmetic (avx512_bf16 or AMX on a CPU), "
-                          "where bf16 runs slower than fp32; the encoder runs in fp32", stacklevel=3)
-            precision = "fp32"
+                          f"where bf16 runs slower than fp32; the encoder runs in {fallback}", stacklevel=3)
+            precision = fallback
         self.precision = precision
         self.attn_impl = attn_impl
         self.kind = attn_impl
         self._int8: torch.nn.Module | None = None
 
     def bind(self, model: Sam) -> None:
-        if self.precision == "int8" and self._int8 is None:
+        if self.precision in INT8 and self._int8 is None:
             import copy
             import warnings as _w
 
-            with _w.catch_warnings():  # torch.ao's deprecation notice
-                _w.simplefilter("ignore")
-                self._int8 = torch.ao.quantization.quantize_dynamic(
-                    copy.deepcopy(model.image_encoder).eval(), {torch.nn.Linear}, dtype=torch.qint8)
+            engine = torch.backends.quantized.engine
+            try:
+                with _w.catch_warnings():  # torch.ao's deprecation notice
+                    _w.simplefilter("ignore")
+                    # the packed weights keep the engine they were made with, and run with it
+                    torch.backends.quantized.engine = quantized_engine()
+                    self._int8 = torch.ao.quantization.quantize_dynamic(
+                        copy.deepcopy(model.image_encoder).eval(), {torch.nn.Linear}, dtype=torch.qint8)
+            finally:
+                torch.backends.quantized.engine = engine
 
     def _autocast_dtype(self) -> torch.dtype | None:
-        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": None}[self.precision]
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
 
     @torch.no_grad()
     def encode(self, model: Sam, x: torch.Tensor, learned: Any = None, forward: Any = None) -> Any:
@@ -118,11 +133,12 @@ class TorchEncoder(Encoder):
         if tuned is not None:
             encoders.append(tuned)
         original = model.image_encoder
-        if self.precision == "int8":
+        if self.precision in INT8:
             self.bind(model)
             encoders[0] = model.image_encoder = self._int8  # the quantised copy runs in its place
         try:
-            with attention_impl(self.attn_impl, encoders), torch.autocast(
+            attn_dtype = torch.bfloat16 if self.precision == "int8+bf16" else None
+            with attention_impl(self.attn_impl, encoders, attn_dtype), torch.autocast(
                 x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None
             ):
                 if forward is not None:
@@ -144,13 +160,38 @@ def bf16_supported(device: torch.device) -> bool:
     return False
 
 
+def quantized_engine() -> str:
+    """The int8 kernels for the quantised encoder: oneDNN on CPUs with AVX-512 and VNNI (its dynamic int8
+    linear layers ran ViT-B's 17 % faster than fbgemm's on a Zen 4, same values to 1e-4; docs/fast-path.md),
+    else torch's default."""
+    cpu = torch.cpu
+    has = (getattr(cpu, name, lambda: False)() for name in ("_is_avx512_supported", "_is_vnni_supported"))
+    if all(has) and "onednn" in torch.backends.quantized.supported_engines:
+        return "onednn"
+    return torch.backends.quantized.engine
+
+
+def amx_supported(device: torch.device) -> bool:
+    """Whether ``device`` is a CPU with AMX tiles (Sapphire Rapids and later): bf16 matrix products fastest."""
+    return device.type == "cpu" and getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+
+
 def fast_settings(device: torch.device, vit: bool = True) -> tuple[str, str]:
-    """(precision, attn_impl) of ``precision="fast"``, by what ``device`` does natively: bf16 with fused attention
-    where bf16 is native (avx512_bf16/AMX CPUs, Ampere+ GPUs), fp16 on other GPUs, else int8 linear layers with
-    fused attention (the fastest that held chosen-mask IoU >= 0.98 on AVX2, docs/fast-path.md). ``vit``: False
-    for models without SAM's ViT (SAM 2), which keep their own attention."""
+    """(precision, attn_impl) of ``precision="fast"``, by what ``device`` does natively.
+
+    * CPUs with native bf16 but no AMX (avx512_bf16: Zen 4, Cooper Lake): int8 linear layers with the
+      attention in bf16 (``"int8+bf16"``), 4.8x SamPredictor's ViT-B encoder on a 2-core Zen 4, where bf16
+      alone gave 4.0x and int8 alone 3.8x (docs/fast-path.md);
+    * AMX CPUs and Ampere+ GPUs: bf16 with fused attention;
+    * other GPUs: fp16; other CPUs: int8 linear layers with fused attention (the fastest that held
+      chosen-mask IoU >= 0.98 on AVX2).
+
+    ``vit``: False for models without SAM's ViT (SAM 2), which keep their own attention.
+    """
     attn = "sdpa" if vit else "sam"
     if bf16_supported(device):
+        if vit and device.type == "cpu" and not amx_supported(device):
+            return "int8+bf16", attn
         return "bf16", attn
     return ("fp16" if device.type == "cuda" else "int8"), attn
 

@@ -59,9 +59,11 @@ class Segmenter:
             by default the one ``precision``, ``attn_impl`` and ``backend`` select.
         precision: ``"fp32"`` (the reference), ``"bf16"`` (autocast on the
             encoder), ``"fp16"`` (CUDA only), ``"int8"`` (CPU only, quantised linear
-            layers) or ``"fast"``: the fastest this device runs well, detected
-            (:func:`~samprompt.encoders.fast_settings`: bf16 + SDPA on CPUs with
-            native bf16, else int8 + SDPA), which also sets ``attn_impl`` and
+            layers), ``"int8+bf16"`` (those, with the attention in bf16; CPUs with
+            native bf16, ``attn_impl="sdpa"``) or ``"fast"``: the fastest this device
+            runs well, detected (:func:`~samprompt.encoders.fast_settings`:
+            int8+bf16 on avx512_bf16 CPUs without AMX, bf16 on AMX CPUs and recent
+            GPUs, else int8; SDPA attention), which also sets ``attn_impl`` and
             ``decoder``; the decoder always runs in fp32.
         attn_impl: the encoder's attention, ``"sam"`` (the reference) or ``"sdpa"``
             (fused, relative-position bias chunked over query rows).

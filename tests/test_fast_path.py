@@ -6,6 +6,8 @@ import torch
 from segment_anything.modeling.image_encoder import Attention
 
 from samprompt import ConfigError, EmbeddingCache, Prompt, Segmenter
+from samprompt.attention import _chunked_products as products
+from samprompt.attention import _chunked_sdpa as chunked_sdpa
 from samprompt.attention import attention_impl, sdpa_attention
 from samprompt.backends import make_encoder
 from samprompt.encoders import SamEncoder, TorchEncoder
@@ -21,6 +23,35 @@ def test_sdpa_attention_matches_the_reference(window, chunk):
     x = torch.randn(3, *((6, 5) if not window else (window, window)), 48)
     with torch.no_grad():
         torch.testing.assert_close(sdpa_attention(attn, x, chunk=chunk), attn(x), atol=2e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("window, chunk", [(0, 7), (0, None), (4, 5)])
+def test_bf16_attention_on_a_cpu_runs_as_chunked_products_and_matches_the_reference(window, chunk, monkeypatch):
+    import samprompt.attention as A
+
+    torch.manual_seed(0)
+    size = (6, 5) if not window else (window, window)
+    attn = Attention(48, num_heads=4, use_rel_pos=True, input_size=size)
+    x = torch.randn(3, *size, 48)
+    with torch.no_grad():
+        ref = attn(x)
+        calls = []
+        monkeypatch.setattr(A, "_chunked_products", lambda *a: calls.append(a[-1]) or products(*a))
+        got = sdpa_attention(attn.to(torch.bfloat16), x.to(torch.bfloat16), chunk=chunk)
+    assert calls == [chunk or A.PRODUCT_CHUNK]
+    torch.testing.assert_close(got.float(), ref, atol=0.05, rtol=0.05)
+
+
+@pytest.mark.parametrize("chunk", [4, 30, 256])
+def test_chunked_products_equal_sdpa_with_and_without_prompt_keys(chunk):
+    torch.manual_seed(1)
+    B, nh, H, W, hd, P = 2, 3, 6, 5, 8, 4
+    q, k, v = (torch.randn(B, nh, H * W, hd) for _ in range(3))
+    rel_h, rel_w = torch.randn(B, nh, H * W, H), torch.randn(B, nh, H * W, W)
+    for prompt in (None, (torch.randn(B, nh, P, hd), torch.randn(B, nh, P, hd))):
+        want = chunked_sdpa(q, k, v, rel_h, rel_w, H, W, prompt, 1024)
+        torch.testing.assert_close(products(q, k, v, rel_h, rel_w, H, W, prompt, chunk), want,
+                                   atol=1e-5, rtol=1e-4)
 
 
 def test_sdpa_encoder_equals_the_reference_and_restores_the_modules(random_sam):
@@ -155,12 +186,17 @@ def test_cli_export_onnx_and_run_it(tmp_path, capsys):
     assert max(scores) - min(scores) < 1e-3
 
 
-def test_int8_sdpa_agrees_with_fp32_and_leaves_the_model_alone(tiny_sam):
+@pytest.mark.parametrize("precision", ["int8", "int8+bf16"])
+def test_int8_sdpa_agrees_with_fp32_and_leaves_the_model_alone(tiny_sam, precision, monkeypatch):
+    import samprompt.encoders
     from samprompt.simulate import box_from_mask, center_point
 
+    monkeypatch.setattr(samprompt.encoders, "bf16_supported", lambda device: True)  # bf16 even on this CPU
+    engine = torch.backends.quantized.engine
     ref = Segmenter(tiny_sam, cache_size=0)
-    fast = Segmenter(tiny_sam, cache_size=0, precision="int8", attn_impl="sdpa")
-    assert fast.encoder.id == "sdpa/int8"
+    fast = Segmenter(tiny_sam, cache_size=0, precision=precision, attn_impl="sdpa")
+    assert fast.encoder.id == f"sdpa/{precision}"
+    assert torch.backends.quantized.engine == engine  # the copy's engine is set only while it is made
     ious = []
     for seed in range(500_000, 500_004):
         scene = make_scene(seed)
@@ -172,7 +208,27 @@ def test_int8_sdpa_agrees_with_fp32_and_leaves_the_model_alone(tiny_sam):
     assert type(tiny_sam.image_encoder).__name__ == "ImageEncoderViT"
     assert not any("quantized" in type(m).__module__ for m in tiny_sam.modules())
     with pytest.raises(ConfigError, match="int8.*CPU only"):
-        TorchEncoder("int8", device="cuda")
+        TorchEncoder(precision, "sdpa", device="cuda")
+
+
+def test_int8_bf16_needs_sdpa_and_native_bf16(monkeypatch):
+    import samprompt.encoders
+
+    with pytest.raises(ConfigError, match="attn_impl='sdpa'"):
+        TorchEncoder("int8+bf16", "sam")
+    monkeypatch.setattr(samprompt.encoders, "bf16_supported", lambda device: False)
+    with pytest.warns(UserWarning, match="runs in int8"):
+        assert TorchEncoder("int8+bf16", "sdpa").id == "sdpa/int8"
+
+
+def test_the_int8_kernels_are_onednn_only_where_avx512_and_vnni_are(monkeypatch):
+    import samprompt.encoders as enc
+
+    for avx512, vnni in [(True, True), (True, False), (False, True)]:
+        monkeypatch.setattr(torch.cpu, "_is_avx512_supported", lambda: avx512, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: vnni, raising=False)
+        want = "onednn" if avx512 and vnni else torch.backends.quantized.engine
+        assert enc.quantized_engine() == want
 
 
 def test_learned_tokens_run_on_int8(random_sam):
@@ -190,16 +246,19 @@ def test_learned_tokens_run_on_int8(random_sam):
 
 
 def test_precision_fast_is_chosen_by_what_the_cpu_does_natively(monkeypatch):
-    """bf16 + SDPA where bf16 is native, int8 + SDPA elsewhere, never assumed; SAM 2 keeps its attention."""
+    """int8+bf16 on native-bf16 CPUs without AMX, bf16 with AMX, int8 + SDPA elsewhere, never assumed;
+    SAM 2 keeps its attention."""
     import samprompt.encoders as enc
     from samprompt import Segmenter
     from samprompt.jobs import SegmenterSpec
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(enc, "bf16_supported", lambda device: True)
-    assert enc.fast_settings(cpu) == ("bf16", "sdpa") and enc.fast_settings(cpu, vit=False) == ("bf16", "sam")
-    assert Segmenter("tiny", precision="fast").encoder.id == make_encoder("bf16", "sdpa").id
-    assert SegmenterSpec("tiny", precision="fast").stamp()["encoder"] == make_encoder("bf16", "sdpa").id
+    for amx, want in [(True, "bf16"), (False, "int8+bf16")]:
+        monkeypatch.setattr(enc, "amx_supported", lambda device: amx)
+        assert enc.fast_settings(cpu) == (want, "sdpa") and enc.fast_settings(cpu, vit=False) == ("bf16", "sam")
+        assert Segmenter("tiny", precision="fast").encoder.id == make_encoder(want, "sdpa").id
+        assert SegmenterSpec("tiny", precision="fast").stamp()["encoder"] == make_encoder(want, "sdpa").id
     monkeypatch.setattr(enc, "bf16_supported", lambda device: False)
     assert enc.fast_settings(cpu) == ("int8", "sdpa")
     seg = Segmenter("tiny", precision="fast")

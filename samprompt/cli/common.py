@@ -64,11 +64,13 @@ def add_model_options(p: argparse.ArgumentParser, learned: bool = True) -> None:
 
 def add_encoder_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("encoder speed")
-    g.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8", "fast"], default="fp32",
+    g.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8", "int8+bf16", "fast"], default="fp32",
                    help="encoder precision: fp32 is the reference; bf16 where the CPU or GPU has native bf16 "
                         "(else a warning and fp32); fp16 on GPUs only; int8 on CPUs (quantised linear layers); "
-                        "fast: detected, bf16 + sdpa where bf16 is native, else int8 + sdpa, and the rearranged "
-                        "mask decoder (samprompt.fast_decoder; equal to rounding)")
+                        "int8+bf16: int8 linear layers, attention in bf16 (CPUs with native bf16, with "
+                        "--attn-impl sdpa); fast: detected (int8+bf16 on avx512_bf16 CPUs without AMX, bf16 on "
+                        "AMX CPUs and recent GPUs, else int8), sdpa attention, and the rearranged mask decoder "
+                        "(samprompt.fast_decoder; equal to rounding)")
     g.add_argument("--attn-impl", choices=["sam", "sdpa"], default="sam",
                    help="encoder attention: sam (the reference) or sdpa (fused, same result to rounding)")
     g.add_argument("--onnx-dir", metavar="DIR", default=None,
