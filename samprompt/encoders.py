@@ -74,8 +74,8 @@ class TorchEncoder(Encoder):
             bf16 arithmetic, where it would be slower, a warning and fp32); ``"fp16"`` (CUDA only);
             ``"int8"`` (CPU only: dynamic int8 quantisation of the encoder's linear layers,
             on a copy made by :meth:`bind`; a ``full-ft`` prompt's own encoder stays fp32);
-            ``"int8+bf16"`` (CPU, ``attn_impl="sdpa"``: those int8 linear layers, with the
-            attention between them in bf16; without native bf16, a warning and ``"int8"``).
+            ``"int8+bf16"`` (CPU: those int8 linear layers, with the attention between them in
+            bf16; implies ``attn_impl="sdpa"``; without native bf16, a warning and ``"int8"``).
         device: where the model runs (decides whether bf16 pays).
         attn_impl: ``"sam"`` (the reference attention) or ``"sdpa"``.
 
@@ -94,8 +94,8 @@ class TorchEncoder(Encoder):
         if precision in INT8 and device.type != "cpu":
             raise ConfigError(f"precision={precision!r} (dynamic quantisation) runs on a CPU only; "
                               "on a GPU use 'bf16'/'fp16'")
-        if precision == "int8+bf16" and attn_impl != "sdpa":
-            raise ConfigError("precision='int8+bf16' computes the attention with attn_impl='sdpa'; pass that too")
+        if precision == "int8+bf16":
+            attn_impl = "sdpa"  # its bf16 attention is the SDPA path's
         if precision in ("bf16", "int8+bf16") and not bf16_supported(device):
             fallback = {"bf16": "fp32", "int8+bf16": "int8"}[precision]
             warnings.warn(f"this {device.type.upper()} has no native bf16 arithmetic (avx512_bf16 or AMX on a CPU), "

@@ -60,7 +60,7 @@ class Segmenter:
         precision: ``"fp32"`` (the reference), ``"bf16"`` (autocast on the
             encoder), ``"fp16"`` (CUDA only), ``"int8"`` (CPU only, quantised linear
             layers), ``"int8+bf16"`` (those, with the attention in bf16; CPUs with
-            native bf16, ``attn_impl="sdpa"``) or ``"fast"``: the fastest this device
+            native bf16; implies ``attn_impl="sdpa"``) or ``"fast"``: the fastest this device
             runs well, detected (:func:`~samprompt.encoders.fast_settings`:
             int8+bf16 on avx512_bf16 CPUs without AMX, bf16 on AMX CPUs and recent
             GPUs, else int8; SDPA attention), which also sets ``attn_impl`` and

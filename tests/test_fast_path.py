@@ -211,11 +211,11 @@ def test_int8_sdpa_agrees_with_fp32_and_leaves_the_model_alone(tiny_sam, precisi
         TorchEncoder(precision, "sdpa", device="cuda")
 
 
-def test_int8_bf16_needs_sdpa_and_native_bf16(monkeypatch):
+def test_int8_bf16_implies_sdpa_and_needs_native_bf16(monkeypatch):
     import samprompt.encoders
 
-    with pytest.raises(ConfigError, match="attn_impl='sdpa'"):
-        TorchEncoder("int8+bf16", "sam")
+    monkeypatch.setattr(samprompt.encoders, "bf16_supported", lambda device: True)
+    assert Segmenter("tiny", precision="int8+bf16").encoder.id == "sdpa/int8+bf16"  # attn_impl left at "sam"
     monkeypatch.setattr(samprompt.encoders, "bf16_supported", lambda device: False)
     with pytest.warns(UserWarning, match="runs in int8"):
         assert TorchEncoder("int8+bf16", "sdpa").id == "sdpa/int8"

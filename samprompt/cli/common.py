@@ -67,7 +67,7 @@ def add_encoder_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--precision", choices=["fp32", "bf16", "fp16", "int8", "int8+bf16", "fast"], default="fp32",
                    help="encoder precision: fp32 is the reference; bf16 where the CPU or GPU has native bf16 "
                         "(else a warning and fp32); fp16 on GPUs only; int8 on CPUs (quantised linear layers); "
-                        "int8+bf16: int8 linear layers, attention in bf16 (CPUs with native bf16, with "
+                        "int8+bf16: int8 linear layers, attention in bf16 (CPUs with native bf16; implies "
                         "--attn-impl sdpa); fast: detected (int8+bf16 on avx512_bf16 CPUs without AMX, bf16 on "
                         "AMX CPUs and recent GPUs, else int8), sdpa attention, and the rearranged mask decoder "
                         "(samprompt.fast_decoder; equal to rounding)")
