@@ -34,37 +34,36 @@ def _decoder(arch):
     return model.prompt_encoder, model.mask_decoder, emb, 4 * emb.shape[-1] * (4 if arch == "vit_b" else 1)
 
 
-@pytest.mark.parametrize("arch", ["tiny", "vit_b"])
-def test_cached_decode_equals_the_reference_bit_for_bit(arch):
+def _against_the_reference(arch, seed, decode):
+    """Each case (1 and 7 prompts; points, boxes, both; every multimask setting): (what ``decode`` gave,
+    what SAM's decoder gave, the case's label)."""
     pe, md, emb, size = _decoder(arch)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     for b in (1, 7):
         for kw in _prompts(rng, b, size):
             for multimask in (True, False, None):
                 with torch.no_grad():
                     ref = run_decoder(pe, md, emb, multimask=multimask, **kw)
-                got = dc.cached_decode(pe, md, emb, multimask=multimask, **kw)
+                got = decode(pe, md, emb, multimask=multimask, **kw)
                 assert got[0].shape == ref[0].shape and got[1].shape == ref[1].shape
-                assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1]), (b, list(kw), multimask)
+                yield got, ref, (b, list(kw), multimask)
+
+
+@pytest.mark.parametrize("arch", ["tiny", "vit_b"])
+def test_cached_decode_equals_the_reference_bit_for_bit(arch):
+    for got, ref, case in _against_the_reference(arch, 0, dc.cached_decode):
+        assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1]), case
 
 
 @pytest.mark.parametrize("arch", ["tiny", "vit_b"])
 def test_fast_decode_equals_the_reference_up_to_rounding(arch):
-    pe, md, emb, size = _decoder(arch)
-    rng = np.random.default_rng(1)
-    for b in (1, 7):
-        for kw in _prompts(rng, b, size):
-            for multimask in (True, False, None):
-                with torch.no_grad():
-                    ref = run_decoder(pe, md, emb, multimask=multimask, **kw)
-                got = fast_decode(pe, md, emb, multimask=multimask, **kw)
-                assert got[0].shape == ref[0].shape and got[1].shape == ref[1].shape
-                scale = float(ref[0].abs().max())
-                assert scale > 0.1  # logits worth comparing
-                assert torch.allclose(got[0], ref[0], atol=2e-5 * scale, rtol=0), (b, list(kw), multimask)
-                assert torch.allclose(got[1], ref[1], atol=1e-5)
-                same = ((got[0] > 0) == (ref[0] > 0)).float().mean()
-                assert same > 0.9999, float(same)
+    for got, ref, case in _against_the_reference(arch, 1, fast_decode):
+        scale = float(ref[0].abs().max())
+        assert scale > 0.1  # logits worth comparing
+        assert torch.allclose(got[0], ref[0], atol=2e-5 * scale, rtol=0), case
+        assert torch.allclose(got[1], ref[1], atol=1e-5)
+        same = ((got[0] > 0) == (ref[0] > 0)).float().mean()
+        assert same > 0.9999, float(same)
 
 
 def test_the_segmenter_uses_it_only_where_it_holds_and_the_cache_goes_with_the_embedding():
